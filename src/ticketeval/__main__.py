@@ -1,0 +1,5 @@
+from ticketeval.cli import app
+
+# Guarded: Dask's spawned worker processes import __main__ again.
+if __name__ == "__main__":
+    app(prog_name="ticketeval")

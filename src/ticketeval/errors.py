@@ -1,0 +1,75 @@
+"""The exceptions ticketeval raises, and the exit code each one maps to.
+
+The core raises these with a sentence that says what is wrong and what to do; only the CLI
+turns them into a printed line and an exit code. Kept import-free so `--help` stays fast.
+"""
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Exit codes, documented in the README's table; tests assert these values."""
+
+    OK = 0
+    FAILED = 1  # a flow task failed, or an unexpected error
+    USAGE = 2  # a bad option or setting (Typer/Click use 2 for usage errors too)
+    DATA = 3  # the data cannot be read, is invalid, or is not there yet
+    NETWORK = 4  # a download or a remote service could not be reached
+    MODEL = 5  # the model failed to import, raised, or returned bad predictions
+    REMOTE = 6  # Saturn Cloud or Prefect Cloud refused the request
+    MAE_ABOVE_LIMIT = 10  # --fail-if-mae-above: the trial scored worse than the limit
+    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
+
+
+class TicketevalError(Exception):
+    """Base of every error ticketeval reports as one line instead of a traceback."""
+
+    exit_code: ExitCode = ExitCode.FAILED
+
+
+class SettingsError(TicketevalError):
+    """A setting (environment variable or .env entry) is missing or invalid."""
+
+    exit_code = ExitCode.USAGE
+
+
+class UsageError(TicketevalError):
+    """An option value that cannot work, e.g. a batch larger than the data."""
+
+    exit_code = ExitCode.USAGE
+
+
+class DataError(TicketevalError):
+    """The event log cannot be read, does not have the expected shape, or is missing."""
+
+    exit_code = ExitCode.DATA
+
+
+class DownloadError(TicketevalError):
+    """The event log could not be downloaded."""
+
+    exit_code = ExitCode.NETWORK
+
+
+class ModelError(TicketevalError):
+    """The model could not be imported, raised, or returned unusable predictions."""
+
+    exit_code = ExitCode.MODEL
+
+
+class FlowError(TicketevalError):
+    """A task of the Prefect flow failed."""
+
+    exit_code = ExitCode.FAILED
+
+
+class RemoteError(TicketevalError):
+    """Saturn Cloud or Prefect Cloud refused a request (e.g. a rejected token)."""
+
+    exit_code = ExitCode.REMOTE
+
+
+class UnreachableError(TicketevalError):
+    """Saturn Cloud or Prefect Cloud could not be reached."""
+
+    exit_code = ExitCode.NETWORK

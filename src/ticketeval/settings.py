@@ -1,0 +1,137 @@
+"""Settings: environment variables and an optional `.env`, read when a command runs.
+
+The seed's variable names are kept unchanged so an existing Saturn Cloud project works as is;
+the tool's own settings are prefixed `TICKETEVAL_`. Nothing here is read at import time.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ticketeval.errors import SettingsError
+
+ENV_PREFIX = "TICKETEVAL_"
+
+
+def default_data_dir() -> Path:
+    """The user's cache directory for ticketeval (XDG on Linux, the platform's elsewhere)."""
+    if os.name == "nt":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+        return base / "ticketeval" / "Cache"
+    if os.uname().sysname == "Darwin":
+        return Path.home() / "Library" / "Caches" / "ticketeval"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ticketeval"
+
+
+class Settings(BaseSettings):
+    """Every setting ticketeval reads. Build it with `load_settings()` at command time."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    # The seed's names, unchanged.
+    prefect_cloud_project_name: str | None = Field(
+        default=None, validation_alias="PREFECT_CLOUD_PROJECT_NAME"
+    )
+    saturn_username: str | None = Field(default=None, validation_alias="SATURN_USERNAME")
+    prefect_user_token: SecretStr | None = Field(
+        default=None, validation_alias="PREFECT_USER_TOKEN"
+    )
+    # dask-saturn reads SATURN_BASE_URL; accept it when BASE_URL is not set.
+    base_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("BASE_URL", "SATURN_BASE_URL")
+    )
+    saturn_token: SecretStr | None = Field(default=None, validation_alias="SATURN_TOKEN")
+
+    # The tool's own.
+    data_url: str | None = None
+    data_dir: Path = Field(default_factory=default_data_dir)
+    batch_size: int = Field(default=1000, gt=0)
+    seed: int | None = None
+    history_path: Path | None = None
+    timeout: float = Field(default=30.0, gt=0)
+
+    @field_validator("base_url", "data_url")
+    @classmethod
+    def _must_be_http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parsed = urlparse(value)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str | None) -> str | None:
+        # prefect-saturn builds its Webhook storage URL as "${BASE_URL}/api/...".
+        if value is not None and value.endswith("/"):
+            raise ValueError(f"must not end with '/': use {value.rstrip('/')!r}")
+        return value
+
+    @field_validator("data_dir", "history_path")
+    @classmethod
+    def _expand_user(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+    @property
+    def history_file(self) -> Path:
+        """Where the trial history lives: TICKETEVAL_HISTORY_PATH, else in the data directory."""
+        return self.history_path or self.data_dir / "history.sqlite"
+
+    @property
+    def username(self) -> str:
+        """SATURN_USERNAME, or the login name when it is not set (used in the flow's name)."""
+        return self.saturn_username or getpass.getuser()
+
+    def require(self, *field_names: str) -> None:
+        """Raise a SettingsError naming the first variable a command needs but lacks."""
+        for name in field_names:
+            if getattr(self, name) is None:
+                raise SettingsError(
+                    f"{env_var_name(name)} is not set: export it or add it to a .env file."
+                )
+
+    def saturn_environment(self) -> dict[str, str]:
+        """The variables the Saturn client libraries read, from the one BASE_URL setting.
+
+        prefect-saturn reads BASE_URL and dask-saturn reads SATURN_BASE_URL (and refuses to start
+        when only BASE_URL is set), so both are set from the same value.
+        """
+        self.require("base_url", "saturn_token")
+        assert self.base_url is not None and self.saturn_token is not None
+        token = self.saturn_token.get_secret_value()
+        return {"BASE_URL": self.base_url, "SATURN_BASE_URL": self.base_url, "SATURN_TOKEN": token}
+
+
+def env_var_name(field_name: str) -> str:
+    """The environment variable a Settings field is read from."""
+    field = Settings.model_fields[field_name]
+    alias = field.validation_alias
+    if isinstance(alias, str):
+        return alias
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return f"{ENV_PREFIX}{field_name.upper()}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings now; an invalid value becomes one line naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        first = error.errors()[0]
+        field_name = str(first["loc"][0]) if first["loc"] else ""
+        variable = env_var_name(field_name) if field_name in Settings.model_fields else field_name
+        message = first["msg"].removeprefix("Value error, ")
+        raise SettingsError(f"{variable}: {message}.") from None
