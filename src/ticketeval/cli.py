@@ -208,7 +208,7 @@ def fetch(
 
     Example: [bold]ticketeval fetch --source incident_event_log.zip[/bold]
     """
-    reporter = Reporter(quiet=quiet or json_output, log_file=log_file)
+    reporter = Reporter(quiet=quiet, log_file=log_file)
     with reported_errors(reporter):
         settings = settings_for(data_dir)
         show_library_logs(verbose)
@@ -285,7 +285,7 @@ def evaluate(
 
     Example: [bold]ticketeval evaluate --batch-size 1000 --seed 42 --source demo[/bold]
     """
-    reporter = Reporter(quiet=quiet or json_output, log_file=log_file)
+    reporter = Reporter(quiet=quiet, log_file=log_file)
     with reported_errors(reporter):
         settings = settings_for(data_dir)
         from ticketeval import core
@@ -340,7 +340,7 @@ def run_local(
 
     Example: [bold]ticketeval run-local --batch-size 1000 --source demo[/bold]
     """
-    reporter = Reporter(quiet=quiet or json_output, log_file=log_file)
+    reporter = Reporter(quiet=quiet, log_file=log_file)
     with reported_errors(reporter):
         if workers is not None and workers < 1:
             raise UsageError(f"--workers must be at least 1, not {workers}.")

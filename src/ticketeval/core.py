@@ -22,6 +22,7 @@ import statistics
 import sys
 import tempfile
 import uuid
+import warnings
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -1108,6 +1109,8 @@ def run_flow(
     from prefect.executors import DaskExecutor
 
     prefect_logs_to_stderr()
+    # Harmless: the LocalCluster and Prefect's executor both watch worker status.
+    warnings.filterwarnings("ignore", "Scheduler already contains a plugin", UserWarning)
     with contextlib.ExitStack() as stack:
         address = cluster.address
         if address is None:

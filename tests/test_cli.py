@@ -1,0 +1,165 @@
+"""The command line, through Typer's CliRunner and through the installed executable."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ticketeval import __version__
+from ticketeval.cli import app
+from ticketeval.errors import ExitCode
+
+from .conftest import run_ticketeval
+
+runner = CliRunner()
+COMMANDS = ("fetch", "evaluate", "run-local", "history")
+
+
+def test_help_lists_every_command() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0, result.output
+    for command in COMMANDS:
+        assert command in result.output
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_an_example(command: str) -> None:
+    result = runner.invoke(app, [command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Example: ticketeval" in result.output
+
+
+def test_help_imports_no_heavy_library() -> None:
+    # A fresh interpreter, as a user's shell would start one.
+    code = (
+        "import sys\n"
+        "from ticketeval.cli import app\n"
+        "try:\n    app(['--help'])\n"
+        "except SystemExit:\n    pass\n"
+        "heavy = ('prefect', 'dask', 'distributed', 'pandas', 'pyarrow', 'sklearn', 'numpy')\n"
+        "print('HEAVY', [name for name in heavy if name in sys.modules])\n"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert "HEAVY []" in output
+
+
+def test_python_dash_m_works() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ticketeval", "--version"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"ticketeval {__version__}"
+
+
+def test_evaluate_json_is_only_json_on_stdout(data_dir: Path) -> None:
+    result = runner.invoke(app, ["evaluate", "--batch-size", "300", "--seed", "42", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["data"]["num_obs"] == 300
+    assert summary["seed"] == 42 and summary["batch_size"] == 300
+    assert set(summary["data"]["metrics"]) == {"MAE", "MedAE", "MSE", "R2", "RMSE"}
+    assert summary["source"]["name"] == "demo"
+
+
+def test_evaluate_renders_a_table(data_dir: Path) -> None:
+    result = runner.invoke(app, ["evaluate", "--batch-size", "300", "--seed", "42"])
+    assert result.exit_code == 0, result.output
+    for label in ("num_obs", "MAE", "MedAE", "R2", "skill vs the median", "By priority"):
+        assert label in result.stdout
+    assert "300" in result.stdout
+
+
+def test_evaluate_with_the_demo_source_works_from_nothing(isolated_environment: Path) -> None:
+    result = runner.invoke(app, ["evaluate", "--batch-size", "1000", "--source", "demo", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["data"]["num_obs"] == 1000
+    assert (isolated_environment / "events.parquet").exists()
+
+
+def test_evaluate_without_data_or_network_says_what_to_do(isolated_environment: Path) -> None:
+    # Nothing is cached and the download URL refuses connections at once.
+    result = runner.invoke(
+        app, ["evaluate"], env={"TICKETEVAL_DATA_URL": "http://127.0.0.1:9/none.zip"}
+    )
+    assert result.exit_code == ExitCode.NETWORK
+    assert "--source demo" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_fail_if_mae_above_exits_with_its_own_code_after_recording(data_dir: Path) -> None:
+    result = runner.invoke(app, ["evaluate", "--batch-size", "100", "--fail-if-mae-above", "1"])
+    assert result.exit_code == ExitCode.MAE_ABOVE_LIMIT
+    assert "is above the limit of 1 s" in result.stderr
+    history = json.loads(runner.invoke(app, ["history", "--json"]).stdout)
+    assert len(history) == 1  # the trial is still recorded
+    fine = runner.invoke(app, ["evaluate", "--batch-size", "100", "--fail-if-mae-above", "1e12"])
+    assert fine.exit_code == 0, fine.output
+
+
+def test_history_shows_trials_a_trend_and_flags_regressions(
+    data_dir: Path, model_dir: Path
+) -> None:
+    (model_dir / "worse.py").write_text("def model(batch):\n    return [1e8] * len(batch)\n")
+    for arguments in (["--seed", "1"], ["--seed", "2"], ["--model", "worse:model"]):
+        result = runner.invoke(app, ["evaluate", "--batch-size", "200", *arguments])
+        assert result.exit_code == 0, result.output
+    rows = json.loads(runner.invoke(app, ["history", "--json"]).stdout)
+    assert [row["model"] for row in rows] == ["heuristic", "heuristic", "worse:model"]
+    assert [row["worse_than_median"] for row in rows] == [False, False, True]
+    assert len(json.loads(runner.invoke(app, ["history", "--json", "--last", "2"]).stdout)) == 2
+    table = runner.invoke(app, ["history"])
+    assert table.exit_code == 0, table.output
+    assert "worse" in table.stdout and "MAE trend" in table.stdout
+
+
+def test_history_when_empty(isolated_environment: Path) -> None:
+    result = runner.invoke(app, ["history"])
+    assert result.exit_code == 0
+    assert "No trials recorded yet" in result.stderr
+
+
+def test_log_file_gets_messages_and_the_summary(data_dir: Path, tmp_path: Path) -> None:
+    log = tmp_path / "ticketeval.log"
+    result = runner.invoke(
+        app, ["evaluate", "--batch-size", "50", "--quiet", "--log-file", str(log)]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+    lines = log.read_text().splitlines()
+    summary = json.loads(lines[-1].split(" ", 1)[1])
+    assert summary["data"]["num_obs"] == 50
+
+
+def test_an_invalid_setting_is_one_line_and_exit_2(data_dir: Path) -> None:
+    result = runner.invoke(app, ["evaluate"], env={"TICKETEVAL_BATCH_SIZE": "abc"})
+    assert result.exit_code == ExitCode.USAGE
+    assert result.stderr.strip().startswith("Error: TICKETEVAL_BATCH_SIZE: ")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_installed_executable_evaluates(data_dir: Path) -> None:
+    result = run_ticketeval("evaluate", "--batch-size", "100", "--seed", "5", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["data"]["num_obs"] == 100
+    # Not a terminal: no colour codes in what cron would mail.
+    table = run_ticketeval("evaluate", "--batch-size", "100", "--seed", "5")
+    assert table.returncode == 0 and "\x1b[" not in table.stdout + table.stderr
+
+
+def test_fetch_reports_what_it_cached(isolated_environment: Path) -> None:
+    result = run_ticketeval("fetch", "--source", "demo", "--demo-events", "400")
+    assert result.returncode == 0, result.stderr
+    assert "Fetched 400 events of" in result.stderr
+    again = run_ticketeval("fetch", "--source", "demo", "--demo-events", "400")
+    assert "Reusing the cache of 400 events" in again.stderr
+    info = json.loads(
+        run_ticketeval("fetch", "--source", "demo", "--demo-events", "400", "--json").stdout
+    )
+    assert info["rows"] == 400 and info["reused"] is True

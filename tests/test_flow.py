@@ -1,0 +1,186 @@
+"""The Prefect flow: its shape, its serialization, and real runs on Dask clusters."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from ticketeval import core
+from ticketeval.errors import ExitCode
+
+from .conftest import run_ticketeval
+
+SEED_TASKS = {
+    "get_trial_id", "get_ticket_data_batch", "get_target", "predict", "evaluate_model",
+    "get_trial_summary", "write_trial_summary",
+}  # fmt: skip
+
+
+def test_the_flow_has_the_seeds_tasks_and_parameters() -> None:
+    flow = core.build_flow(name=core.flow_name("ada"), batch_size=250)
+    assert flow.name == "ada-ticket-model-evaluation-dask"
+    names = {task.name.split("[")[0] for task in flow.tasks}
+    assert SEED_TASKS <= names
+    metric_tasks = sorted(t.name for t in flow.tasks if t.name.startswith("evaluate_model"))
+    assert metric_tasks == [f"evaluate_model[{name}]" for name in sorted(core.METRIC_NAMES)]
+    parameters = {p.name: p.default for p in flow.parameters()}
+    assert parameters == {"batch-size": 250, "seed": None, "model": "heuristic"}
+    assert flow.schedule is None
+    data_task = flow.get_tasks(name="get_ticket_data_batch")[0]
+    assert data_task.max_retries == 2
+
+
+def test_a_schedule_only_when_asked() -> None:
+    flow = core.build_flow(name="f", batch_size=10, schedule_hours=24)
+    assert flow.schedule is not None
+    clocks = flow.schedule.clocks
+    assert len(clocks) == 1 and clocks[0].interval.total_seconds() == 24 * 3600
+
+
+def test_serialize_round_trips_through_prefects_flow_schema() -> None:
+    # What flow.register sends; breaks if the marshmallow<4 pin drifts.
+    from prefect.serialization.flow import FlowSchema
+
+    flow = core.build_flow(name="f", batch_size=10, schedule_hours=6)
+    serialized = flow.serialize()
+    loaded = FlowSchema().load(serialized)
+    assert loaded.name == "f"
+    assert {t.name for t in loaded.tasks} == {t.name for t in flow.tasks}
+    assert {p.name for p in loaded.parameters()} == {"batch-size", "seed", "model"}
+    assert len(loaded.edges) == len(flow.edges)
+    assert loaded.schedule.clocks[0].interval.total_seconds() == 6 * 3600
+
+
+@pytest.fixture
+def process_marker(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """An environment marker inherited by ticketeval and every process it starts, so that
+    anything left behind can be found afterwards."""
+    marker = uuid.uuid4().hex
+    monkeypatch.setenv("TICKETEVAL_TEST_MARKER", marker)
+    yield marker
+
+
+def processes_with(marker: str) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.environ().get("TICKETEVAL_TEST_MARKER") == marker:
+                found.append(process)
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def test_run_local_runs_the_flow_on_a_local_cluster(data_dir: Path, process_marker: str) -> None:
+    result = run_ticketeval(
+        "run-local", "--batch-size", "1000", "--workers", "2", "--seed", "3", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["data"]["num_obs"] == 1000
+    assert summary["runner"] == "run-local"
+    # The same batch and model give the same metrics as `evaluate`.
+    evaluated = core.evaluate(data_dir=data_dir, batch_size=1000, seed=3)
+    assert summary["data"]["metrics"] == evaluated["data"]["metrics"]
+    # The trial is in the history, and every process the run started is gone.
+    assert [row.runner for row in core.read_history(data_dir / "history.sqlite")] == ["run-local"]
+    assert processes_with(process_marker) == []
+
+
+def test_run_local_prints_a_table_and_the_dashboard(data_dir: Path) -> None:
+    result = run_ticketeval("run-local", "--batch-size", "200", "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    assert "num_obs" in result.stdout and "200" in result.stdout
+    assert "Dask scheduler tcp://127.0.0.1:" in result.stderr
+    assert "dashboard http://127.0.0.1:" in result.stderr
+    # Prefect's own log lines are quiet by default...
+    assert "Task 'predict'" not in result.stderr
+
+
+def test_verbose_shows_prefects_log_on_stderr_only(data_dir: Path) -> None:
+    result = run_ticketeval(
+        "run-local", "--batch-size", "50", "--workers", "1", "--verbose", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Task 'predict': Finished task run" in result.stderr
+    json.loads(result.stdout)  # stdout still holds only the JSON
+
+
+def test_a_failing_task_is_named_with_its_error(
+    data_dir: Path, model_dir: Path, process_marker: str
+) -> None:
+    (model_dir / "broken.py").write_text(
+        "def model(batch):\n    raise ValueError('the crystal ball is cloudy')\n"
+    )
+    result = run_ticketeval(
+        "run-local", "--batch-size", "50", "--workers", "1", "--model", "broken:model"
+    )
+    assert result.returncode == ExitCode.MODEL
+    assert "task 'predict' failed" in result.stderr
+    assert "the crystal ball is cloudy" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 2  # the scheduler line, then the error
+    assert processes_with(process_marker) == []
+    assert core.read_history(data_dir / "history.sqlite") == []
+
+
+@pytest.fixture
+def outside_scheduler() -> Iterator[str]:
+    """A Dask cluster started outside the tool, as a user's own scheduler would be."""
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
+        yield cluster.scheduler_address
+
+
+def test_run_local_on_an_existing_scheduler_leaves_it_running(
+    data_dir: Path, outside_scheduler: str
+) -> None:
+    from distributed import Client
+
+    result = run_ticketeval(
+        "run-local", "--address", outside_scheduler, "--batch-size", "100", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["data"]["num_obs"] == 100
+    assert f"Dask scheduler {outside_scheduler}" in result.stderr
+    with Client(outside_scheduler, timeout=10) as client:
+        assert len(client.scheduler_info()["workers"]) == 1
+        # The flow's tasks ran there: the worker has run ticketeval's code.
+        assert client.run(lambda: "ticketeval.core" in __import__("sys").modules) == dict.fromkeys(client.scheduler_info()["workers"], True)
+
+
+def test_run_local_refuses_a_bad_address(data_dir: Path) -> None:
+    malformed = run_ticketeval("run-local", "--address", "localhost")
+    assert malformed.returncode == ExitCode.USAGE
+    assert "is not a Dask scheduler address like tcp://host:8786" in malformed.stderr
+
+
+def test_the_model_parameter_reaches_the_workers(data_dir: Path, model_dir: Path) -> None:
+    (model_dir / "hour.py").write_text(
+        "import numpy as np\n"
+        "def model(batch):\n    return np.full(len(batch), 3600.0)\n"
+        "model.columns = ('priority',)\n"
+    )
+    env = {"PYTHONPATH": os.environ["PYTHONPATH"]}
+    result = run_ticketeval(
+        "run-local",
+        "--batch-size",
+        "80",
+        "--workers",
+        "1",
+        "--model",
+        "hour:model",
+        "--json",
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["model"] == "hour:model"
