@@ -573,7 +573,8 @@ def _fetch_url(
     candidates = [url] if url else list(UCI_URLS)
     if not force and cached and cached.source in candidates:
         return FetchResult(cached, reused=True)
-    download_path = data_dir / "download.zip"
+    # A name of its own, so overlapping fetches cannot delete each other's download.
+    download_path = data_dir / f".download-{uuid.uuid4().hex}.zip"
     failures = []
     for candidate in candidates:
         try:
@@ -583,10 +584,13 @@ def _fetch_url(
             continue
         try:
             raw = read_zip(download_path.read_bytes(), source=candidate)
-            if url is None and (raw.zip_sha256, raw.csv_sha256) != (UCI_ZIP_SHA256, UCI_CSV_SHA256):
+            # The CSV's checksum is the content's; a zip recompressed around the same CSV
+            # (a different zip checksum) is still UCI's data.
+            if url is None and raw.csv_sha256 != UCI_CSV_SHA256:
                 raise DataError(
-                    f"{candidate} is not the file UCI published (SHA-256 {raw.zip_sha256} "
-                    f"instead of {UCI_ZIP_SHA256}): it is corrupted or has changed. "
+                    f"{candidate} is not the data UCI published (CSV SHA-256 {raw.csv_sha256} "
+                    f"instead of {UCI_CSV_SHA256}; zip {raw.zip_sha256}, UCI's "
+                    f"{UCI_ZIP_SHA256}): it is corrupted or has changed. "
                     "Use --source PATH for a copy you trust."
                 )
             info = write_cache(parse_event_log(raw.csv, name=raw.csv_name), raw, data_dir)
