@@ -185,3 +185,15 @@ def test_the_model_parameter_reaches_the_workers(data_dir: Path, model_dir: Path
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["model"] == "hour:model"
+
+
+@pytest.mark.realdata
+def test_run_local_on_the_real_file(real_zip: Path, isolated_environment: Path) -> None:
+    result = run_ticketeval(
+        "run-local", "--batch-size", "1000", "--workers", "2", "--source", str(real_zip), "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["data"]["num_obs"] == 1000
+    assert summary["source"]["matches_uci"] is True
+    assert "Fetched 141,712 events of 24,918 incidents" in result.stderr

@@ -7,6 +7,7 @@ commands, through `ticketeval.core`, so that `ticketeval --help` stays fast.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -310,12 +311,13 @@ def run_local(
     source: SourceOption = None,
     workers: Annotated[
         int | None,
-        typer.Option(
-            help="Dask workers to start. [default: one per core, at most 4]", show_default=False
-        ),
+        typer.Option(help="Dask worker processes to start. [default: 1]", show_default=False),
     ] = None,
     threads_per_worker: Annotated[
-        int | None, typer.Option(min=1, help="Threads per worker. [default: 1]", show_default=False)
+        int | None,
+        typer.Option(
+            min=1, help="Threads per worker. [default: one per core, at most 4]", show_default=False
+        ),
     ] = None,
     memory_limit: Annotated[
         str | None,
@@ -355,7 +357,8 @@ def run_local(
         cache = prepare_data(core, settings, source, reporter)
         size = batch_size or settings.batch_size
         core.check_batch_size(size, cache)
-        flow = core.build_flow(
+        build = functools.partial(
+            core.build_flow,
             name=core.flow_name(settings.username),
             batch_size=size,
             seed=seed if seed is not None else settings.seed,
@@ -365,7 +368,7 @@ def run_local(
             runner="run-local",
         )
         cluster = core.ClusterOptions(workers, threads_per_worker, memory_limit, address)
-        summary = core.run_flow(flow, cluster, on_cluster=lambda a, d: announce(reporter, a, d))
+        summary = core.run_flow(build, cluster, on_cluster=lambda a, d: announce(reporter, a, d))
         report_trial(summary, reporter, json_output=json_output, limit=fail_if_mae_above)
 
 

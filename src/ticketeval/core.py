@@ -21,6 +21,7 @@ import sqlite3
 import statistics
 import sys
 import tempfile
+import threading
 import uuid
 import warnings
 import zipfile
@@ -1067,8 +1068,8 @@ class ClusterOptions:
     address: str | None = None
 
 
-def default_workers() -> int:
-    """One worker per core, at most 4: the flow has at most four tasks in parallel."""
+def default_threads() -> int:
+    """A thread per core, at most 4: the flow never has more than four tasks to run at once."""
     return max(1, min(4, os.cpu_count() or 1))
 
 
@@ -1097,22 +1098,30 @@ def prefect_logs_to_stderr() -> None:
             handler.setStream(sys.stderr)
 
 
+def warm_up_worker() -> None:
+    """Import what the tasks need, on a worker, while the client builds the flow."""
+    import sklearn.metrics  # noqa: F401  (the metric tasks' import, the slowest)
+
+    prefect_logs_to_stderr()
+
+
 def run_flow(
-    flow: Flow,
+    build_flow: Callable[[], Flow],
     cluster: ClusterOptions,
     *,
-    parameters: dict[str, Any] | None = None,
     on_cluster: Callable[[str, str | None], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the flow with Prefect's DaskExecutor and return the trial summary.
+    """Start (or connect to) the Dask cluster, build the flow, run it with Prefect's
+    DaskExecutor, and return the trial summary.
 
-    A LocalCluster it starts is always closed (also on failure and Ctrl-C); a scheduler given
+    The cluster starts first and its workers import the tasks' libraries while this process
+    imports Prefect and builds the flow. By default one worker process runs a thread per core:
+    the tasks are small, and each extra process costs a second or more of start-up and imports.
+    A LocalCluster started here is always closed (also on failure and Ctrl-C); a scheduler given
     by address is left running. A failed task becomes one FlowError naming it.
     """
     from distributed import Client, LocalCluster
-    from prefect.executors import DaskExecutor
 
-    prefect_logs_to_stderr()
     # Harmless: the LocalCluster and Prefect's executor both watch worker status.
     warnings.filterwarnings("ignore", "Scheduler already contains a plugin", UserWarning)
     with contextlib.ExitStack() as stack:
@@ -1121,8 +1130,8 @@ def run_flow(
             if cluster.workers is not None and cluster.workers < 1:
                 raise UsageError(f"--workers must be at least 1, not {cluster.workers}.")
             local = LocalCluster(
-                n_workers=cluster.workers or default_workers(),
-                threads_per_worker=cluster.threads_per_worker or 1,
+                n_workers=cluster.workers or 1,
+                threads_per_worker=cluster.threads_per_worker or default_threads(),
                 memory_limit=cluster.memory_limit or "auto",
                 dashboard_address="127.0.0.1:0",
                 host="127.0.0.1",
@@ -1133,11 +1142,16 @@ def run_flow(
             check_scheduler_address(address)
             dashboard = None
         client = stack.enter_context(Client(address, set_as_default=False))
-        client.run(prefect_logs_to_stderr)
-        dashboard = dashboard or client.dashboard_link
         if on_cluster:
-            on_cluster(address, dashboard)
-        state = flow.run(executor=DaskExecutor(address=address), parameters=parameters or {})
+            on_cluster(address, dashboard or client.dashboard_link)
+        warm_up = threading.Thread(target=client.run, args=(warm_up_worker,), daemon=True)
+        warm_up.start()
+        flow = build_flow()
+        from prefect.executors import DaskExecutor
+
+        prefect_logs_to_stderr()
+        warm_up.join()
+        state = flow.run(executor=DaskExecutor(address=address))
     return _flow_summary(flow, state)
 
 
