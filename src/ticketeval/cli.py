@@ -367,7 +367,7 @@ def run_local(
             history_path=settings.history_file,
             runner="run-local",
         )
-        cluster = core.ClusterOptions(workers, threads_per_worker, memory_limit, address)
+        cluster = core.ClusterOptions(workers, threads_per_worker, memory_limit, address, verbose)
         summary = core.run_flow(build, cluster, on_cluster=lambda a, d: announce(reporter, a, d))
         report_trial(summary, reporter, json_output=json_output, limit=fail_if_mae_above)
 

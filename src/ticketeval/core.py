@@ -1066,6 +1066,7 @@ class ClusterOptions:
     threads_per_worker: int | None = None
     memory_limit: str | None = None
     address: str | None = None
+    verbose: bool = False
 
 
 def default_threads() -> int:
@@ -1124,6 +1125,10 @@ def run_flow(
 
     # Harmless: the LocalCluster and Prefect's executor both watch worker status.
     warnings.filterwarnings("ignore", "Scheduler already contains a plugin", UserWarning)
+    if not cluster.verbose:
+        # On Ctrl-C, gathers still pending die with the client, which asyncio logs as
+        # "Task exception was never retrieved" tracebacks.
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
     with contextlib.ExitStack() as stack:
         address = cluster.address
         if address is None:
@@ -1135,6 +1140,8 @@ def run_flow(
                 memory_limit=cluster.memory_limit or "auto",
                 dashboard_address="127.0.0.1:0",
                 host="127.0.0.1",
+                # Dask's warnings (e.g. killing a busy worker on Ctrl-C) are noise in cron mail.
+                silence_logs=logging.INFO if cluster.verbose else logging.ERROR,
             )
             stack.callback(local.close)
             address, dashboard = local.scheduler_address, local.dashboard_link
