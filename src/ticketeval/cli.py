@@ -55,7 +55,7 @@ DataDirOption = Annotated[
     Path | None,
     typer.Option(
         "--data-dir",
-        help="Cache and history directory. [default: TICKETEVAL_DATA_DIR or ~/.cache/ticketeval]",
+        help="Cache and history directory. \\[default: TICKETEVAL_DATA_DIR or ~/.cache/ticketeval]",
         show_default=False,
     ),
 ]
@@ -63,7 +63,7 @@ BatchSizeOption = Annotated[
     int | None,
     typer.Option(
         "--batch-size",
-        help="Events to sample. [default: TICKETEVAL_BATCH_SIZE or 1000]",
+        help="Events to sample. \\[default: TICKETEVAL_BATCH_SIZE or 1000]",
         show_default=False,
     ),
 ]
@@ -71,7 +71,7 @@ SeedOption = Annotated[
     int | None,
     typer.Option(
         "--seed",
-        help="Random seed for the sample. [default: TICKETEVAL_SEED, else fresh each trial]",
+        help="Random seed for the sample. \\[default: TICKETEVAL_SEED, else fresh each trial]",
         show_default=False,
     ),
 ]
@@ -190,7 +190,7 @@ def fetch(
     url: Annotated[
         str | None,
         typer.Option(
-            help="Download from this URL. [default: TICKETEVAL_DATA_URL, else UCI]",
+            help="Download from this URL. \\[default: TICKETEVAL_DATA_URL, else UCI]",
             show_default=False,
         ),
     ] = None,
@@ -311,18 +311,18 @@ def run_local(
     source: SourceOption = None,
     workers: Annotated[
         int | None,
-        typer.Option(help="Dask worker processes to start. [default: 1]", show_default=False),
+        typer.Option(help="Dask worker processes to start. \\[default: 1]", show_default=False),
     ] = None,
     threads_per_worker: Annotated[
         int | None,
         typer.Option(
-            min=1, help="Threads per worker. [default: one per core, at most 4]", show_default=False
+            min=1, help="Threads per worker. \\[default: one per core, at most 4]", show_default=False
         ),
     ] = None,
     memory_limit: Annotated[
         str | None,
         typer.Option(
-            help="Memory limit per worker, e.g. 2GiB. [default: auto]", show_default=False
+            help="Memory limit per worker, e.g. 2GiB. \\[default: auto]", show_default=False
         ),
     ] = None,
     address: Annotated[
@@ -533,3 +533,126 @@ def sparkline(values: list[float | None]) -> str:
     return "".join(
         " " if v is None else bars[round((v - low) / span * (len(bars) - 1))] for v in values
     )
+
+
+# --- Saturn Cloud and Prefect Cloud -------------------------------------------------------------
+
+
+@app.command("describe-sizes")
+def describe_sizes(*, json_output: JsonOption = False) -> None:
+    """List Saturn Cloud's instance sizes (for --worker-size, --scheduler-size, --instance-size).
+
+    Needs BASE_URL and SATURN_TOKEN. Example: [bold]ticketeval describe-sizes[/bold]
+    """
+    reporter = Reporter()
+    with reported_errors(reporter):
+        from ticketeval import saturn
+
+        sizes = saturn.describe_sizes(settings_for(None))
+        if json_output:
+            print(json.dumps(sizes))
+            return
+        table = Table(title="Saturn Cloud sizes", title_justify="left")
+        table.add_column("size", style="bold")
+        table.add_column("description")
+        for name, description in sizes.items():
+            table.add_row(name, description)
+        stdout.print(table)
+
+
+@app.command()
+def register(
+    *,
+    workers: Annotated[int, typer.Option(min=1, help="Dask workers of the Saturn cluster.")] = 1,
+    worker_size: Annotated[
+        str | None,
+        typer.Option(help="Saturn size of each worker (see describe-sizes).", show_default=False),
+    ] = None,
+    scheduler_size: Annotated[
+        str | None,
+        typer.Option(help="Saturn size of the Dask scheduler.", show_default=False),
+    ] = None,
+    spot: Annotated[
+        bool | None,
+        typer.Option(
+            "--spot/--no-spot",
+            help="Workers on spot instances. \\[default: Saturn's]",
+            show_default=False,
+        ),
+    ] = None,
+    shutdown_on_close: Annotated[
+        bool,
+        typer.Option(
+            "--shutdown-on-close/--keep-cluster",
+            help="Shut the Dask cluster down when a flow run ends.",
+        ),
+    ] = True,
+    adapt_min: Annotated[
+        int | None,
+        typer.Option(min=0, help="Adaptive scaling: fewest workers.", show_default=False),
+    ] = None,
+    adapt_max: Annotated[
+        int | None, typer.Option(min=1, help="Adaptive scaling: most workers.", show_default=False)
+    ] = None,
+    instance_size: Annotated[
+        str | None,
+        typer.Option(
+            help="Saturn size of the machine running the flow itself.", show_default=False
+        ),
+    ] = None,
+    schedule_hours: Annotated[
+        float | None,
+        typer.Option(help="Run every N hours. \\[default: no schedule]", show_default=False),
+    ] = None,
+    batch_size: BatchSizeOption = None,
+    project: Annotated[
+        str | None,
+        typer.Option(
+            help="Prefect Cloud project. \\[default: PREFECT_CLOUD_PROJECT_NAME]", show_default=False
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print what would be registered; no network.")
+    ] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Register the flow with Prefect Cloud, to run on a Saturn Cloud Dask cluster.
+
+    Needs BASE_URL, SATURN_TOKEN, PREFECT_USER_TOKEN and a project.
+    Example: [bold]ticketeval register --workers 3 --worker-size xlarge --schedule-hours 24[/bold]
+    """
+    reporter = Reporter()
+    with reported_errors(reporter):
+        if (adapt_min is None) != (adapt_max is None):
+            raise UsageError("--adapt-min and --adapt-max go together: give both, or neither.")
+        if adapt_min is not None and adapt_max is not None and adapt_min > adapt_max:
+            raise UsageError(f"--adapt-min {adapt_min} is larger than --adapt-max {adapt_max}.")
+        settings = settings_for(None)
+        from ticketeval import saturn
+
+        registration = saturn.register(
+            settings,
+            workers=workers,
+            worker_size=worker_size,
+            scheduler_size=scheduler_size,
+            spot=spot,
+            shutdown_on_close=shutdown_on_close,
+            adapt_min=adapt_min,
+            adapt_max=adapt_max,
+            instance_size=instance_size,
+            schedule_hours=schedule_hours,
+            batch_size=batch_size or settings.batch_size,
+            project=project,
+            dry_run=dry_run,
+        )
+        details = registration.to_dict()
+        if json_output:
+            print(json.dumps(details))
+            return
+        title = "Would register (dry run)" if dry_run else "Registered"
+        table = Table(title=title, show_header=False, title_justify="left")
+        table.add_column(style="bold")
+        table.add_column()
+        for name, value in details.items():
+            table.add_row(name, value if isinstance(value, str) else json.dumps(value))
+        stdout.print(table)
