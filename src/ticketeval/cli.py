@@ -316,7 +316,9 @@ def run_local(
     threads_per_worker: Annotated[
         int | None,
         typer.Option(
-            min=1, help="Threads per worker. \\[default: one per core, at most 4]", show_default=False
+            min=1,
+            help="Threads per worker. \\[default: one per core, at most 4]",
+            show_default=False,
         ),
     ] = None,
     memory_limit: Annotated[
@@ -608,7 +610,8 @@ def register(
     project: Annotated[
         str | None,
         typer.Option(
-            help="Prefect Cloud project. \\[default: PREFECT_CLOUD_PROJECT_NAME]", show_default=False
+            help="Prefect Cloud project. \\[default: PREFECT_CLOUD_PROJECT_NAME]",
+            show_default=False,
         ),
     ] = None,
     dry_run: Annotated[
