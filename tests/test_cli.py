@@ -163,3 +163,25 @@ def test_fetch_reports_what_it_cached(isolated_environment: Path) -> None:
         run_ticketeval("fetch", "--source", "demo", "--demo-events", "400", "--json").stdout
     )
     assert info["rows"] == 400 and info["reused"] is True
+
+
+@pytest.mark.parametrize(
+    ("size", "message"),
+    [
+        ("0", "at least 1, not 0"),
+        ("-5", "at least 1, not -5"),
+        ("2001", "2,001 is larger than the data (2,000 events)"),
+    ],
+)
+def test_a_batch_size_that_cannot_work_is_refused(data_dir: Path, size: str, message: str) -> None:
+    for command in ("evaluate", "run-local"):
+        result = runner.invoke(app, [command, "--batch-size", size])
+        assert result.exit_code == ExitCode.USAGE, result.output
+        assert message in result.stderr
+
+
+def test_run_local_refuses_an_unknown_model_before_starting_a_cluster(data_dir: Path) -> None:
+    result = runner.invoke(app, ["run-local", "--model", "no_such_module:model"])
+    assert result.exit_code == ExitCode.MODEL
+    assert "model 'no_such_module:model' cannot be imported" in result.stderr
+    assert "Dask scheduler" not in result.stderr

@@ -294,7 +294,7 @@ def evaluate(
         prepare_data(core, settings, source, reporter)
         summary = core.evaluate(
             data_dir=settings.data_dir,
-            batch_size=batch_size or settings.batch_size,
+            batch_size=settings.batch_size if batch_size is None else batch_size,
             seed=seed if seed is not None else settings.seed,
             model=model,
         )
@@ -357,8 +357,9 @@ def run_local(
         from ticketeval import core
 
         cache = prepare_data(core, settings, source, reporter)
-        size = batch_size or settings.batch_size
+        size = settings.batch_size if batch_size is None else batch_size
         core.check_batch_size(size, cache)
+        core.load_model(model)  # fail before starting a cluster, not inside a task
         build = functools.partial(
             core.build_flow,
             name=core.flow_name(settings.username),
@@ -644,7 +645,7 @@ def register(
             adapt_max=adapt_max,
             instance_size=instance_size,
             schedule_hours=schedule_hours,
-            batch_size=batch_size or settings.batch_size,
+            batch_size=settings.batch_size if batch_size is None else batch_size,
             project=project,
             dry_run=dry_run,
         )
