@@ -32,7 +32,7 @@ def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
     for name in OWN_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     for name in list(os.environ):
-        if name.startswith("TICKETEVAL_"):
+        if name.startswith(("TICKETEVAL_", "PREFECT__")):
             monkeypatch.delenv(name)
     data_dir = tmp_path / "data"
     monkeypatch.setenv("TICKETEVAL_DATA_DIR", str(data_dir))

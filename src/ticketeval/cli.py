@@ -151,6 +151,14 @@ def settings_for(data_dir: Path | None) -> Settings:
     return load_settings(**({"data_dir": data_dir} if data_dir else {}))
 
 
+def quiet_prefect_logs(verbose: bool) -> None:
+    # Prefect 1 reads its log level when first imported, here and in each Dask worker.
+    if verbose:
+        os.environ["PREFECT__LOGGING__LEVEL"] = "INFO"
+    else:
+        os.environ.setdefault("PREFECT__LOGGING__LEVEL", "CRITICAL")
+
+
 def show_library_logs(verbose: bool) -> None:
     if verbose:
         logging.basicConfig(
@@ -349,11 +357,7 @@ def run_local(
         if workers is not None and workers < 1:
             raise UsageError(f"--workers must be at least 1, not {workers}.")
         settings = settings_for(data_dir)
-        # Prefect 1 reads its log level when first imported, here and in each Dask worker.
-        if verbose:
-            os.environ["PREFECT__LOGGING__LEVEL"] = "INFO"
-        else:
-            os.environ.setdefault("PREFECT__LOGGING__LEVEL", "CRITICAL")
+        quiet_prefect_logs(verbose)
         from ticketeval import core
 
         cache = prepare_data(core, settings, source, reporter)
@@ -619,6 +623,7 @@ def register(
         bool, typer.Option("--dry-run", help="Print what would be registered; no network.")
     ] = False,
     json_output: JsonOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Register the flow with Prefect Cloud, to run on a Saturn Cloud Dask cluster.
 
@@ -632,6 +637,7 @@ def register(
         if adapt_min is not None and adapt_max is not None and adapt_min > adapt_max:
             raise UsageError(f"--adapt-min {adapt_min} is larger than --adapt-max {adapt_max}.")
         settings = settings_for(None)
+        quiet_prefect_logs(verbose)
         from ticketeval import saturn
 
         registration = saturn.register(
@@ -658,5 +664,18 @@ def register(
         table.add_column(style="bold")
         table.add_column()
         for name, value in details.items():
-            table.add_row(name, value if isinstance(value, str) else json.dumps(value))
+            if name != "dry_run":
+                table.add_row(name.replace("_", " "), _plain_text(value))
         stdout.print(table)
+
+
+def _plain_text(value: object) -> str:
+    """A registration detail as a reader wants it: lists and mappings without JSON brackets."""
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return ", ".join(str(item) for item in value) or "-"
+    if isinstance(value, dict):
+        # Keyword arguments, shown as the call receives them.
+        return ", ".join(f"{key}={item!r}" for key, item in value.items()) or "-"
+    return str(value)

@@ -1,0 +1,375 @@
+"""Saturn Cloud and Prefect Cloud: `describe-sizes` and `register`.
+
+prefect-saturn and dask-saturn read their configuration from environment variables, and Prefect 1
+reads its own when `prefect` is first imported, so this module sets those variables (for this
+process only, never on disk) before it imports any of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ticketeval.errors import RemoteError, SettingsError, UnreachableError, UsageError
+from ticketeval.settings import Settings, env_var_name
+
+if TYPE_CHECKING:
+    from prefect import Flow
+
+SATURN_CLUSTER_CLASS = "dask_saturn.SaturnCluster"
+_ONLY_WHEN_REGISTERED = (
+    "prefect_flow_id",
+    "prefect_flow_group_id",
+    "version",
+    "flow_url",
+    "project_created",
+    "saturn_flow_id",
+    "image",
+    "labels",
+)
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What was (or, with --dry-run, would be) registered. Holds no secret."""
+
+    flow_name: str
+    project: str
+    tasks: list[str]
+    parameters: dict[str, Any]
+    schedule: str
+    executor: str
+    cluster_class: str
+    cluster_kwargs: dict[str, Any]
+    adapt_kwargs: dict[str, int]
+    instance_size: str | None
+    dry_run: bool
+    prefect_flow_id: str | None = None
+    prefect_flow_group_id: str | None = None
+    version: int | None = None
+    flow_url: str | None = None
+    project_created: bool | None = None
+    saturn_flow_id: str | None = None
+    image: str | None = None
+    labels: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        details = asdict(self)
+        if self.dry_run:
+            # Nothing was sent, so there are no ids, labels or image to show.
+            for key in _ONLY_WHEN_REGISTERED:
+                details.pop(key)
+        return details
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the block, then restore them (the client libraries read
+    them from os.environ; restoring keeps an in-process caller's environment as it was)."""
+    previous = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextlib.contextmanager
+def _remote_errors(settings: Settings) -> Iterator[None]:
+    """Turn the client libraries' HTTP errors into one line each, naming the service."""
+    import requests
+
+    def service(url: str | None) -> tuple[str, str]:
+        if url and settings.base_url and url.startswith(settings.base_url):
+            return "Saturn Cloud", "SATURN_TOKEN"
+        return "Prefect Cloud", "PREFECT_USER_TOKEN"
+
+    try:
+        yield
+    except requests.HTTPError as error:
+        response = error.response
+        url = response.url if response is not None else None
+        status = response.status_code if response is not None else "an error"
+        name, token = service(url)
+        if status in (401, 403):
+            raise RemoteError(
+                f"{name} refused {token} (HTTP {status} from {url}): check the token."
+            ) from None
+        raise RemoteError(f"{name} answered HTTP {status} for {url}.") from None
+    except (requests.ConnectionError, requests.Timeout) as error:
+        url = error.request.url if error.request is not None else settings.base_url
+        name, _ = service(url)
+        problem = (
+            "did not answer in time" if isinstance(error, requests.Timeout) else "is unreachable"
+        )
+        raise UnreachableError(
+            f"{name} at {url} {problem}: check BASE_URL / PREFECT__CLOUD__API and the network."
+        ) from None
+    except (ValueError, KeyError) as error:
+        # A response that is not the JSON the client libraries expect.
+        raise RemoteError(f"unexpected answer from a remote service: {error}") from None
+
+
+def describe_sizes(settings: Settings) -> dict[str, str]:
+    """Saturn's instance sizes, name → description, in the order Saturn lists them."""
+    with _environment(settings.saturn_environment()), _remote_errors(settings):
+        import prefect_saturn
+
+        sizes = prefect_saturn.describe_sizes()
+        return {str(name): str(description) for name, description in sizes.items()}
+
+
+def check_sizes(sizes: dict[str, str], **given: str | None) -> None:
+    """Refuse a size Saturn does not offer, before anything is registered."""
+    for option, size in given.items():
+        if size is not None and size not in sizes:
+            raise UsageError(
+                f"--{option.replace('_', '-')} {size!r} is not a Saturn Cloud size; "
+                f"choose one of: {', '.join(sizes)} (see ticketeval describe-sizes)."
+            )
+
+
+def cluster_arguments(
+    *,
+    workers: int,
+    worker_size: str | None,
+    scheduler_size: str | None,
+    spot: bool | None,
+    shutdown_on_close: bool,
+    adapt_min: int | None,
+    adapt_max: int | None,
+) -> tuple[dict[str, Any], dict[str, int] | None]:
+    """dask-saturn's SaturnCluster keyword arguments (unset ones left to Saturn) and adapt's."""
+    cluster_kwargs = {
+        "n_workers": workers,
+        "worker_size": worker_size,
+        "scheduler_size": scheduler_size,
+        "worker_is_spot": spot,
+        "shutdown_on_close": shutdown_on_close,
+    }
+    cluster_kwargs = {name: value for name, value in cluster_kwargs.items() if value is not None}
+    adapt_kwargs = None
+    if adapt_min is not None and adapt_max is not None:
+        adapt_kwargs = {"minimum": adapt_min, "maximum": adapt_max}
+    return cluster_kwargs, adapt_kwargs
+
+
+def prefect_cloud_environment(api_key: str) -> dict[str, str]:
+    """Prefect 1's configuration for Prefect Cloud with this API key, as environment variables.
+
+    The seed ran `prefect auth login --key`, which writes the key to ~/.prefect/auth.toml; the
+    environment keeps it in this process instead. `PREFECT__CLOUD__API` is left as the user set
+    it (Prefect's default is Prefect Cloud's URL).
+    """
+    return {"PREFECT__BACKEND": "cloud", "PREFECT__CLOUD__API_KEY": api_key}
+
+
+def _apply_to_loaded_prefect(values: dict[str, str]) -> None:
+    """Prefect reads its configuration once, at import: if it is already imported (a caller in
+    the same process), set the same values on its live configuration too."""
+    prefect = sys.modules.get("prefect")
+    if prefect is None:
+        return
+    config = prefect.config
+    config.backend = values["PREFECT__BACKEND"]
+    config.cloud.api_key = values["PREFECT__CLOUD__API_KEY"]
+    config.cloud.api = os.environ.get("PREFECT__CLOUD__API", config.cloud.endpoint)
+
+
+def _schedule_text(flow: Flow) -> str:
+    if flow.schedule is None:
+        return "none"
+    clock = flow.schedule.clocks[0]
+    hours = clock.interval.total_seconds() / 3600
+    return f"every {hours:g} hours"
+
+
+def register(
+    settings: Settings,
+    *,
+    workers: int,
+    worker_size: str | None,
+    scheduler_size: str | None,
+    spot: bool | None,
+    shutdown_on_close: bool,
+    adapt_min: int | None,
+    adapt_max: int | None,
+    instance_size: str | None,
+    schedule_hours: float | None,
+    batch_size: int,
+    project: str | None,
+    dry_run: bool,
+) -> Registration:
+    """Register the flow with Prefect Cloud to run on a Saturn Cloud Dask cluster.
+
+    Every setting is checked before the first network call; with `dry_run`, none is made.
+    """
+    project_name = project or settings.prefect_cloud_project_name
+    if not project_name:
+        raise SettingsError(
+            f"{env_var_name('prefect_cloud_project_name')} is not set: "
+            "export it, add it to a .env file, or pass --project."
+        )
+    cluster_kwargs, adapt_kwargs = cluster_arguments(
+        workers=workers,
+        worker_size=worker_size,
+        scheduler_size=scheduler_size,
+        spot=spot,
+        shutdown_on_close=shutdown_on_close,
+        adapt_min=adapt_min,
+        adapt_max=adapt_max,
+    )
+    if not dry_run:
+        settings.require("prefect_user_token")
+        saturn_environment = settings.saturn_environment()
+        assert settings.prefect_user_token is not None
+        prefect_environment = prefect_cloud_environment(
+            settings.prefect_user_token.get_secret_value()
+        )
+        # Before `prefect` is imported (by build_flow below): Prefect reads its config then.
+        os.environ.update(prefect_environment)
+        _apply_to_loaded_prefect(prefect_environment)
+
+    from ticketeval import core
+
+    core.prefect_logs_to_stderr()
+    flow = core.build_flow(
+        name=core.flow_name(settings.username),
+        batch_size=batch_size,
+        seed=settings.seed,
+        schedule_hours=schedule_hours,
+        runner="saturn",
+    )
+    plan = Registration(
+        flow_name=flow.name,
+        project=project_name,
+        tasks=_task_names(flow),
+        parameters={
+            parameter.name: parameter.default
+            for parameter in sorted(flow.parameters(), key=lambda parameter: parameter.name)
+        },
+        schedule=_schedule_text(flow),
+        executor="prefect.executors.DaskExecutor",
+        cluster_class=SATURN_CLUSTER_CLASS,
+        cluster_kwargs=cluster_kwargs,
+        adapt_kwargs=adapt_kwargs or {},
+        instance_size=instance_size,
+        dry_run=dry_run,
+    )
+    if dry_run:
+        return plan
+
+    with _environment(saturn_environment), _remote_errors(settings):
+        check_sizes(
+            describe_sizes(settings),
+            worker_size=worker_size,
+            scheduler_size=scheduler_size,
+            instance_size=instance_size,
+        )
+        with _prefect_cloud_errors():
+            project_created = _ensure_project(project_name)
+            from prefect_saturn import PrefectCloudIntegration
+
+            integration = PrefectCloudIntegration(prefect_cloud_project_name=project_name)
+            flow = integration.register_flow_with_saturn(
+                flow,
+                dask_cluster_kwargs=cluster_kwargs,
+                dask_adapt_kwargs=adapt_kwargs,
+                instance_size=instance_size,
+            )
+            # no_url: Prefect would print the URL on stdout, which --json keeps for JSON only.
+            flow_id = flow.register(project_name=project_name, no_url=True)
+            version, flow_group_id, flow_url = _registered_flow(flow_id)
+    return _registered(
+        plan, flow, integration, flow_id, version, flow_group_id, flow_url, project_created
+    )
+
+
+def _registered(
+    plan: Registration,
+    flow: Flow,
+    integration: Any,
+    flow_id: str,
+    version: int,
+    flow_group_id: str,
+    flow_url: str,
+    project_created: bool,
+) -> Registration:
+    details = asdict(plan)
+    details.update(
+        prefect_flow_id=flow_id,
+        prefect_flow_group_id=flow_group_id,
+        version=version,
+        flow_url=flow_url,
+        project_created=project_created,
+        saturn_flow_id=integration.flow_id,
+        image=integration.image,
+        labels=sorted(flow.run_config.labels),
+    )
+    return Registration(**details)
+
+
+def _task_names(flow: Flow) -> list[str]:
+    """The flow's own tasks in run order, without its parameters and Prefect's helper tasks
+    (the List/Dict tasks that collect the metrics)."""
+    from prefect import Parameter
+
+    return [
+        task.name
+        for task in flow.sorted_tasks()
+        if not isinstance(task, Parameter)
+        and type(task).__module__ != "prefect.tasks.core.collections"
+    ]
+
+
+@contextlib.contextmanager
+def _prefect_cloud_errors() -> Iterator[None]:
+    from prefect.exceptions import AuthorizationError, ClientError
+
+    try:
+        yield
+    except AuthorizationError:
+        raise RemoteError(
+            "Prefect Cloud refused PREFECT_USER_TOKEN: it must be a valid Prefect Cloud API key."
+        ) from None
+    except ClientError as error:
+        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise RemoteError(f"Prefect Cloud refused the request: {first_line}") from None
+
+
+def _ensure_project(project_name: str) -> bool:
+    """Create the Prefect Cloud project unless it exists; True when it was created."""
+    import prefect
+    from prefect.utilities.graphql import with_args
+
+    client = prefect.Client()
+    query = {"query": {with_args("project", {"where": {"name": {"_eq": project_name}}}): {"id"}}}
+    if client.graphql(query).data.project:
+        return False
+    client.create_project(project_name=project_name)
+    return True
+
+
+def _registered_flow(flow_id: str) -> tuple[int, str, str]:
+    """The registered flow's version, flow group and Prefect Cloud URL (as Prefect prints it)."""
+    import prefect
+    from prefect.utilities.graphql import with_args
+
+    client = prefect.Client()
+    result = client.graphql(
+        {"query": {with_args("flow_by_pk", {"id": flow_id}): {"version", "flow_group_id"}}}
+    )
+    flow = result.data.flow_by_pk
+    return (
+        int(flow.version),
+        str(flow.flow_group_id),
+        client.get_cloud_url("flow", flow.flow_group_id),
+    )
