@@ -79,6 +79,10 @@ class CloudEmulator:
         self.flows: list[RegisteredFlow] = []
         self.saturn_flows: dict[str, SaturnFlow] = {}  # flow_hash -> flow
         self.contents: dict[tuple[str, str], bytes] = {}  # (saturn flow id, version id) -> pickle
+        self.clusters: dict[str, Any] = {}  # id -> running distributed.LocalCluster
+        self.cluster_requests: list[dict[str, Any]] = []
+        self.cluster_resizes: list[tuple[str, str, Any]] = []
+        self.closed_clusters: list[str] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -99,6 +103,8 @@ class CloudEmulator:
         return self
 
     def stop(self) -> None:
+        for cluster in self.clusters.values():
+            cluster.close()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()
@@ -166,6 +172,11 @@ class CloudEmulator:
         return [
             ("GET", r"/api/info/servers", self._servers),
             ("GET", r"/api/dask_clusters/info", self._dask_cluster_info),
+            ("POST", r"/api/dask_clusters", self._start_cluster),
+            ("GET", r"/api/dask_clusters/([^/]+)/info", self._cluster_info),
+            ("POST", r"/api/dask_clusters/([^/]+)/(adapt|scale)", self._resize_cluster),
+            ("POST", r"/api/dask_clusters/([^/]+)/close", self._close_cluster),
+            ("GET", r"/api/dask_clusters/([^/]+)/status", self._cluster_status),
             ("PUT", r"/api/prefect_cloud/flows", self._put_flow),
             ("GET", r"/api/prefect_cloud/flows/([^/]+)/run_job_spec", self._run_job_spec),
             ("POST", r"/api/prefect_cloud/flows/([^/]+)/([^/]+)/content", self._store_content),
@@ -178,6 +189,54 @@ class CloudEmulator:
     def _dask_cluster_info(self, request: Received) -> tuple[int, Any]:
         sizes = [{"name": name, "display": display} for name, display in self.sizes.items()]
         return 200, {"server_options": {"size": sizes}}
+
+    def _start_cluster(self, request: Received) -> tuple[int, Any]:
+        """Start a real Dask cluster on 127.0.0.1 for the project, as Saturn does on Kubernetes.
+
+        One worker process whatever `n_workers` says: the request is recorded for assertions,
+        and the test machine stays small."""
+        from distributed import LocalCluster
+
+        config = request.json()
+        with self._lock:
+            cluster_id = f"dask-{len(self.clusters) + 1}"
+            self.cluster_requests.append(config)
+            self.clusters[cluster_id] = LocalCluster(
+                n_workers=1,
+                threads_per_worker=2,
+                host="127.0.0.1",
+                dashboard_address=":0",
+            )
+        return 200, {"status": "ready", "id": cluster_id}
+
+    def _cluster(self, cluster_id: str) -> Any:
+        with self._lock:
+            return self.clusters[cluster_id]
+
+    def _cluster_info(self, request: Received, cluster_id: str) -> tuple[int, Any]:
+        cluster = self._cluster(cluster_id)
+        return 200, {
+            "scheduler_address": cluster.scheduler_address,
+            "dashboard_link": cluster.dashboard_link,
+        }
+
+    def _resize_cluster(self, request: Received, cluster_id: str, action: str) -> tuple[int, Any]:
+        self._cluster(cluster_id)
+        with self._lock:
+            self.cluster_resizes.append((cluster_id, action, request.json()))
+        return 200, {}
+
+    def _cluster_status(self, request: Received, cluster_id: str) -> tuple[int, Any]:
+        with self._lock:
+            running = cluster_id in self.clusters
+        return 200, {"status": "running" if running else "closed"}
+
+    def _close_cluster(self, request: Received, cluster_id: str) -> tuple[int, Any]:
+        with self._lock:
+            cluster = self.clusters.pop(cluster_id)
+            self.closed_clusters.append(cluster_id)
+        cluster.close()
+        return 200, {}
 
     def _put_flow(self, request: Received) -> tuple[int, Any]:
         data = request.json()

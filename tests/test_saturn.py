@@ -6,6 +6,7 @@ Prefect 1 clients talking HTTP to 127.0.0.1; nothing in them is patched.
 
 from __future__ import annotations
 
+import gc
 import json
 import socket
 from collections.abc import Iterator
@@ -363,3 +364,35 @@ def test_register_dry_run_makes_no_network_call(
     assert details["adapt_kwargs"] == {"minimum": 1, "maximum": 4}
     assert details["instance_size"] == "large"
     assert "prefect_flow_id" not in details
+
+
+def test_the_registered_flow_runs_on_its_saturn_cluster_end_to_end(
+    cloud: CloudEmulator,
+    cloud_env: dict[str, str],
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What Saturn's agent does with a registered flow: load it from Webhook storage and run it.
+    Its DaskExecutor starts a dask_saturn.SaturnCluster, which asks the emulator's Saturn for a
+    cluster; the emulator starts a real Dask cluster on 127.0.0.1 and the tasks run there."""
+    registration = run_ticketeval(*REGISTER, env=cloud_env)
+    assert registration.returncode == 0, registration.stderr
+    flow = load_stored_flow(cloud, monkeypatch)
+    for name in ("SATURN_BASE_URL", "SATURN_IS_INTERNAL"):
+        monkeypatch.setenv(name, cloud_env[name])
+
+    state = flow.run(run_on_schedule=False)
+
+    assert state.is_successful(), state.result
+    assert cloud.cluster_requests == [
+        {"n_workers": 3, "worker_size": "xlarge", "scheduler_size": "medium",
+         "worker_is_spot": False}
+    ]  # fmt: skip
+    assert cloud.cluster_resizes == [("dask-1", "adapt", {"minimum": 1, "maximum": 4})]
+    assert cloud.closed_clusters == ["dask-1"]  # shutdown_on_close
+    del flow, state
+    gc.collect()  # SaturnCluster asks Saturn for its status when collected: while it still runs
+    history = run_ticketeval("history", "--json")
+    [trial] = json.loads(history.stdout)
+    assert trial["num_obs"] == 500
+    assert trial["runner"] == "saturn"
