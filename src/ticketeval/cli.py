@@ -661,8 +661,8 @@ def register(
             return
         title = "Would register (dry run)" if dry_run else "Registered"
         table = Table(title=title, show_header=False, title_justify="left")
-        table.add_column(style="bold")
-        table.add_column()
+        table.add_column(style="bold", no_wrap=True)
+        table.add_column(overflow="fold")  # ids and URLs whole, never cut with "…"
         for name, value in details.items():
             if name != "dry_run":
                 table.add_row(name.replace("_", " "), _plain_text(value))

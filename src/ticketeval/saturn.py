@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -285,8 +286,12 @@ def register(
                 dask_adapt_kwargs=adapt_kwargs,
                 instance_size=instance_size,
             )
-            # no_url: Prefect would print the URL on stdout, which --json keeps for JSON only.
-            flow_id = flow.register(project_name=project_name, no_url=True)
+            with warnings.catch_warnings():
+                # Task results are not kept between runs by design (each run re-reads the
+                # cache), so Prefect's "No result handler" advice does not apply.
+                warnings.filterwarnings("ignore", "No result handler", UserWarning)
+                # no_url: Prefect would print the URL on stdout, which --json keeps for JSON.
+                flow_id = flow.register(project_name=project_name, no_url=True)
             version, flow_group_id, flow_url = _registered_flow(flow_id)
     return _registered(
         plan, flow, integration, flow_id, version, flow_group_id, flow_url, project_created
