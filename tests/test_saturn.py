@@ -396,3 +396,48 @@ def test_the_registered_flow_runs_on_its_saturn_cluster_end_to_end(
     [trial] = json.loads(history.stdout)
     assert trial["num_obs"] == 500
     assert trial["runner"] == "saturn"
+
+
+@pytest.fixture
+def prefect_config_restored() -> Iterator[None]:
+    """Prefect's configuration is process-wide: put back what an in-process test changes."""
+    import prefect
+
+    configs = (prefect.config, prefect.context.config)
+    saved = [(c.backend, c.cloud.api, c.cloud.get("api_key")) for c in configs]
+    yield
+    for config, (backend, api, api_key) in zip(configs, saved, strict=True):
+        config.backend, config.cloud.api, config.cloud.api_key = backend, api, api_key
+
+
+def test_register_in_a_process_that_already_imported_prefect(
+    cloud: CloudEmulator,
+    cloud_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    prefect_config_restored: None,
+) -> None:
+    """Prefect reads its configuration at import: a caller (a notebook, say) that imported it
+    before setting anything still registers with the key and the API URL from the settings."""
+    import prefect
+
+    from ticketeval import saturn
+    from ticketeval.settings import load_settings
+
+    assert prefect.config.cloud.api != cloud.prefect_api  # read before the variables existed
+    for name, value in cloud_env.items():
+        monkeypatch.setenv(name, value)
+
+    registration = saturn.register(
+        load_settings(),
+        workers=2, worker_size=None, scheduler_size=None, spot=None, shutdown_on_close=True,
+        adapt_min=None, adapt_max=None, instance_size=None, schedule_hours=None,
+        batch_size=100, project=None, dry_run=False,
+    )  # fmt: skip
+
+    assert registration.version == 1
+    assert [flow.id for flow in cloud.flows] == [registration.prefect_flow_id]
+    assert all(
+        r.headers["Authorization"] == f"Bearer {PREFECT_API_KEY}"
+        for r in cloud.requests_to("/graphql")
+    )
+    assert PREFECT_API_KEY not in json.dumps(registration.to_dict())

@@ -175,14 +175,15 @@ def prefect_cloud_environment(api_key: str) -> dict[str, str]:
 
 def _apply_to_loaded_prefect(values: dict[str, str]) -> None:
     """Prefect reads its configuration once, at import: if it is already imported (a caller in
-    the same process), set the same values on its live configuration too."""
+    the same process), set the same values on its live configuration too. `prefect.context`
+    holds its own copy (per thread), which is what Prefect's Client reads."""
     prefect = sys.modules.get("prefect")
     if prefect is None:
         return
-    config = prefect.config
-    config.backend = values["PREFECT__BACKEND"]
-    config.cloud.api_key = values["PREFECT__CLOUD__API_KEY"]
-    config.cloud.api = os.environ.get("PREFECT__CLOUD__API", config.cloud.endpoint)
+    for config in (prefect.config, prefect.context.config):
+        config.backend = values["PREFECT__BACKEND"]
+        config.cloud.api_key = values["PREFECT__CLOUD__API_KEY"]
+        config.cloud.api = os.environ.get("PREFECT__CLOUD__API", config.cloud.endpoint)
 
 
 def _schedule_text(flow: Flow) -> str:
