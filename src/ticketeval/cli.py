@@ -141,6 +141,10 @@ def reported_errors(reporter: Reporter) -> Iterator[None]:
         reporter.error(str(error))
         raise typer.Exit(code=int(error.exit_code)) from None
     except KeyboardInterrupt:
+        # Ctrl-C right after a message was written, before Rich emptied its buffer, would
+        # print that message again with this one: drop what is left in the buffer.
+        stderr.begin_capture()
+        stderr.end_capture()
         reporter.error("interrupted.")
         raise typer.Exit(code=int(ExitCode.INTERRUPTED)) from None
 

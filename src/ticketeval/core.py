@@ -22,6 +22,7 @@ import statistics
 import sys
 import tempfile
 import threading
+import time
 import uuid
 import warnings
 import zipfile
@@ -146,10 +147,15 @@ def _convert(column: str, values: pa.ChunkedArray, name: str) -> pa.ChunkedArray
     if column in INT_COLUMNS:
         try:
             return pc.cast(pc.utf8_trim_whitespace(values), pa.int64())
-        except pa.ArrowInvalid:
+        except pa.ArrowInvalid as error:
             as_int = pc.match_substring_regex(values, r"^\s*-?\d+\s*$")
             _refuse_bad_values(column, values, pc.invert(as_int), name, "whole numbers")
-            raise
+            # Whole numbers all, but one does not fit in 64 bits; Arrow's message names it.
+            detail = str(error).splitlines()[0]
+            raise DataError(
+                f"{name}: column {column!r} has a number too large to read ({detail}); "
+                "expected whole numbers."
+            ) from None
     return pc.dictionary_encode(values)
 
 
@@ -158,6 +164,7 @@ def _parse_dates(column: str, values: pa.ChunkedArray, name: str) -> pa.ChunkedA
     for date_format in DATE_FORMATS:
         parsed = pc.strptime(values, format=date_format, unit="s", error_is_null=True)
         if parsed.null_count == values.null_count:
+            _refuse_impossible_dates(column, values, parsed, name)
             return parsed
         first_attempt = first_attempt if first_attempt is not None else parsed
     assert first_attempt is not None
@@ -167,6 +174,33 @@ def _parse_dates(column: str, values: pa.ChunkedArray, name: str) -> pa.ChunkedA
         column, values, bad, name, f"day-first dates like '29/2/2016 01:16' ({formats})"
     )
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _refuse_impossible_dates(
+    column: str, values: pa.ChunkedArray, parsed: pa.ChunkedArray, name: str
+) -> None:
+    """Arrow's strptime rolls '31/2/2016' over into March and reads '29/2/16' as the year 16:
+    refuse a date whose written day, month and four-digit year are not the ones read.
+
+    Only dates read as the 1st to 3rd of a month (where a roll-over lands) or before the year
+    1000 are checked against their text, which keeps this cheap.
+    """
+    suspect = pc.fill_null(
+        pc.or_(pc.less_equal(pc.day(parsed), 3), pc.less(pc.year(parsed), 1000)), False
+    )
+    if not pc.any(suspect).as_py():
+        return
+    values, parsed = pc.filter(values, suspect), pc.filter(parsed, suspect)
+    written = pc.extract_regex(
+        values, r"^\s*(?P<day>\d{1,2})[/-](?P<month>\d{1,2})[/-](?P<year>\d{4})\s"
+    )
+    same = None
+    for part, read in (("day", pc.day), ("month", pc.month), ("year", pc.year)):
+        equal = pc.equal(pc.cast(pc.struct_field(written, part), pa.int64()), read(parsed))
+        same = equal if same is None else pc.and_(same, equal)
+    bad = pc.invert(pc.fill_null(same, False))
+    expected = "real dates, day first, with a four-digit year, like '29/2/2016 01:16'"
+    _refuse_bad_values(column, values, bad, name, expected)
 
 
 def _refuse_bad_values(
@@ -245,9 +279,9 @@ def download(
 ) -> None:
     """Stream `url` into `destination`, via a temporary file renamed only when complete.
 
-    Connection errors and 5xx answers are retried with exponential backoff (urllib3's Retry,
-    which logs each retry on the `urllib3` logger). A body shorter than its Content-Length is
-    an error, not a file.
+    Connection errors, timeouts and 5xx answers are retried with exponential backoff (urllib3's
+    Retry, which logs each retry on the `urllib3` logger). A body shorter than its
+    Content-Length, or cut off by the server, is an error, not a file.
     """
     import requests
     from requests.adapters import HTTPAdapter
@@ -269,21 +303,50 @@ def download(
                 total = int(response.headers.get("Content-Length") or 0) or None
                 with _atomic_file(destination) as out:
                     done = 0
-                    for chunk in response.iter_content(chunk_size=1 << 16):
-                        out.write(chunk)
-                        done += len(chunk)
-                        if progress:
-                            progress(done, total)
+                    try:
+                        for chunk in response.iter_content(chunk_size=1 << 16):
+                            out.write(chunk)
+                            done += len(chunk)
+                            if progress:
+                                progress(done, total)
+                    except requests.RequestException as error:
+                        if _timed_out(error):
+                            raise
+                        # The server closed or reset the connection mid-body.
+                        expected = f" of {total:,}" if total else ""
+                        raise DownloadError(
+                            f"downloading {url} failed: the connection broke after {done:,}"
+                            f"{expected} bytes."
+                        ) from None
                     if total is not None and done != total:
-                        raise DownloadError(f"{url} sent {done} of {total} bytes.")
+                        raise DownloadError(
+                            f"downloading {url} failed: it sent {done:,} of {total:,} bytes."
+                        )
         except requests.HTTPError as error:
             status = error.response.status_code if error.response is not None else "?"
             raise DownloadError(f"downloading {url} failed: HTTP {status}.") from None
-        except requests.Timeout:
-            raise DownloadError(f"downloading {url} timed out after {timeout:g} s.") from None
         except requests.RequestException as error:
+            if _timed_out(error):
+                raise DownloadError(
+                    f"downloading {url} timed out after {timeout:g} s (TICKETEVAL_TIMEOUT)."
+                ) from None
             reason = _root_cause(error)
             raise DownloadError(f"downloading {url} failed: {reason}.") from None
+
+
+def _timed_out(error: BaseException) -> bool:
+    """Whether a requests error is a timeout, also when urllib3 gave up retrying one (requests
+    then raises a ConnectionError around urllib3's MaxRetryError, not a Timeout)."""
+    import requests
+    from urllib3.exceptions import MaxRetryError
+    from urllib3.exceptions import TimeoutError as Urllib3Timeout
+
+    if isinstance(error, requests.Timeout):
+        return True
+    cause = error.args[0] if error.args else None
+    if isinstance(cause, MaxRetryError):
+        cause = cause.reason
+    return isinstance(cause, Urllib3Timeout | TimeoutError)
 
 
 def _root_cause(error: BaseException) -> str:
@@ -293,10 +356,15 @@ def _root_cause(error: BaseException) -> str:
     return text.split(": ", 1)[-1] if len(text) > 200 else text
 
 
+# A temporary file nobody has written to for this long was left by a killed process.
+ABANDONED_AFTER_SECONDS = 3600.0
+
+
 @contextlib.contextmanager
 def _atomic_file(destination: Path) -> Iterator[io.BufferedWriter]:
     """Write to a temporary file beside `destination`; rename it there only on success."""
     destination.parent.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned_temporaries(destination.parent)
     fd, temporary = tempfile.mkstemp(
         prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent
     )
@@ -310,6 +378,17 @@ def _atomic_file(destination: Path) -> Iterator[io.BufferedWriter]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
+
+
+def _remove_abandoned_temporaries(directory: Path) -> None:
+    """Delete the temporary files of `_atomic_file` and `fetch` that a killed process (kill -9,
+    a power cut) left behind. One being written is touched at every chunk and may be another
+    process's, so only files untouched for ABANDONED_AFTER_SECONDS go."""
+    cutoff = time.time() - ABANDONED_AFTER_SECONDS
+    for leftover in [*directory.glob(".*.tmp"), *directory.glob(".download-*")]:
+        with contextlib.suppress(OSError):
+            if leftover.stat().st_mtime < cutoff:
+                leftover.unlink()
 
 
 # --- The demo event log ------------------------------------------------------------------------
@@ -599,7 +678,8 @@ def _fetch_url(
             download_path.unlink(missing_ok=True)
         return FetchResult(info, reused=False, notes=_difference_note(info) if url else [])
     raise DownloadError(
-        "; ".join(failures) + ". No data was changed. Work offline with --source demo, "
+        "; ".join(failure.rstrip(".") for failure in failures)
+        + ". No data was changed. Work offline with --source demo, "
         "or download the zip yourself and use --source PATH."
     )
 
@@ -1106,6 +1186,13 @@ def warm_up_worker() -> None:
     prefect_logs_to_stderr()
 
 
+def _warm_up(client: Any) -> None:
+    # Only a head start: on Ctrl-C the client closes under it, and the error it then gets must
+    # not be printed as a thread's traceback.
+    with contextlib.suppress(Exception):
+        client.run(warm_up_worker)
+
+
 def run_flow(
     build_flow: Callable[[], Flow],
     cluster: ClusterOptions,
@@ -1140,8 +1227,10 @@ def run_flow(
                 memory_limit=cluster.memory_limit or "auto",
                 dashboard_address="127.0.0.1:0",
                 host="127.0.0.1",
-                # Dask's warnings (e.g. killing a busy worker on Ctrl-C) are noise in cron mail.
-                silence_logs=logging.INFO if cluster.verbose else logging.ERROR,
+                # Dask's warnings and errors while it shuts down (killing a busy worker, a
+                # heartbeat to a closed scheduler on Ctrl-C, with a traceback) are noise in cron
+                # mail; a failed task is reported by the flow's state, in one line.
+                silence_logs=logging.INFO if cluster.verbose else logging.CRITICAL,
             )
             stack.callback(local.close)
             address, dashboard = local.scheduler_address, local.dashboard_link
@@ -1151,7 +1240,7 @@ def run_flow(
         client = stack.enter_context(Client(address, set_as_default=False))
         if on_cluster:
             on_cluster(address, dashboard or client.dashboard_link)
-        warm_up = threading.Thread(target=client.run, args=(warm_up_worker,), daemon=True)
+        warm_up = threading.Thread(target=_warm_up, args=(client,), daemon=True)
         warm_up.start()
         flow = build_flow()
         from prefect.executors import DaskExecutor

@@ -1,0 +1,177 @@
+"""`fetch --url` against a real HTTP server on 127.0.0.1 that misbehaves on purpose.
+
+Every test runs the installed executable. A failed download must exit 4 with one line on
+stderr, leave the previous cache byte for byte, leave no temporary file, and `evaluate` must
+still work on the old cache.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ticketeval import core
+from ticketeval.errors import ExitCode
+
+from .conftest import run_ticketeval, ticketeval_executable
+from .loopback import LoopbackServer, Response, drop, error, hang, loopback, serve, short
+from .test_failures import expect_error, snapshot
+
+__all__ = ["loopback"]  # the fixture, imported so pytest finds it here
+
+DEMO_EVENTS = 2_000
+
+
+def demo_zip(events: int = DEMO_EVENTS, seed: int = 5) -> bytes:
+    """A zip of demo CSV bytes, built here as UCI's would be (the CSV under its real name)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(core.CSV_NAME, core.demo_event_log(events, seed=seed))
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def body() -> bytes:
+    return demo_zip()
+
+
+def assert_old_cache_still_works(data_dir: Path, before: dict[str, bytes]) -> None:
+    """The data directory is exactly as before (no temporary file) and still usable."""
+    assert snapshot(data_dir) == before
+    result = run_ticketeval("evaluate", "--batch-size", "100", "--seed", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_fetch_url_downloads_parses_and_reports_rows(
+    loopback: type[LoopbackServer], body: bytes, isolated_environment: Path
+) -> None:
+    with loopback([serve(body)]) as server:
+        result = run_ticketeval("fetch", "--url", server.url("/x.zip"))
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"Fetched {DEMO_EVENTS:,} events" in result.stderr
+    assert server.url("/x.zip") in result.stderr
+    assert "differs from UCI's published file" in result.stderr  # a note, not an error
+    assert [request.path for request in server.requests] == ["/x.zip"]
+    assert sorted(os.listdir(isolated_environment)) == ["events.parquet"]
+    info = core.read_cache_info(isolated_environment)
+    assert info is not None and info.rows == DEMO_EVENTS
+    assert info.source == server.url("/x.zip")
+
+
+def test_fetch_url_retries_server_errors_and_says_so_with_verbose(
+    loopback: type[LoopbackServer], body: bytes, isolated_environment: Path
+) -> None:
+    with loopback([error(500), error(500), serve(body)]) as server:
+        result = run_ticketeval("fetch", "--url", server.url(), "--verbose")
+    assert result.returncode == 0, result.stderr
+    assert len(server.requests) == 3
+    assert result.stderr.count("Retry: /x.zip") == 2  # urllib3's log of each retry
+    assert " 500 " in result.stderr
+    assert f"Fetched {DEMO_EVENTS:,} events" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_fetch_url_that_always_fails_with_500_is_a_network_error(
+    loopback: type[LoopbackServer], data_dir: Path
+) -> None:
+    before = snapshot(data_dir)
+    with loopback([error(500)]) as server:
+        result = run_ticketeval("fetch", "--url", server.url(), "--force")
+    expect_error(result, ExitCode.NETWORK, "HTTP 500", server.url(), "No data was changed")
+    assert len(server.requests) == 4  # the first try and three retries
+    assert_old_cache_still_works(data_dir, before)
+
+
+def test_a_hanging_server_times_out_with_a_clear_message(
+    loopback: type[LoopbackServer], data_dir: Path
+) -> None:
+    before = snapshot(data_dir)
+    with loopback([hang()]) as server:
+        result = run_ticketeval(
+            "fetch", "--url", server.url(), "--force", env={"TICKETEVAL_TIMEOUT": "1"}
+        )
+    expect_error(result, ExitCode.NETWORK, f"downloading {server.url()} timed out after 1 s")
+    assert "No data was changed" in result.stderr
+    assert server.requests  # it did reach the server
+    assert_old_cache_still_works(data_dir, before)
+
+
+@pytest.mark.parametrize("misbehaviour", [drop, short], ids=["reset-mid-body", "short-body"])
+def test_a_body_cut_short_is_a_network_error_and_changes_nothing(
+    loopback: type[LoopbackServer],
+    body: bytes,
+    data_dir: Path,
+    misbehaviour: Callable[[bytes], Response],
+) -> None:
+    before = snapshot(data_dir)
+    with loopback([misbehaviour(body)]) as server:
+        result = run_ticketeval("fetch", "--url", server.url(), "--force")
+    expect_error(
+        result,
+        ExitCode.NETWORK,
+        f"downloading {server.url()} failed",
+        f"of {len(body):,} bytes",
+        "No data was changed",
+    )
+    assert server.sent_partial.is_set()
+    assert_old_cache_still_works(data_dir, before)
+
+
+def test_a_download_that_is_not_a_zip_is_a_data_error(
+    loopback: type[LoopbackServer], data_dir: Path
+) -> None:
+    before = snapshot(data_dir)
+    page = b"<!DOCTYPE html><html><body>Maintenance</body></html>"
+    with loopback([serve(page)]) as server:
+        result = run_ticketeval("fetch", "--url", server.url(), "--force")
+    expect_error(result, ExitCode.DATA, "not a valid zip file", "HTML page")
+    assert_old_cache_still_works(data_dir, before)
+
+
+def test_sigkill_mid_download_keeps_the_previous_cache(
+    loopback: type[LoopbackServer], body: bytes, data_dir: Path
+) -> None:
+    before = snapshot(data_dir)
+    with loopback([hang(body, send=len(body) // 2)]) as server:
+        process = subprocess.Popen(
+            [ticketeval_executable(), "fetch", "--url", server.url(), "--force"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=os.environ.copy(),
+        )
+        try:
+            # The server has the request and has sent half the body; the client is reading.
+            assert server.sent_partial.wait(timeout=120), "the download never started"
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+            assert process.stderr is not None
+            process.stderr.close()
+    assert process.returncode == -signal.SIGKILL
+    assert_killed_run_left_only_the_previous_cache(data_dir, before)
+    assert_old_cache_still_works(data_dir, snapshot(data_dir))
+
+
+def assert_killed_run_left_only_the_previous_cache(
+    data_dir: Path, before: dict[str, bytes]
+) -> None:
+    """After a kill -9: the previous files, byte for byte, plus at most hidden temporary files
+    (nothing can delete those in a killed process); none of them is taken for a cache."""
+    after = snapshot(data_dir)
+    leftovers = sorted(set(after) - set(before))
+    assert all(name.startswith(".") and name.endswith(".tmp") for name in leftovers), leftovers
+    assert {name: after[name] for name in before} == before
+    info = core.read_cache_info(data_dir)
+    assert info is not None and info.source == "demo" and info.rows == DEMO_EVENTS
