@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from ticketeval import core
@@ -175,9 +176,9 @@ def test_summary_has_the_seed_shape_and_counts_dropped_rows() -> None:
 
 
 def test_load_batch_samples_without_replacement_reproducibly(demo_cache: Path) -> None:
-    first = core.load_batch(demo_cache, 1_500, seed=3, columns=("priority",))
-    again = core.load_batch(demo_cache, 1_500, seed=3, columns=("priority",))
-    other = core.load_batch(demo_cache, 1_500, seed=4, columns=("priority",))
+    first = core.load_batch(demo_cache, 1_500, seed=3, columns=("number",))
+    again = core.load_batch(demo_cache, 1_500, seed=3, columns=("number",))
+    other = core.load_batch(demo_cache, 1_500, seed=4, columns=("number",))
     assert len(first.frame) == 1_500
     # Without replacement: no event drawn twice (events are unique by number + update).
     keys = first.frame["number"].astype(str) + first.frame["sys_updated_at"].astype(str)
@@ -186,7 +187,7 @@ def test_load_batch_samples_without_replacement_reproducibly(demo_cache: Path) -
     assert not first.frame.equals(other.frame)
     # Only the columns the trial and the model read are loaded; a model without a
     # `columns` attribute gets all of them.
-    assert set(first.frame.columns) == set(core.TRIAL_COLUMNS)
+    assert set(first.frame.columns) == {*core.TRIAL_COLUMNS, "number"}
     assert list(core.load_batch(demo_cache, 5).frame.columns) == list(core.COLUMNS)
 
 
@@ -311,3 +312,25 @@ def test_the_real_file_parses_completely(real_zip: Path, tmp_path: Path) -> None
     low = frame[frame["priority"] == "4 - Low"]
     assert len(low) == summary["data"]["by_priority"]["4 - Low"]["num_obs"] > 0
     assert set(core.heuristic_model(low)) == {240 * 3600.0}
+
+
+def test_read_rows_picks_the_same_rows_across_row_groups(demo_cache: Path, tmp_path: Path) -> None:
+    """Rows are read a row group at a time; the result must not depend on where groups end."""
+    table = pq.read_table(core.cache_path(demo_cache), columns=list(core.TRIAL_COLUMNS))
+    split = tmp_path / "split.parquet"
+    pq.write_table(table, split, row_group_size=300)  # 2,000 rows: 7 groups, the last short
+    rows = np.sort(np.random.default_rng(5).choice(table.num_rows, size=700, replace=False))
+
+    read = core._read_rows(split, list(core.TRIAL_COLUMNS), rows)
+
+    expected = table.take(pa.array(rows))
+    assert read.to_pandas().equals(expected.to_pandas())
+    everything = core._read_rows(split, None, np.arange(table.num_rows))
+    assert everything.num_rows == table.num_rows
+
+
+def test_a_batch_of_the_whole_log_is_the_whole_log(demo_cache: Path) -> None:
+    rows = core.read_cache_info(demo_cache).rows
+    batch = core.load_batch(demo_cache, rows, seed=1, columns=("number",))
+    whole = pq.read_table(core.cache_path(demo_cache), columns=batch.frame.columns.tolist())
+    assert batch.frame.equals(whole.to_pandas())

@@ -89,7 +89,8 @@ HEURISTIC_HOURS = {"1 - Critical": 6.0, "2 - High": 24.0, "3 - Moderate": 120.0,
 HEURISTIC_DEFAULT_HOURS = 180.0
 
 # The columns every trial reads; a model may ask for more (see `model_columns`).
-TRIAL_COLUMNS = ("number", "priority", "sys_updated_at", "closed_at")
+# What every trial reads: the target's two columns and the priority the summary groups by.
+TRIAL_COLUMNS = ("priority", "sys_updated_at", "closed_at")
 METRIC_NAMES = ("MAE", "MedAE", "MSE", "R2")  # the seed's, each one task in the flow
 
 CACHE_NAME = "events.parquet"
@@ -718,8 +719,13 @@ Model = Callable[[pd.DataFrame], Any]
 
 def heuristic_model(batch: pd.DataFrame) -> np.ndarray:
     """The reference model: higher-priority tickets close faster (hours per priority)."""
-    hours = batch["priority"].astype(object).map(HEURISTIC_HOURS).astype(float)
-    return (hours.fillna(HEURISTIC_DEFAULT_HOURS) * HOUR).to_numpy()
+    priority = batch["priority"].astype("category")
+    # One look-up per label, not per row; the extra last entry is for code -1 (no priority).
+    hours = [
+        HEURISTIC_HOURS.get(label, HEURISTIC_DEFAULT_HOURS) for label in priority.cat.categories
+    ]
+    per_code = np.array([*hours, HEURISTIC_DEFAULT_HOURS], dtype=float) * HOUR
+    return per_code[priority.cat.codes.to_numpy()]
 
 
 heuristic_model.columns = ("priority",)  # type: ignore[attr-defined]
@@ -762,10 +768,33 @@ def load_batch(
         raise DataError(f"no data in {data_dir} yet: run `ticketeval fetch` (or `--source demo`).")
     check_batch_size(batch_size, info)
     wanted = None if columns is None else list(dict.fromkeys([*TRIAL_COLUMNS, *columns]))
-    table = pq.read_table(cache_path(data_dir), columns=wanted)
     seed = secrets.randbits(32) if seed is None else seed
-    rows = np.random.default_rng(seed).choice(info.rows, size=batch_size, replace=False)
-    return Batch(table.take(pa.array(rows)).to_pandas(), seed, info)
+    # Rows in the cache's order: the metrics do not depend on it, and reading is sequential.
+    if batch_size == info.rows:
+        rows = np.arange(info.rows)  # the whole log; drawing a permutation would double memory
+    else:
+        rng = np.random.default_rng(seed)
+        rows = np.sort(rng.choice(info.rows, size=batch_size, replace=False))
+    frame = _read_rows(cache_path(data_dir), wanted, rows).to_pandas()
+    return Batch(frame, seed, info)
+
+
+def _read_rows(path: Path, columns: list[str] | None, rows: np.ndarray) -> pa.Table:
+    """The given rows (sorted) of a Parquet file, read one row group at a time, so memory stays
+    near the size of the rows wanted rather than of the whole log."""
+    parquet = pq.ParquetFile(path)
+    pieces = []
+    first_row = 0
+    for group in range(parquet.num_row_groups):
+        group_rows = parquet.metadata.row_group(group).num_rows
+        start, stop = np.searchsorted(rows, [first_row, first_row + group_rows])
+        if stop > start:
+            piece = parquet.read_row_group(group, columns=columns)
+            if stop - start < group_rows:
+                piece = piece.take(pa.array(rows[start:stop] - first_row))
+            pieces.append(piece)
+        first_row += group_rows
+    return pa.concat_tables(pieces)
 
 
 def check_batch_size(batch_size: int, cache: CacheInfo) -> None:
@@ -781,7 +810,9 @@ def check_batch_size(batch_size: int, cache: CacheInfo) -> None:
 
 def compute_target(batch: pd.DataFrame) -> pd.Series:
     """Seconds from the event's update to the ticket's close (NaN when either is missing)."""
-    return (batch["closed_at"] - batch["sys_updated_at"]).dt.total_seconds().astype(float)
+    # In NumPy: NaT - x is NaT, and NaT / 1 s is NaN; no intermediate Series copies.
+    elapsed = batch["closed_at"].to_numpy() - batch["sys_updated_at"].to_numpy()
+    return pd.Series(elapsed / np.timedelta64(1, "s"), index=batch.index, name="target")
 
 
 def predict(model: Model, batch: pd.DataFrame, *, name: str = "model") -> np.ndarray:
@@ -821,11 +852,19 @@ def score_metric(
         "R2": r2_score,
         "RMSE": lambda y, p: math.sqrt(mean_squared_error(y, p)),
     }
-    y = np.asarray(target, dtype=float)
-    keep = ~np.isnan(y)
-    if not keep.any() or (name == "R2" and keep.sum() < 2):
+    y, p = _scored(target, predictions)
+    if not len(y) or (name == "R2" and len(y) < 2):
         return None
-    return _plain(functions[name](y[keep], np.asarray(predictions)[keep]))
+    return _plain(functions[name](y, p))
+
+
+def _scored(target: pd.Series | np.ndarray, predictions: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Target and predictions of the rows that have a target (views, not copies, when all do:
+    on a large batch each copy costs as much memory as the batch's target)."""
+    y = np.asarray(target, dtype=float)
+    p = np.asarray(predictions, dtype=float)
+    keep = ~np.isnan(y)
+    return (y, p) if keep.all() else (y[keep], p[keep])
 
 
 def _plain(value: Any) -> float | None:
@@ -847,7 +886,7 @@ def summarize(
     """The trial summary: the seed's shape, extended with context, baseline and per priority."""
     y = np.asarray(target, dtype=float)
     scored = ~np.isnan(y)
-    y_scored = y[scored]
+    y_scored, _ = _scored(y, predictions)
     metrics = {**metrics, "RMSE": score_metric("RMSE", y, predictions)}
     baseline_mae = None
     if len(y_scored):
@@ -856,9 +895,13 @@ def summarize(
     if metrics.get("MAE") is not None and baseline_mae:
         skill = _plain(1 - metrics["MAE"] / baseline_mae)
     by_priority: dict[str, Any] = {}
-    priorities = batch.frame["priority"].astype(object).fillna("(none)").to_numpy()
-    for label in sorted(set(priorities)):
-        rows = priorities == label
+    priority = batch.frame["priority"].astype("category")
+    codes = priority.cat.codes.to_numpy()
+    labels = {code: str(label) for code, label in enumerate(priority.cat.categories)}
+    for code, label in sorted({**labels, -1: "(none)"}.items(), key=lambda item: item[1]):
+        rows = codes == code
+        if not rows.any():
+            continue
         by_priority[label] = {
             "num_obs": int((rows & scored).sum()),
             **{
