@@ -429,10 +429,13 @@ def test_register_in_a_process_that_already_imported_prefect(
 
     registration = saturn.register(
         load_settings(),
-        workers=2, worker_size=None, scheduler_size=None, spot=None, shutdown_on_close=True,
-        adapt_min=None, adapt_max=None, instance_size=None, schedule_hours=None,
-        batch_size=100, project=None, dry_run=False,
-    )  # fmt: skip
+        cluster=saturn.SaturnClusterOptions(workers=2),
+        instance_size=None,
+        schedule_hours=None,
+        batch_size=100,
+        project=None,
+        dry_run=False,
+    )
 
     assert registration.version == 1
     assert [flow.id for flow in cloud.flows] == [registration.prefect_flow_id]

@@ -644,15 +644,12 @@ def register(
         quiet_prefect_logs(verbose)
         from ticketeval import saturn
 
+        cluster = saturn.SaturnClusterOptions(
+            workers, worker_size, scheduler_size, spot, shutdown_on_close, adapt_min, adapt_max
+        )
         registration = saturn.register(
             settings,
-            workers=workers,
-            worker_size=worker_size,
-            scheduler_size=scheduler_size,
-            spot=spot,
-            shutdown_on_close=shutdown_on_close,
-            adapt_min=adapt_min,
-            adapt_max=adapt_max,
+            cluster=cluster,
             instance_size=instance_size,
             schedule_hours=schedule_hours,
             batch_size=settings.batch_size if batch_size is None else batch_size,

@@ -138,29 +138,34 @@ def check_sizes(sizes: dict[str, str], **given: str | None) -> None:
             )
 
 
-def cluster_arguments(
-    *,
-    workers: int,
-    worker_size: str | None,
-    scheduler_size: str | None,
-    spot: bool | None,
-    shutdown_on_close: bool,
-    adapt_min: int | None,
-    adapt_max: int | None,
-) -> tuple[dict[str, Any], dict[str, int] | None]:
-    """dask-saturn's SaturnCluster keyword arguments (unset ones left to Saturn) and adapt's."""
-    cluster_kwargs = {
-        "n_workers": workers,
-        "worker_size": worker_size,
-        "scheduler_size": scheduler_size,
-        "worker_is_spot": spot,
-        "shutdown_on_close": shutdown_on_close,
-    }
-    cluster_kwargs = {name: value for name, value in cluster_kwargs.items() if value is not None}
-    adapt_kwargs = None
-    if adapt_min is not None and adapt_max is not None:
-        adapt_kwargs = {"minimum": adapt_min, "maximum": adapt_max}
-    return cluster_kwargs, adapt_kwargs
+@dataclass(frozen=True)
+class SaturnClusterOptions:
+    """The Dask cluster Saturn starts for each flow run (dask-saturn's SaturnCluster)."""
+
+    workers: int
+    worker_size: str | None = None
+    scheduler_size: str | None = None
+    spot: bool | None = None
+    shutdown_on_close: bool = True
+    adapt_min: int | None = None
+    adapt_max: int | None = None
+
+    def cluster_kwargs(self) -> dict[str, Any]:
+        """SaturnCluster's keyword arguments; unset ones are left to Saturn's defaults."""
+        kwargs = {
+            "n_workers": self.workers,
+            "worker_size": self.worker_size,
+            "scheduler_size": self.scheduler_size,
+            "worker_is_spot": self.spot,
+            "shutdown_on_close": self.shutdown_on_close,
+        }
+        return {name: value for name, value in kwargs.items() if value is not None}
+
+    def adapt_kwargs(self) -> dict[str, int] | None:
+        """SaturnCluster.adapt()'s keyword arguments, or None for a fixed size."""
+        if self.adapt_min is None or self.adapt_max is None:
+            return None
+        return {"minimum": self.adapt_min, "maximum": self.adapt_max}
 
 
 def prefect_cloud_environment(api_key: str) -> dict[str, str]:
@@ -197,13 +202,7 @@ def _schedule_text(flow: Flow) -> str:
 def register(
     settings: Settings,
     *,
-    workers: int,
-    worker_size: str | None,
-    scheduler_size: str | None,
-    spot: bool | None,
-    shutdown_on_close: bool,
-    adapt_min: int | None,
-    adapt_max: int | None,
+    cluster: SaturnClusterOptions,
     instance_size: str | None,
     schedule_hours: float | None,
     batch_size: int,
@@ -220,15 +219,7 @@ def register(
             f"{env_var_name('prefect_cloud_project_name')} is not set: "
             "export it, add it to a .env file, or pass --project."
         )
-    cluster_kwargs, adapt_kwargs = cluster_arguments(
-        workers=workers,
-        worker_size=worker_size,
-        scheduler_size=scheduler_size,
-        spot=spot,
-        shutdown_on_close=shutdown_on_close,
-        adapt_min=adapt_min,
-        adapt_max=adapt_max,
-    )
+    cluster_kwargs, adapt_kwargs = cluster.cluster_kwargs(), cluster.adapt_kwargs()
     if not dry_run:
         settings.require("prefect_user_token")
         saturn_environment = settings.saturn_environment()
@@ -272,8 +263,8 @@ def register(
     with _environment(saturn_environment), _remote_errors(settings):
         check_sizes(
             describe_sizes(settings),
-            worker_size=worker_size,
-            scheduler_size=scheduler_size,
+            worker_size=cluster.worker_size,
+            scheduler_size=cluster.scheduler_size,
             instance_size=instance_size,
         )
         with _prefect_cloud_errors():
