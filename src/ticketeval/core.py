@@ -27,7 +27,7 @@ import uuid
 import warnings
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -775,26 +775,37 @@ def load_batch(
     else:
         rng = np.random.default_rng(seed)
         rows = np.sort(rng.choice(info.rows, size=batch_size, replace=False))
-    frame = _read_rows(cache_path(data_dir), wanted, rows).to_pandas()
-    return Batch(frame, seed, info)
+    return Batch(_read_rows(cache_path(data_dir), wanted, rows), seed, info)
 
 
-def _read_rows(path: Path, columns: list[str] | None, rows: np.ndarray) -> pa.Table:
-    """The given rows (sorted) of a Parquet file, read one row group at a time, so memory stays
-    near the size of the rows wanted rather than of the whole log."""
+def _read_rows(path: Path, columns: list[str] | None, rows: np.ndarray) -> pd.DataFrame:
+    """The given rows (sorted) of a Parquet file as a DataFrame.
+
+    Read one column at a time, one row group at a time, so memory holds the finished columns
+    plus one column's pieces: near the size of the rows wanted, not of the whole log.
+    """
     parquet = pq.ParquetFile(path)
-    pieces = []
+    selections: list[tuple[int, pa.Array | None]] = []  # row group, rows in it (None: all)
     first_row = 0
     for group in range(parquet.num_row_groups):
         group_rows = parquet.metadata.row_group(group).num_rows
         start, stop = np.searchsorted(rows, [first_row, first_row + group_rows])
-        if stop > start:
-            piece = parquet.read_row_group(group, columns=columns)
-            if stop - start < group_rows:
-                piece = piece.take(pa.array(rows[start:stop] - first_row))
-            pieces.append(piece)
+        if stop - start == group_rows:
+            selections.append((group, None))
+        elif stop > start:
+            selections.append((group, pa.array(rows[start:stop] - first_row)))
         first_row += group_rows
-    return pa.concat_tables(pieces)
+    frame: dict[str, pd.Series] = {}
+    for name in columns or parquet.schema_arrow.names:
+        pieces = []
+        for group, taken in selections:
+            piece = parquet.read_row_group(group, columns=[name])
+            pieces.append(piece if taken is None else piece.take(taken))
+        # Table.to_pandas, not ChunkedArray's (many times slower on chunked dictionaries); it
+        # unites each row group's dictionary into one categorical.
+        frame[name] = pa.concat_tables(pieces).to_pandas()[name]
+        del pieces
+    return pd.DataFrame(frame, copy=False)
 
 
 def check_batch_size(batch_size: int, cache: CacheInfo) -> None:
@@ -950,6 +961,9 @@ def evaluate(
     batch = load_batch(data_dir, batch_size, seed, model_columns(model_function))
     target = compute_target(batch.frame)
     predictions = predict(model_function, batch.frame, name=model)
+    # From here on only the priority is read (by the summary): free the other columns before
+    # the metrics make their temporaries.
+    batch = replace(batch, frame=batch.frame[["priority"]])
     metrics = {name: score_metric(name, target, predictions) for name in METRIC_NAMES}
     return summarize(
         trial_id=new_trial_id(),
