@@ -92,6 +92,12 @@ sys.exit(os.waitstatus_to_exitcode(status))
 """
 
 
+# Runs its arguments as a grandchild of this process, for commands that read their own peak.
+FROM_A_SMALL_PARENT = [
+    sys.executable, "-c", "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))",
+]  # fmt: skip
+
+
 def peak_rss(command: list[str], env: dict[str, str]) -> tuple[float, int]:
     """Wall time and peak RSS (KiB) of one run of `command`."""
     start = time.perf_counter()
@@ -341,7 +347,7 @@ def main() -> int:
             report.add(
                 f"| {events:,} | {batch:,} | {fmt(elapsed)} | "
                 f"{per_million(elapsed - fixed_time, events)} | {peak / 2**20:.0f} MiB | "
-                f"{loaded / 2**20:.1f} MiB ({on_disk / 2**20:.1f} MiB) | {growth:.1f} | "
+                f"{loaded / 2**20:.1f} MiB ({on_disk / 2**20:.1f} MiB) | {growth:.2f} | "
                 f"{met(growth < 3)} |"
             )
         report.add()
@@ -354,7 +360,7 @@ def main() -> int:
         report.add(f"Where the memory goes, on the {events:,}-event log (`memory_stages.py`):")
         report.add()
         stages = subprocess.run(
-            [python, str(HERE / "memory_stages.py"), str(largest)],
+            [*FROM_A_SMALL_PARENT, python, str(HERE / "memory_stages.py"), str(largest)],
             env=env, capture_output=True, text=True, check=True,
         ).stdout  # fmt: skip
         for line in stages.splitlines():
