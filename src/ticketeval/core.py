@@ -795,16 +795,27 @@ def _read_rows(path: Path, columns: list[str] | None, rows: np.ndarray) -> pd.Da
         elif stop > start:
             selections.append((group, pa.array(rows[start:stop] - first_row)))
         first_row += group_rows
-    frame: dict[str, pd.Series] = {}
-    for name in columns or parquet.schema_arrow.names:
-        pieces = []
+    def pieces(name: str) -> Iterator[pa.Table]:
         for group, taken in selections:
             piece = parquet.read_row_group(group, columns=[name])
-            pieces.append(piece if taken is None else piece.take(taken))
-        # Table.to_pandas, not ChunkedArray's (many times slower on chunked dictionaries); it
-        # unites each row group's dictionary into one categorical.
-        frame[name] = pa.concat_tables(pieces).to_pandas()[name]
-        del pieces
+            yield piece if taken is None else piece.take(taken)
+
+    frame: dict[str, pd.Series] = {}
+    for name in columns or parquet.schema_arrow.names:
+        arrow_type = parquet.schema_arrow.field(name).type
+        if pa.types.is_timestamp(arrow_type) and arrow_type.tz is None:
+            # The largest columns: fill one array piece by piece rather than join the pieces
+            # and copy them, which would hold the column twice.
+            values = np.empty(len(rows), dtype=f"datetime64[{arrow_type.unit}]")
+            position = 0
+            for piece in pieces(name):
+                values[position : position + len(piece)] = piece.column(0).to_numpy()
+                position += len(piece)
+            frame[name] = pd.Series(values, name=name, copy=False)
+        else:
+            # Table.to_pandas, not ChunkedArray's (many times slower on chunked dictionaries);
+            # it unites each row group's dictionary into one categorical.
+            frame[name] = pa.concat_tables(list(pieces(name))).to_pandas()[name]
     return pd.DataFrame(frame, copy=False)
 
 

@@ -12,7 +12,7 @@ import os
 import sys
 import warnings
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ticketeval.errors import RemoteError, SettingsError, UnreachableError, UsageError
@@ -285,23 +285,8 @@ def register(
                 # no_url: Prefect would print the URL on stdout, which --json keeps for JSON.
                 flow_id = flow.register(project_name=project_name, no_url=True)
             version, flow_group_id, flow_url = _registered_flow(flow_id)
-    return _registered(
-        plan, flow, integration, flow_id, version, flow_group_id, flow_url, project_created
-    )
-
-
-def _registered(
-    plan: Registration,
-    flow: Flow,
-    integration: Any,
-    flow_id: str,
-    version: int,
-    flow_group_id: str,
-    flow_url: str,
-    project_created: bool,
-) -> Registration:
-    details = asdict(plan)
-    details.update(
+    return replace(
+        plan,
         prefect_flow_id=flow_id,
         prefect_flow_group_id=flow_group_id,
         version=version,
@@ -311,7 +296,6 @@ def _registered(
         image=integration.image,
         labels=sorted(flow.run_config.labels),
     )
-    return Registration(**details)
 
 
 def _task_names(flow: Flow) -> list[str]:
