@@ -795,6 +795,7 @@ def _read_rows(path: Path, columns: list[str] | None, rows: np.ndarray) -> pd.Da
         elif stop > start:
             selections.append((group, pa.array(rows[start:stop] - first_row)))
         first_row += group_rows
+
     def pieces(name: str) -> Iterator[pa.Table]:
         for group, taken in selections:
             piece = parquet.read_row_group(group, columns=[name])
