@@ -88,8 +88,8 @@ HOUR = 3600.0
 HEURISTIC_HOURS = {"1 - Critical": 6.0, "2 - High": 24.0, "3 - Moderate": 120.0, "4 - Low": 240.0}
 HEURISTIC_DEFAULT_HOURS = 180.0
 
-# The columns every trial reads; a model may ask for more (see `model_columns`).
-# What every trial reads: the target's two columns and the priority the summary groups by.
+# What every trial reads: the target's two columns and the priority the summary groups by; a
+# model may ask for more (see `model_columns`).
 TRIAL_COLUMNS = ("priority", "sys_updated_at", "closed_at")
 METRIC_NAMES = ("MAE", "MedAE", "MSE", "R2")  # the seed's, each one task in the flow
 
@@ -890,6 +890,12 @@ def _scored(target: pd.Series | np.ndarray, predictions: np.ndarray) -> tuple[np
     return (y, p) if keep.all() else (y[keep], p[keep])
 
 
+def _with_rmse(metrics: dict[str, float | None]) -> dict[str, float | None]:
+    """The metrics plus RMSE, the square root of the MSE already computed."""
+    mse = metrics.get("MSE")
+    return {**metrics, "RMSE": None if mse is None else _plain(math.sqrt(mse))}
+
+
 def _plain(value: Any) -> float | None:
     """A JSON-safe float: numpy scalars become floats, NaN and infinity become None."""
     value = float(value)
@@ -909,8 +915,8 @@ def summarize(
     """The trial summary: the seed's shape, extended with context, baseline and per priority."""
     y = np.asarray(target, dtype=float)
     scored = ~np.isnan(y)
-    y_scored, _ = _scored(y, predictions)
-    metrics = {**metrics, "RMSE": score_metric("RMSE", y, predictions)}
+    y_scored = y if scored.all() else y[scored]
+    metrics = _with_rmse(metrics)
     baseline_mae = None
     if len(y_scored):
         baseline_mae = _plain(np.abs(y_scored - np.median(y_scored)).mean())
@@ -927,10 +933,9 @@ def summarize(
             continue
         by_priority[label] = {
             "num_obs": int((rows & scored).sum()),
-            **{
-                name: score_metric(name, y[rows], predictions[rows])
-                for name in (*METRIC_NAMES, "RMSE")
-            },
+            **_with_rmse(
+                {name: score_metric(name, y[rows], predictions[rows]) for name in METRIC_NAMES}
+            ),
         }
     cache = batch.cache
     return {
