@@ -36,6 +36,8 @@ def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
             monkeypatch.delenv(name)
     data_dir = tmp_path / "data"
     monkeypatch.setenv("TICKETEVAL_DATA_DIR", str(data_dir))
+    # Download retries are real, their backoff is not what a test waits for.
+    monkeypatch.setenv("TICKETEVAL_RETRY_BACKOFF", "0")
     monkeypatch.chdir(tmp_path)
     return data_dir
 
@@ -43,10 +45,10 @@ def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
 @pytest.fixture(scope="session")
 def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data directory holding a small demo cache (2,000 events), built once."""
-    from ticketeval import core
+    from ticketeval import cache
 
     data_dir = tmp_path_factory.mktemp("demo-cache")
-    core.fetch("demo", data_dir=data_dir, demo_events=2_000)
+    cache.fetch("demo", data_dir=data_dir, demo_events=2_000)
     return data_dir
 
 

@@ -29,7 +29,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ticketeval import core
+from ticketeval import cache, demo, parsing
 from ticketeval.errors import DataError, ExitCode
 
 from .conftest import run_ticketeval, ticketeval_executable
@@ -153,7 +153,7 @@ class StderrLines:
 
 @pytest.fixture(scope="module")
 def demo_csv() -> bytes:
-    return core.demo_event_log(DEMO_ROWS, seed=3)
+    return demo.demo_event_log(DEMO_ROWS, seed=3)
 
 
 # --- Bad data through `fetch --source FILE` ----------------------------------------------------
@@ -172,12 +172,12 @@ def _with_value(data: bytes, column: str, value: str, row: int = 5) -> bytes:
 
 
 def _truncated_zip(data: bytes) -> bytes:
-    whole = zip_of({core.CSV_NAME: data})
+    whole = zip_of({parsing.CSV_NAME: data})
     return whole[: len(whole) // 2]
 
 
 def _zip_with_garbled_member(data: bytes) -> bytes:
-    whole = bytearray(zip_of({core.CSV_NAME: data}))
+    whole = bytearray(zip_of({parsing.CSV_NAME: data}))
     whole[40:4040] = b"x" * 4000  # the member's header and data; the directory is intact
     return bytes(whole)
 
@@ -185,7 +185,7 @@ def _zip_with_garbled_member(data: bytes) -> bytes:
 # name, file contents from the demo CSV, what the one-line message must name
 BAD_FILES: list[tuple[str, Callable[[bytes], bytes], tuple[str, ...]]] = [
     ("truncated.zip", _truncated_zip, ("truncated.zip is not a valid zip file",)),
-    ("garbled.zip", _zip_with_garbled_member, ("garbled.zip is corrupt", core.CSV_NAME)),
+    ("garbled.zip", _zip_with_garbled_member, ("garbled.zip is corrupt", parsing.CSV_NAME)),
     ("empty.zip", lambda data: b"", ("empty.zip is not a valid zip file",)),
     (
         "error-page.zip",
@@ -195,7 +195,7 @@ BAD_FILES: list[tuple[str, Callable[[bytes], bytes], tuple[str, ...]]] = [
     (
         "no-csv.zip",
         lambda data: zip_of({"README.txt": b"the data is elsewhere", "x.json": b"{}"}),
-        ("no-csv.zip holds no CSV file", core.CSV_NAME),
+        ("no-csv.zip holds no CSV file", parsing.CSV_NAME),
     ),
     (
         "columns.csv",
@@ -378,7 +378,7 @@ def test_an_unknown_date_format_is_refused_naming_the_expected_ones(
         "T",
         "expected day-first dates",
     )
-    for date_format in core.DATE_FORMATS:
+    for date_format in parsing.DATE_FORMATS:
         assert repr(date_format) in line
     assert snapshot(data_dir) == before
 
@@ -479,7 +479,7 @@ def test_describe_sizes_without_a_token_names_it() -> None:
 
 # --- Properties of the parser ------------------------------------------------------------------
 
-BASE_ROWS = csv_rows(core.demo_event_log(8, seed=11))
+BASE_ROWS = csv_rows(demo.demo_event_log(8, seed=11))
 HEADER = BASE_ROWS[0]
 PROPERTY_SETTINGS = settings(
     max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -515,13 +515,13 @@ def any_value(column: str) -> st.SearchStrategy[str]:
     """Anything a cell of `column` might hold: missing, well-formed, or garbage."""
     base = st.sampled_from([row[HEADER.index(column)] for row in BASE_ROWS[1:]])
     garbage = st.text(max_size=12)
-    if column in core.DATE_COLUMNS:
+    if column in parsing.DATE_COLUMNS:
         good = st.builds(spell, valid_moments, st.just("/"), st.booleans(), st.just(False))
         return st.one_of(st.just("?"), base, good, bad_dates)
-    if column in core.BOOL_COLUMNS:
+    if column in parsing.BOOL_COLUMNS:
         spelled = st.sampled_from(["true", "false", "TRUE", "False", "tRuE"])
         return st.one_of(st.just("?"), spelled, garbage)
-    if column in core.INT_COLUMNS:
+    if column in parsing.INT_COLUMNS:
         numbers = st.integers(-(10**25), 10**25).map(str)
         return st.one_of(st.just("?"), base, numbers, garbage)
     return st.one_of(st.just("?"), base, garbage)
@@ -535,12 +535,12 @@ event_rows = st.fixed_dictionaries({column: any_value(column) for column in HEAD
 def test_parse_returns_a_table_or_raises_data_error_only(rows: list[dict[str, str]]) -> None:
     data = csv_bytes([HEADER, *([row[column] for column in HEADER] for row in rows)])
     try:
-        table = core.parse_event_log(data)
+        table = parsing.parse_event_log(data)
     except DataError as error:
         assert str(error) and "\n" not in str(error)
         return
     assert isinstance(table, pa.Table)
-    assert table.num_rows == len(rows) and table.column_names == list(core.COLUMNS)
+    assert table.num_rows == len(rows) and table.column_names == list(parsing.COLUMNS)
 
 
 @PROPERTY_SETTINGS
@@ -558,8 +558,8 @@ def test_parse_returns_a_table_or_raises_data_error_only(rows: list[dict[str, st
 )
 def test_question_marks_anywhere_become_missing_values(rows: list[dict[str, str]]) -> None:
     data = csv_bytes([HEADER, *([row[column] for column in HEADER] for row in rows)])
-    table = core.parse_event_log(data)
-    for column in core.COLUMNS:
+    table = parsing.parse_event_log(data)
+    for column in parsing.COLUMNS:
         missing = [row[column] == "?" for row in rows]
         assert [value is None for value in table[column].to_pylist()] == missing, column
 
@@ -578,26 +578,26 @@ def test_valid_dates_in_every_accepted_spelling_read_back_exactly(
     column = HEADER.index("sys_updated_at")
     for row, moment, pad in zip(rows, moments, padded, strict=False):
         row[column] = spell(moment, separator, pad, seconds)
-    table = core.parse_event_log(csv_bytes([HEADER, *rows]))
+    table = parsing.parse_event_log(csv_bytes([HEADER, *rows]))
     expected = [m if seconds else m.replace(second=0) for m in moments]
     assert table["sys_updated_at"].to_pylist() == expected
 
 
 @PROPERTY_SETTINGS
-@given(value=bad_dates, column=st.sampled_from(core.DATE_COLUMNS))
+@given(value=bad_dates, column=st.sampled_from(parsing.DATE_COLUMNS))
 def test_a_bad_date_is_refused_naming_the_column_and_the_value(value: str, column: str) -> None:
     rows = [list(row) for row in BASE_ROWS]
     rows[2][HEADER.index(column)] = value
     try:
-        table = core.parse_event_log(csv_bytes(rows))
+        table = parsing.parse_event_log(csv_bytes(rows))
     except DataError as error:
-        if value.strip() not in core.MISSING_MARKERS:
+        if value.strip() not in parsing.MISSING_MARKERS:
             assert repr(column) in str(error) or "not a readable CSV" in str(error)
         return
     # Accepted: then it really was a date, and it reads back as the one written.
     read = table[column][1].as_py()
     if read is None:
-        assert value in core.MISSING_MARKERS
+        assert value in parsing.MISSING_MARKERS
         return
     numbers = [int(part) for part in re.findall(r"\d+", value)]
     assert numbers[:3] == [read.day, read.month, read.year], (value, read)
@@ -610,7 +610,7 @@ def test_dates_that_do_not_exist_are_refused(value: str) -> None:
     rows = [list(row) for row in BASE_ROWS]
     rows[3][HEADER.index("closed_at")] = value
     with pytest.raises(DataError, match=re.escape(repr(value))):
-        core.parse_event_log(csv_bytes(rows))
+        parsing.parse_event_log(csv_bytes(rows))
 
 
 # --- kill -9 in the middle of parsing -----------------------------------------------------------
@@ -619,7 +619,7 @@ def test_dates_that_do_not_exist_are_refused(value: str) -> None:
 @pytest.fixture(scope="module")
 def big_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("big") / "big.csv"
-    path.write_bytes(core.demo_event_log(300_000, seed=9))
+    path.write_bytes(demo.demo_event_log(300_000, seed=9))
     return path
 
 
@@ -654,7 +654,7 @@ def test_sigkill_mid_parse_leaves_the_previous_cache(data_dir: Path, big_csv: Pa
     leftovers = sorted(set(after) - set(before))
     assert all(name.startswith(".") and name.endswith(".tmp") for name in leftovers), leftovers
     assert {name: after[name] for name in before} == before
-    info = core.read_cache_info(data_dir)
+    info = cache.read_cache_info(data_dir)
     assert info is not None and info.rows == DEMO_ROWS and info.source == "demo"
     result = run_ticketeval("evaluate", "--batch-size", "100", "--json")
     assert result.returncode == 0, result.stderr

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ticketeval import core
+from ticketeval import cache, demo, parsing
 from ticketeval.errors import ExitCode
 
 from .conftest import run_ticketeval, ticketeval_executable
@@ -33,7 +33,7 @@ def demo_zip(events: int = DEMO_EVENTS, seed: int = 5) -> bytes:
     """A zip of demo CSV bytes, built here as UCI's would be (the CSV under its real name)."""
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr(core.CSV_NAME, core.demo_event_log(events, seed=seed))
+        archive.writestr(parsing.CSV_NAME, demo.demo_event_log(events, seed=seed))
     return out.getvalue()
 
 
@@ -62,7 +62,7 @@ def test_fetch_url_downloads_parses_and_reports_rows(
     assert "differs from UCI's published file" in result.stderr  # a note, not an error
     assert [request.path for request in server.requests] == ["/x.zip"]
     assert sorted(os.listdir(isolated_environment)) == ["events.parquet"]
-    info = core.read_cache_info(isolated_environment)
+    info = cache.read_cache_info(isolated_environment)
     assert info is not None and info.rows == DEMO_EVENTS
     assert info.source == server.url("/x.zip")
 
@@ -173,5 +173,5 @@ def assert_killed_run_left_only_the_previous_cache(
     leftovers = sorted(set(after) - set(before))
     assert all(name.startswith(".") and name.endswith(".tmp") for name in leftovers), leftovers
     assert {name: after[name] for name in before} == before
-    info = core.read_cache_info(data_dir)
+    info = cache.read_cache_info(data_dir)
     assert info is not None and info.source == "demo" and info.rows == DEMO_EVENTS

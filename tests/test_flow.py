@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from ticketeval import core
+from ticketeval import flow, history, metrics, trial
 from ticketeval.errors import ExitCode
 
 from .conftest import run_ticketeval
@@ -23,37 +23,37 @@ SEED_TASKS = {
 
 
 def test_the_flow_has_the_seeds_tasks_and_parameters() -> None:
-    flow = core.build_flow(name=core.flow_name("ada"), batch_size=250)
-    assert flow.name == "ada-ticket-model-evaluation-dask"
-    names = {task.name.split("[")[0] for task in flow.tasks}
+    built = flow.build_flow(name=flow.flow_name("ada"), batch_size=250)
+    assert built.name == "ada-ticket-model-evaluation-dask"
+    names = {task.name.split("[")[0] for task in built.tasks}
     assert SEED_TASKS <= names
-    metric_tasks = sorted(t.name for t in flow.tasks if t.name.startswith("evaluate_model"))
-    assert metric_tasks == [f"evaluate_model[{name}]" for name in sorted(core.METRIC_NAMES)]
-    parameters = {p.name: p.default for p in flow.parameters()}
+    metric_tasks = sorted(t.name for t in built.tasks if t.name.startswith("evaluate_model"))
+    assert metric_tasks == [f"evaluate_model[{name}]" for name in sorted(metrics.METRIC_NAMES)]
+    parameters = {p.name: p.default for p in built.parameters()}
     assert parameters == {"batch-size": 250, "seed": None, "model": "heuristic"}
-    assert flow.schedule is None
-    data_task = flow.get_tasks(name="get_ticket_data_batch")[0]
+    assert built.schedule is None
+    data_task = built.get_tasks(name="get_ticket_data_batch")[0]
     assert data_task.max_retries == 2
 
 
 def test_a_schedule_only_when_asked() -> None:
-    flow = core.build_flow(name="f", batch_size=10, schedule_hours=24)
-    assert flow.schedule is not None
-    clocks = flow.schedule.clocks
+    built = flow.build_flow(name="f", batch_size=10, schedule_hours=24)
+    assert built.schedule is not None
+    clocks = built.schedule.clocks
     assert len(clocks) == 1 and clocks[0].interval.total_seconds() == 24 * 3600
 
 
 def test_serialize_round_trips_through_prefects_flow_schema() -> None:
-    # What flow.register sends; breaks if the marshmallow<4 pin drifts.
+    # What built.register sends; breaks if the marshmallow<4 pin drifts.
     from prefect.serialization.flow import FlowSchema
 
-    flow = core.build_flow(name="f", batch_size=10, schedule_hours=6)
-    serialized = flow.serialize()
+    built = flow.build_flow(name="f", batch_size=10, schedule_hours=6)
+    serialized = built.serialize()
     loaded = FlowSchema().load(serialized)
     assert loaded.name == "f"
-    assert {t.name for t in loaded.tasks} == {t.name for t in flow.tasks}
+    assert {t.name for t in loaded.tasks} == {t.name for t in built.tasks}
     assert {p.name for p in loaded.parameters()} == {"batch-size", "seed", "model"}
-    assert len(loaded.edges) == len(flow.edges)
+    assert len(loaded.edges) == len(built.edges)
     assert loaded.schedule.clocks[0].interval.total_seconds() == 6 * 3600
 
 
@@ -86,10 +86,11 @@ def test_run_local_runs_the_flow_on_a_local_cluster(data_dir: Path, process_mark
     assert summary["data"]["num_obs"] == 1000
     assert summary["runner"] == "run-local"
     # The same batch and model give the same metrics as `evaluate`.
-    evaluated = core.evaluate(data_dir=data_dir, batch_size=1000, seed=3)
+    evaluated = trial.score_trial(data_dir=data_dir, batch_size=1000, seed=3)
     assert summary["data"]["metrics"] == evaluated["data"]["metrics"]
     # The trial is in the history, and every process the run started is gone.
-    assert [row.runner for row in core.read_history(data_dir / "history.sqlite")] == ["run-local"]
+    recorded = history.read_history(data_dir / "history.sqlite")
+    assert [row.runner for row in recorded] == ["run-local"]
     assert processes_with(process_marker) == []
 
 
@@ -127,7 +128,7 @@ def test_a_failing_task_is_named_with_its_error(
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 2  # the scheduler line, then the error
     assert processes_with(process_marker) == []
-    assert core.read_history(data_dir / "history.sqlite") == []
+    assert history.read_history(data_dir / "history.sqlite") == []
 
 
 @pytest.fixture
@@ -155,7 +156,7 @@ def test_run_local_on_an_existing_scheduler_leaves_it_running(
     with Client(outside_scheduler, timeout=10) as client:
         assert len(client.scheduler_info()["workers"]) == 1
         # The flow's tasks ran there: the worker has imported ticketeval's code.
-        imported = client.run(lambda: "ticketeval.core" in __import__("sys").modules)
+        imported = client.run(lambda: "ticketeval.flow" in __import__("sys").modules)
         assert list(imported.values()) == [True]
 
 

@@ -7,26 +7,31 @@ commands, through `ticketeval.core`, so that `ticketeval --help` stays fast.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import logging
 import os
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
-from ticketeval import __version__
-from ticketeval.errors import ExitCode, TicketevalError, UsageError
+from ticketeval import __version__, core
+from ticketeval.errors import ExitCode, TicketevalError
+from ticketeval.render import (
+    Reporter,
+    describe_cache,
+    download_progress,
+    render_history,
+    render_registration,
+    render_sizes,
+    render_summary,
+    stderr,
+)
 
 if TYPE_CHECKING:
-    from ticketeval.core import CacheInfo
+    from ticketeval.cache import FetchResult
     from ticketeval.settings import Settings
 
 app = typer.Typer(
@@ -37,8 +42,6 @@ app = typer.Typer(
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
 )
-stdout = Console(soft_wrap=True)
-stderr = Console(stderr=True, soft_wrap=True)
 
 
 # --- Options several commands share -------------------------------------------------------------
@@ -106,30 +109,6 @@ FailIfMaeAboveOption = Annotated[
         min=0,
     ),
 ]
-
-
-class Reporter:
-    """Messages for people: stderr (unless --quiet) and, with --log-file, a file."""
-
-    def __init__(self, *, quiet: bool = False, log_file: Path | None = None) -> None:
-        self.quiet = quiet
-        self.log_file = log_file
-
-    def info(self, message: str) -> None:
-        if not self.quiet:
-            stderr.print(Text(message))
-        self.log(message)
-
-    def error(self, message: str) -> None:
-        stderr.print(Text.assemble(("Error: ", "bold red"), message))
-        self.log(f"Error: {message}")
-
-    def log(self, message: str) -> None:
-        if self.log_file is None:
-            return
-        stamp = datetime.now(UTC).isoformat(timespec="seconds")
-        with contextlib.suppress(OSError), self.log_file.open("a", encoding="utf-8") as out:
-            out.write(f"{stamp} {message}\n")
 
 
 @contextlib.contextmanager
@@ -230,17 +209,14 @@ def fetch(
     with reported_errors(reporter):
         settings = settings_for(data_dir)
         show_library_logs(verbose)
-        from ticketeval import core
-
         with download_progress(enabled=not (quiet or json_output)) as progress:
             result = core.fetch(
-                source,
-                data_dir=settings.data_dir,
-                url=url or settings.data_url,
+                settings,
+                source=source,
+                url=url,
                 force=force,
                 demo_seed=seed,
                 demo_events=demo_events,
-                timeout=settings.timeout,
                 progress=progress,
             )
         for note in result.notes:
@@ -252,35 +228,6 @@ def fetch(
         reporter.info(f"{verb} {describe_cache(result.cache)}")
         if result.reused:
             reporter.info("(use --force to fetch again)")
-
-
-def describe_cache(cache: CacheInfo) -> str:
-    span = ""
-    if cache.first_event and cache.last_event:
-        span = f", {cache.first_event[:10]} to {cache.last_event[:10]}"
-    return (
-        f"{cache.rows:,} events of {cache.incidents:,} incidents{span} "
-        f"from {cache.source}, cached in {cache.path}"
-    )
-
-
-@contextlib.contextmanager
-def download_progress(*, enabled: bool) -> Iterator[Any]:
-    """A Rich progress bar for downloads, only on a terminal."""
-    if not (enabled and stderr.is_terminal):
-        yield None
-        return
-    from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
-
-    with Progress(
-        *Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(), console=stderr
-    ) as bar:
-        task_id = bar.add_task("Downloading", total=None)
-
-        def update(done: int, total: int | None) -> None:
-            bar.update(task_id, completed=done, total=total)
-
-        yield update
 
 
 # --- evaluate and run-local --------------------------------------------------------------------
@@ -305,17 +252,14 @@ def evaluate(
     """
     reporter = Reporter(quiet=quiet, log_file=log_file)
     with reported_errors(reporter):
-        settings = settings_for(data_dir)
-        from ticketeval import core
-
-        prepare_data(core, settings, source, reporter)
         summary = core.evaluate(
-            data_dir=settings.data_dir,
-            batch_size=settings.batch_size if batch_size is None else batch_size,
-            seed=seed if seed is not None else settings.seed,
+            settings_for(data_dir),
+            batch_size=batch_size,
+            seed=seed,
             model=model,
+            source=source,
+            on_fetch=lambda result: report_fetch(result, reporter),
         )
-        core.append_history(settings.history_file, summary)
         report_trial(summary, reporter, json_output=json_output, limit=fail_if_mae_above)
 
 
@@ -363,28 +307,21 @@ def run_local(
     """
     reporter = Reporter(quiet=quiet, log_file=log_file)
     with reported_errors(reporter):
-        if workers is not None and workers < 1:
-            raise UsageError(f"--workers must be at least 1, not {workers}.")
+        from ticketeval.cluster import ClusterOptions
+
+        cluster = ClusterOptions(workers, threads_per_worker, memory_limit, address, verbose)
         settings = settings_for(data_dir)
         quiet_prefect_logs(verbose)
-        from ticketeval import core
-
-        cache = prepare_data(core, settings, source, reporter)
-        size = settings.batch_size if batch_size is None else batch_size
-        core.check_batch_size(size, cache)
-        core.load_model(model)  # fail before starting a cluster, not inside a task
-        build = functools.partial(
-            core.build_flow,
-            name=core.flow_name(settings.username),
-            batch_size=size,
-            seed=seed if seed is not None else settings.seed,
+        summary = core.run_local(
+            settings,
+            cluster=cluster,
+            batch_size=batch_size,
+            seed=seed,
             model=model,
-            data_dir=settings.data_dir,
-            history_path=settings.history_file,
-            runner="run-local",
+            source=source,
+            on_fetch=lambda result: report_fetch(result, reporter),
+            on_cluster=lambda address, dashboard: announce(reporter, address, dashboard),
         )
-        cluster = core.ClusterOptions(workers, threads_per_worker, memory_limit, address, verbose)
-        summary = core.run_flow(build, cluster, on_cluster=lambda a, d: announce(reporter, a, d))
         report_trial(summary, reporter, json_output=json_output, limit=fail_if_mae_above)
 
 
@@ -392,21 +329,12 @@ def announce(reporter: Reporter, address: str, dashboard: str | None) -> None:
     reporter.info(f"Dask scheduler {address}" + (f", dashboard {dashboard}" if dashboard else ""))
 
 
-def prepare_data(
-    core: Any, settings: Settings, source: str | None, reporter: Reporter
-) -> CacheInfo:
-    """Fetch into the cache first when --source is given or nothing is cached yet."""
-    cached = core.read_cache_info(settings.data_dir)
-    if source is None and cached is not None:
-        return cached
-    result = core.fetch(
-        source, data_dir=settings.data_dir, url=settings.data_url, timeout=settings.timeout
-    )
+def report_fetch(result: FetchResult, reporter: Reporter) -> None:
+    """What a command that fetched on the way says about it."""
     for note in result.notes:
         reporter.info(note)
     if not result.reused:
         reporter.info(f"Fetched {describe_cache(result.cache)}")
-    return result.cache
 
 
 def report_trial(
@@ -421,64 +349,6 @@ def report_trial(
     if limit is not None and mae is not None and mae > limit:
         reporter.error(f"MAE {mae:,.0f} s is above the limit of {limit:,.0f} s.")
         raise typer.Exit(code=int(ExitCode.MAE_ABOVE_LIMIT))
-
-
-def seconds(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    if abs(value) >= 86_400:
-        return f"{value:,.0f} s ({value / 86_400:.1f} d)"
-    if abs(value) >= 3_600:
-        return f"{value:,.0f} s ({value / 3_600:.1f} h)"
-    return f"{value:,.0f} s"
-
-
-def number(value: float | None, digits: int = 3) -> str:
-    return "n/a" if value is None else f"{value:,.{digits}f}"
-
-
-def render_summary(summary: dict[str, Any]) -> None:
-    data = summary["data"]
-    metrics, target, baseline = data["metrics"], data["target"], data["baseline"]
-    table = Table(title=f"Trial {summary['id']}", show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column(justify="right")
-    rows = [
-        (
-            "num_obs",
-            f"{data['num_obs']:,}"
-            + (f" ({data['num_dropped']:,} without a target)" if data["num_dropped"] else ""),
-        ),
-        ("model", summary["model"]),
-        ("seed", str(summary["seed"])),
-        ("source", summary["source"]["name"]),
-        ("MAE", seconds(metrics["MAE"])),
-        ("MedAE", seconds(metrics["MedAE"])),
-        ("RMSE", seconds(metrics["RMSE"])),
-        ("MSE", number(metrics["MSE"], 0)),
-        ("R2", number(metrics["R2"])),
-        ("MAE of the median", seconds(baseline["MAE"])),
-        ("skill vs the median", number(baseline["skill"])),
-        ("target mean", seconds(target["mean"])),
-        ("target median", seconds(target["median"])),
-        ("target min", seconds(target["min"])),
-        ("target max", seconds(target["max"])),
-    ]
-    for name, value in rows:
-        table.add_row(name, value)
-    stdout.print(table)
-    per_priority = Table(title="By priority", title_justify="left")
-    for column in ("priority", "num_obs", "MAE", "MedAE", "R2"):
-        per_priority.add_column(column, justify="left" if column == "priority" else "right")
-    for label, values in data["by_priority"].items():
-        per_priority.add_row(
-            label,
-            f"{values['num_obs']:,}",
-            seconds(values["MAE"]),
-            seconds(values["MedAE"]),
-            number(values["R2"]),
-        )
-    stdout.print(per_priority)
 
 
 # --- history -----------------------------------------------------------------------------------
@@ -508,47 +378,14 @@ def history(
     reporter = Reporter()
     with reported_errors(reporter):
         settings = settings_for(data_dir)
-        from ticketeval import core
-
-        rows = core.read_history(settings.history_file, last=last, threshold=threshold)
+        rows = core.history(settings, last=last, threshold=threshold)
         if json_output:
             print(json.dumps([vars(row) for row in rows]))
             return
         if not rows:
             reporter.info(f"No trials recorded yet in {settings.history_file}.")
             return
-        table = Table(title=f"Trials in {settings.history_file}", title_justify="left")
-        for column in ("when", "runner", "model", "num_obs", "MAE", "MedAE", "R2", ""):
-            table.add_column(
-                column, justify="left" if column in ("when", "runner", "model") else "right"
-            )
-        for row in rows:
-            flag = Text("worse", style="bold red") if row.worse_than_median else Text("")
-            table.add_row(
-                row.timestamp.replace("T", " ")[:19],
-                row.runner or "",
-                row.model or "",
-                f"{row.num_obs:,}" if row.num_obs is not None else "",
-                seconds(row.MAE),
-                seconds(row.MedAE),
-                number(row.R2),
-                flag,
-            )
-        stdout.print(table)
-        stdout.print(Text.assemble(("MAE trend ", "bold"), sparkline([row.MAE for row in rows])))
-
-
-def sparkline(values: list[float | None]) -> str:
-    """A one-line trend, lowest ▁ to highest █."""
-    bars = "▁▂▃▄▅▆▇█"
-    known = [v for v in values if v is not None]
-    if not known:
-        return ""
-    low, high = min(known), max(known)
-    span = (high - low) or 1.0
-    return "".join(
-        " " if v is None else bars[round((v - low) / span * (len(bars) - 1))] for v in values
-    )
+        render_history(rows, settings.history_file)
 
 
 # --- Saturn Cloud and Prefect Cloud -------------------------------------------------------------
@@ -562,18 +399,11 @@ def describe_sizes(*, json_output: JsonOption = False) -> None:
     """
     reporter = Reporter()
     with reported_errors(reporter):
-        from ticketeval import saturn
-
-        sizes = saturn.describe_sizes(settings_for(None))
+        sizes = core.describe_sizes(settings_for(None))
         if json_output:
             print(json.dumps(sizes))
             return
-        table = Table(title="Saturn Cloud sizes", title_justify="left")
-        table.add_column("size", style="bold")
-        table.add_column("description")
-        for name, description in sizes.items():
-            table.add_row(name, description)
-        stdout.print(table)
+        render_sizes(sizes)
 
 
 @app.command()
@@ -641,23 +471,19 @@ def register(
     """
     reporter = Reporter()
     with reported_errors(reporter):
-        if (adapt_min is None) != (adapt_max is None):
-            raise UsageError("--adapt-min and --adapt-max go together: give both, or neither.")
-        if adapt_min is not None and adapt_max is not None and adapt_min > adapt_max:
-            raise UsageError(f"--adapt-min {adapt_min} is larger than --adapt-max {adapt_max}.")
-        settings = settings_for(None)
-        quiet_prefect_logs(verbose)
-        from ticketeval import saturn
+        from ticketeval.saturn import SaturnClusterOptions
 
-        cluster = saturn.SaturnClusterOptions(
+        cluster = SaturnClusterOptions(
             workers, worker_size, scheduler_size, spot, shutdown_on_close, adapt_min, adapt_max
         )
-        registration = saturn.register(
+        settings = settings_for(None)
+        quiet_prefect_logs(verbose)
+        registration = core.register(
             settings,
             cluster=cluster,
             instance_size=instance_size,
             schedule_hours=schedule_hours,
-            batch_size=settings.batch_size if batch_size is None else batch_size,
+            batch_size=batch_size,
             project=project,
             dry_run=dry_run,
         )
@@ -665,23 +491,4 @@ def register(
         if json_output:
             print(json.dumps(details))
             return
-        title = "Would register (dry run)" if dry_run else "Registered"
-        table = Table(title=title, show_header=False, title_justify="left")
-        table.add_column(style="bold", no_wrap=True)
-        table.add_column(overflow="fold")  # ids and URLs whole, never cut with "…"
-        for name, value in details.items():
-            if name != "dry_run":
-                table.add_row(name.replace("_", " "), _plain_text(value))
-        stdout.print(table)
-
-
-def _plain_text(value: object) -> str:
-    """A registration detail as a reader wants it: lists and mappings without JSON brackets."""
-    if value is None:
-        return "-"
-    if isinstance(value, list):
-        return ", ".join(str(item) for item in value) or "-"
-    if isinstance(value, dict):
-        # Keyword arguments, shown as the call receives them.
-        return ", ".join(f"{key}={item!r}" for key, item in value.items()) or "-"
-    return str(value)
+        render_registration(details, dry_run=dry_run)

@@ -150,6 +150,15 @@ class SaturnClusterOptions:
     adapt_min: int | None = None
     adapt_max: int | None = None
 
+    def __post_init__(self) -> None:
+        if (self.adapt_min is None) != (self.adapt_max is None):
+            raise UsageError("--adapt-min and --adapt-max go together: give both, or neither.")
+        if self.adapt_min is not None and self.adapt_max is not None:
+            if self.adapt_min > self.adapt_max:
+                raise UsageError(
+                    f"--adapt-min {self.adapt_min} is larger than --adapt-max {self.adapt_max}."
+                )
+
     def cluster_kwargs(self) -> dict[str, Any]:
         """SaturnCluster's keyword arguments; unset ones are left to Saturn's defaults."""
         kwargs = {
@@ -231,11 +240,12 @@ def register(
         os.environ.update(prefect_environment)
         _apply_to_loaded_prefect(prefect_environment)
 
-    from ticketeval import core
+    from ticketeval.cluster import prefect_logs_to_stderr
+    from ticketeval.flow import build_flow, flow_name
 
-    core.prefect_logs_to_stderr()
-    flow = core.build_flow(
-        name=core.flow_name(settings.username),
+    prefect_logs_to_stderr()
+    flow = build_flow(
+        name=flow_name(settings.username),
         batch_size=batch_size,
         seed=settings.seed,
         schedule_hours=schedule_hours,

@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     seed: int | None = None
     history_path: Path | None = None
     timeout: float = Field(default=30.0, gt=0)
+    # urllib3's backoff factor between download retries (0.5 s, 1 s, 2 s); tests set 0.
+    retry_backoff: float = Field(default=0.5, ge=0, le=60)
 
     @field_validator("base_url", "data_url")
     @classmethod

@@ -1,0 +1,242 @@
+"""The local columnar cache of the event log (Parquet with its provenance), and `fetch`."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ticketeval.demo import DEFAULT_DEMO_EVENTS, DEMO_SOURCE, demo_event_log
+from ticketeval.errors import DataError, DownloadError
+from ticketeval.files import atomic_file
+from ticketeval.parsing import parse_event_log
+from ticketeval.sources import (
+    UCI_CSV_SHA256,
+    UCI_URLS,
+    UCI_ZIP_SHA256,
+    ProgressCallback,
+    RawLog,
+    download,
+    read_local,
+    read_zip,
+)
+
+if TYPE_CHECKING:
+    from ticketeval.settings import Settings
+
+CACHE_NAME = "events.parquet"
+CACHE_METADATA_KEY = b"ticketeval"
+
+
+@dataclass(frozen=True)
+class CacheInfo:
+    """What the columnar cache holds: recorded in the Parquet file itself."""
+
+    path: str
+    source: str
+    csv_sha256: str
+    zip_sha256: str | None
+    matches_uci: bool
+    rows: int
+    incidents: int
+    first_event: str | None
+    last_event: str | None
+    fetched_at: str
+    source_size: int | None = None
+    source_mtime_ns: int | None = None
+    demo_seed: int | None = None
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """The outcome of `fetch`: the cache and what happened on the way."""
+
+    cache: CacheInfo
+    reused: bool
+    notes: list[str] = field(default_factory=list)
+
+
+def cache_path(data_dir: Path) -> Path:
+    return data_dir / CACHE_NAME
+
+
+def read_cache_info(data_dir: Path) -> CacheInfo | None:
+    """The cache's metadata, or None when there is no (readable) cache."""
+    path = cache_path(data_dir)
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+        return CacheInfo(**json.loads(metadata[CACHE_METADATA_KEY]))
+    except (FileNotFoundError, KeyError, TypeError, ValueError, pa.ArrowInvalid, OSError):
+        return None
+
+
+def write_cache(table: pa.Table, raw: RawLog, data_dir: Path, **extra: Any) -> CacheInfo:
+    """Write the typed table as Parquet, with its provenance, atomically."""
+    path = cache_path(data_dir)
+    updated = table["sys_updated_at"]
+    first, last = pc.min(updated).as_py(), pc.max(updated).as_py()
+    info = CacheInfo(
+        path=str(path),
+        source=raw.source,
+        csv_sha256=raw.csv_sha256,
+        zip_sha256=raw.zip_sha256,
+        matches_uci=raw.csv_sha256 == UCI_CSV_SHA256,
+        rows=table.num_rows,
+        incidents=pc.count_distinct(table["number"].cast(pa.string())).as_py(),
+        first_event=first.isoformat() if first else None,
+        last_event=last.isoformat() if last else None,
+        fetched_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        **extra,
+    )
+    schema_metadata = {CACHE_METADATA_KEY: json.dumps(asdict(info)).encode()}
+    with atomic_file(path) as out:
+        pq.write_table(table.replace_schema_metadata(schema_metadata), out)
+    return info
+
+
+# --- fetch -------------------------------------------------------------------------------------
+
+
+def fetch(
+    source: str | None = None,
+    *,
+    data_dir: Path,
+    url: str | None = None,
+    force: bool = False,
+    demo_seed: int = 0,
+    demo_events: int = DEFAULT_DEMO_EVENTS,
+    timeout: float = 30.0,
+    retry_backoff: float = 0.5,
+    progress: ProgressCallback | None = None,
+) -> FetchResult:
+    """Get the event log into the typed cache, reusing the cache when it already holds it.
+
+    `source` is a local .zip/.csv path or "demo"; without it, `url` (else UCI's current URL,
+    then its legacy one) is downloaded. The cache is replaced only once the new data has been
+    read and validated in full.
+    """
+    cached = read_cache_info(data_dir)
+    if source == DEMO_SOURCE:
+        if (
+            not force
+            and cached
+            and cached.source == DEMO_SOURCE
+            and cached.demo_seed == demo_seed
+            and cached.rows == demo_events
+        ):
+            return FetchResult(cached, reused=True)
+        raw = RawLog(demo_event_log(demo_events, demo_seed), DEMO_SOURCE)
+        return FetchResult(
+            write_cache(parse_event_log(raw.csv, name="demo"), raw, data_dir, demo_seed=demo_seed),
+            reused=False,
+        )
+    if source is not None:
+        return _fetch_local(Path(source).expanduser(), data_dir, cached, force)
+    return _fetch_url(url, data_dir, cached, force, timeout, retry_backoff, progress)
+
+
+def _fetch_local(path: Path, data_dir: Path, cached: CacheInfo | None, force: bool) -> FetchResult:
+    try:
+        stat = path.stat()
+    except OSError:
+        raise DataError(
+            f"{path} does not exist: give a .zip or .csv of the event log, or 'demo'."
+        ) from None
+    resolved = str(path.resolve())
+    if (
+        not force
+        and cached
+        and cached.source == resolved
+        and (cached.source_size, cached.source_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+    ):
+        return FetchResult(cached, reused=True)
+    raw = read_local(path)
+    raw = RawLog(raw.csv, resolved, raw.csv_name, raw.zip_sha256)
+    table = parse_event_log(raw.csv, name=raw.csv_name)
+    info = write_cache(
+        table, raw, data_dir, source_size=stat.st_size, source_mtime_ns=stat.st_mtime_ns
+    )
+    return FetchResult(info, reused=False, notes=_difference_note(info))
+
+
+def _fetch_url(
+    url: str | None,
+    data_dir: Path,
+    cached: CacheInfo | None,
+    force: bool,
+    timeout: float,
+    retry_backoff: float,
+    progress: ProgressCallback | None,
+) -> FetchResult:
+    candidates = [url] if url else list(UCI_URLS)
+    if not force and cached and cached.source in candidates:
+        return FetchResult(cached, reused=True)
+    # A name of its own, so overlapping fetches cannot delete each other's download.
+    download_path = data_dir / f".download-{uuid.uuid4().hex}.zip"
+    failures = []
+    for candidate in candidates:
+        try:
+            download(
+                candidate,
+                download_path,
+                timeout=timeout,
+                retry_backoff=retry_backoff,
+                progress=progress,
+            )
+        except DownloadError as error:
+            failures.append(str(error))
+            continue
+        try:
+            raw = read_zip(download_path.read_bytes(), source=candidate)
+            # The CSV's checksum is the content's; a zip recompressed around the same CSV
+            # (a different zip checksum) is still UCI's data.
+            if url is None and raw.csv_sha256 != UCI_CSV_SHA256:
+                raise DataError(
+                    f"{candidate} is not the data UCI published (CSV SHA-256 {raw.csv_sha256} "
+                    f"instead of {UCI_CSV_SHA256}; zip {raw.zip_sha256}, UCI's "
+                    f"{UCI_ZIP_SHA256}): it is corrupted or has changed. "
+                    "Use --source PATH for a copy you trust."
+                )
+            info = write_cache(parse_event_log(raw.csv, name=raw.csv_name), raw, data_dir)
+        finally:
+            download_path.unlink(missing_ok=True)
+        return FetchResult(info, reused=False, notes=_difference_note(info) if url else [])
+    raise DownloadError(
+        "; ".join(failure.rstrip(".") for failure in failures)
+        + ". No data was changed. Work offline with --source demo, "
+        "or download the zip yourself and use --source PATH."
+    )
+
+
+def _difference_note(info: CacheInfo) -> list[str]:
+    if info.matches_uci:
+        return []
+    return [
+        "note: this data differs from UCI's published file "
+        f"(CSV SHA-256 {info.csv_sha256[:12]}…): accepted."
+    ]
+
+
+def ensure_cache(settings: Settings, source: str | None = None) -> FetchResult:
+    """The cache for `source`, fetched with the settings' URL, timeout and retries when it is
+    missing or holds other data; whatever is cached when no source is named.
+
+    The one way every command and every flow task (also on a remote worker) gets its data.
+    """
+    cached = read_cache_info(settings.data_dir)
+    if source is None and cached is not None:
+        return FetchResult(cached, reused=True)
+    return fetch(
+        source,
+        data_dir=settings.data_dir,
+        url=settings.data_url,
+        timeout=settings.timeout,
+        retry_backoff=settings.retry_backoff,
+    )

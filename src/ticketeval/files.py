@@ -1,0 +1,45 @@
+"""Files written whole or not at all: the atomic write every cache, download and spool uses."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+# A temporary file nobody has written to for this long was left by a killed process.
+ABANDONED_AFTER_SECONDS = 3600.0
+
+
+@contextlib.contextmanager
+def atomic_file(destination: Path) -> Iterator[io.BufferedWriter]:
+    """Write to a temporary file beside `destination`; rename it there only on success."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    remove_abandoned_temporaries(destination.parent)
+    fd, temporary = tempfile.mkstemp(
+        prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent
+    )
+    try:
+        with os.fdopen(fd, "wb") as out:
+            yield out
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, destination)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+def remove_abandoned_temporaries(directory: Path) -> None:
+    """Delete the temporary files of `atomic_file` and `fetch` that a killed process (kill -9,
+    a power cut) left behind. One being written is touched at every chunk and may be another
+    process's, so only files untouched for ABANDONED_AFTER_SECONDS go."""
+    cutoff = time.time() - ABANDONED_AFTER_SECONDS
+    for leftover in [*directory.glob(".*.tmp"), *directory.glob(".download-*")]:
+        with contextlib.suppress(OSError):
+            if leftover.stat().st_mtime < cutoff:
+                leftover.unlink()

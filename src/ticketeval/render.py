@@ -1,0 +1,201 @@
+"""What people read: the consoles, messages, tables and trends the commands print.
+
+The CLI's side of the boundary: it imports Rich, never the core's heavy libraries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from ticketeval.cache import CacheInfo
+    from ticketeval.history import HistoryRow
+
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True, soft_wrap=True)
+
+
+class Reporter:
+    """Messages for people: stderr (unless --quiet) and, with --log-file, a file."""
+
+    def __init__(self, *, quiet: bool = False, log_file: Path | None = None) -> None:
+        self.quiet = quiet
+        self.log_file = log_file
+
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            stderr.print(Text(message))
+        self.log(message)
+
+    def error(self, message: str) -> None:
+        stderr.print(Text.assemble(("Error: ", "bold red"), message))
+        self.log(f"Error: {message}")
+
+    def log(self, message: str) -> None:
+        if self.log_file is None:
+            return
+        stamp = datetime.now(UTC).isoformat(timespec="seconds")
+        with contextlib.suppress(OSError), self.log_file.open("a", encoding="utf-8") as out:
+            out.write(f"{stamp} {message}\n")
+
+
+def describe_cache(cache: CacheInfo) -> str:
+    span = ""
+    if cache.first_event and cache.last_event:
+        span = f", {cache.first_event[:10]} to {cache.last_event[:10]}"
+    return (
+        f"{cache.rows:,} events of {cache.incidents:,} incidents{span} "
+        f"from {cache.source}, cached in {cache.path}"
+    )
+
+
+@contextlib.contextmanager
+def download_progress(*, enabled: bool) -> Iterator[Any]:
+    """A Rich progress bar for downloads, only on a terminal."""
+    if not (enabled and stderr.is_terminal):
+        yield None
+        return
+    from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+    with Progress(
+        *Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(), console=stderr
+    ) as bar:
+        task_id = bar.add_task("Downloading", total=None)
+
+        def update(done: int, total: int | None) -> None:
+            bar.update(task_id, completed=done, total=total)
+
+        yield update
+
+
+def seconds(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    if abs(value) >= 86_400:
+        return f"{value:,.0f} s ({value / 86_400:.1f} d)"
+    if abs(value) >= 3_600:
+        return f"{value:,.0f} s ({value / 3_600:.1f} h)"
+    return f"{value:,.0f} s"
+
+
+def number(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def render_summary(summary: dict[str, Any]) -> None:
+    data = summary["data"]
+    metrics, target, baseline = data["metrics"], data["target"], data["baseline"]
+    table = Table(title=f"Trial {summary['id']}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    rows = [
+        (
+            "num_obs",
+            f"{data['num_obs']:,}"
+            + (f" ({data['num_dropped']:,} without a target)" if data["num_dropped"] else ""),
+        ),
+        ("model", summary["model"]),
+        ("seed", str(summary["seed"])),
+        ("source", summary["source"]["name"]),
+        ("MAE", seconds(metrics["MAE"])),
+        ("MedAE", seconds(metrics["MedAE"])),
+        ("RMSE", seconds(metrics["RMSE"])),
+        ("MSE", number(metrics["MSE"], 0)),
+        ("R2", number(metrics["R2"])),
+        ("MAE of the median", seconds(baseline["MAE"])),
+        ("skill vs the median", number(baseline["skill"])),
+        ("target mean", seconds(target["mean"])),
+        ("target median", seconds(target["median"])),
+        ("target min", seconds(target["min"])),
+        ("target max", seconds(target["max"])),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    stdout.print(table)
+    per_priority = Table(title="By priority", title_justify="left")
+    for column in ("priority", "num_obs", "MAE", "MedAE", "R2"):
+        per_priority.add_column(column, justify="left" if column == "priority" else "right")
+    for label, values in data["by_priority"].items():
+        per_priority.add_row(
+            label,
+            f"{values['num_obs']:,}",
+            seconds(values["MAE"]),
+            seconds(values["MedAE"]),
+            number(values["R2"]),
+        )
+    stdout.print(per_priority)
+
+
+def sparkline(values: list[float | None]) -> str:
+    """A one-line trend, lowest ▁ to highest █."""
+    bars = "▁▂▃▄▅▆▇█"
+    known = [v for v in values if v is not None]
+    if not known:
+        return ""
+    low, high = min(known), max(known)
+    span = (high - low) or 1.0
+    return "".join(
+        " " if v is None else bars[round((v - low) / span * (len(bars) - 1))] for v in values
+    )
+
+
+def render_history(rows: list[HistoryRow], history_file: Path | str) -> None:
+    table = Table(title=f"Trials in {history_file}", title_justify="left")
+    for column in ("when", "runner", "model", "num_obs", "MAE", "MedAE", "R2", ""):
+        table.add_column(
+            column, justify="left" if column in ("when", "runner", "model") else "right"
+        )
+    for row in rows:
+        flag = Text("worse", style="bold red") if row.worse_than_median else Text("")
+        table.add_row(
+            row.timestamp.replace("T", " ")[:19],
+            row.runner or "",
+            row.model or "",
+            f"{row.num_obs:,}" if row.num_obs is not None else "",
+            seconds(row.MAE),
+            seconds(row.MedAE),
+            number(row.R2),
+            flag,
+        )
+    stdout.print(table)
+    stdout.print(Text.assemble(("MAE trend ", "bold"), sparkline([row.MAE for row in rows])))
+
+
+def render_sizes(sizes: dict[str, str]) -> None:
+    table = Table(title="Saturn Cloud sizes", title_justify="left")
+    table.add_column("size", style="bold")
+    table.add_column("description")
+    for name, description in sizes.items():
+        table.add_row(name, description)
+    stdout.print(table)
+
+
+def render_registration(details: dict[str, Any], *, dry_run: bool) -> None:
+    title = "Would register (dry run)" if dry_run else "Registered"
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")  # ids and URLs whole, never cut with "…"
+    for name, value in details.items():
+        if name != "dry_run":
+            table.add_row(name.replace("_", " "), plain_text(value))
+    stdout.print(table)
+
+
+def plain_text(value: object) -> str:
+    """A registration detail as a reader wants it: lists and mappings without JSON brackets."""
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return ", ".join(str(item) for item in value) or "-"
+    if isinstance(value, dict):
+        # Keyword arguments, shown as the call receives them.
+        return ", ".join(f"{key}={item!r}" for key, item in value.items()) or "-"
+    return str(value)
