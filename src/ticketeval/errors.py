@@ -17,8 +17,10 @@ class ExitCode(IntEnum):
     NETWORK = 4  # a download or a remote service could not be reached
     MODEL = 5  # the model failed to import, raised, or returned bad predictions
     REMOTE = 6  # Saturn Cloud or Prefect Cloud refused the request
+    SPOOLED = 7  # the trial was scored, the history could not be reached: it waits in the spool
     MAE_ABOVE_LIMIT = 10  # --fail-if-mae-above: the trial scored worse than the limit
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
+    TERMINATED = 143  # SIGTERM (128 + 15): how cron, systemd and Kubernetes stop a job
 
 
 class TicketevalError(Exception):
