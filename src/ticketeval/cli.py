@@ -23,6 +23,7 @@ from ticketeval.render import (
     Reporter,
     describe_cache,
     download_progress,
+    render_backtest,
     render_history,
     render_registration,
     render_sizes,
@@ -63,10 +64,10 @@ DataDirOption = Annotated[
     ),
 ]
 BatchSizeOption = Annotated[
-    int | None,
+    str | None,
     typer.Option(
         "--batch-size",
-        help="Events to sample. \\[default: TICKETEVAL_BATCH_SIZE or 1000]",
+        help="Events to sample, or 'all'. \\[default: TICKETEVAL_BATCH_SIZE or 1000]",
         show_default=False,
     ),
 ]
@@ -107,6 +108,52 @@ FailIfMaeAboveOption = Annotated[
         "is above this.",
         show_default=False,
         min=0,
+    ),
+]
+
+
+ClosedFromOption = Annotated[
+    str | None,
+    typer.Option(
+        "--closed-from",
+        help="Only tickets closed from this date (YYYY-MM-DD[THH:MM]), included.",
+        show_default=False,
+    ),
+]
+ClosedToOption = Annotated[
+    str | None,
+    typer.Option(
+        "--closed-to",
+        help="Only tickets closed before this date (YYYY-MM-DD[THH:MM]), excluded.",
+        show_default=False,
+    ),
+]
+SinceLastOption = Annotated[
+    bool,
+    typer.Option(
+        "--since-last",
+        help="Every ticket closed since the previous trial of this model on this data "
+        "(for cron); nothing new: exit 0, nothing recorded.",
+    ),
+]
+WorkersOption = Annotated[
+    int | None,
+    typer.Option(help="Dask worker processes to start. \\[default: 1]", show_default=False),
+]
+ThreadsPerWorkerOption = Annotated[
+    int | None,
+    typer.Option(
+        min=1, help="Threads per worker. \\[default: one per core, at most 4]", show_default=False
+    ),
+]
+MemoryLimitOption = Annotated[
+    str | None,
+    typer.Option(help="Memory limit per worker, e.g. 2GiB. \\[default: auto]", show_default=False),
+]
+AddressOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Run on an existing Dask scheduler, e.g. tcp://host:8786.", show_default=False
     ),
 ]
 
@@ -240,6 +287,9 @@ def evaluate(
     seed: SeedOption = None,
     model: ModelOption = "heuristic",
     source: SourceOption = None,
+    closed_from: ClosedFromOption = None,
+    closed_to: ClosedToOption = None,
+    since_last: SinceLastOption = False,
     data_dir: DataDirOption = None,
     fail_if_mae_above: FailIfMaeAboveOption = None,
     json_output: JsonOption = False,
@@ -258,6 +308,9 @@ def evaluate(
             seed=seed,
             model=model,
             source=source,
+            closed_from=closed_from,
+            closed_to=closed_to,
+            since_last=since_last,
             on_fetch=lambda result: report_fetch(result, reporter),
         )
         report_trial(summary, reporter, json_output=json_output, limit=fail_if_mae_above)
@@ -270,30 +323,13 @@ def run_local(
     seed: SeedOption = None,
     model: ModelOption = "heuristic",
     source: SourceOption = None,
-    workers: Annotated[
-        int | None,
-        typer.Option(help="Dask worker processes to start. \\[default: 1]", show_default=False),
-    ] = None,
-    threads_per_worker: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            help="Threads per worker. \\[default: one per core, at most 4]",
-            show_default=False,
-        ),
-    ] = None,
-    memory_limit: Annotated[
-        str | None,
-        typer.Option(
-            help="Memory limit per worker, e.g. 2GiB. \\[default: auto]", show_default=False
-        ),
-    ] = None,
-    address: Annotated[
-        str | None,
-        typer.Option(
-            help="Run on an existing Dask scheduler, e.g. tcp://host:8786.", show_default=False
-        ),
-    ] = None,
+    closed_from: ClosedFromOption = None,
+    closed_to: ClosedToOption = None,
+    since_last: SinceLastOption = False,
+    workers: WorkersOption = None,
+    threads_per_worker: ThreadsPerWorkerOption = None,
+    memory_limit: MemoryLimitOption = None,
+    address: AddressOption = None,
     data_dir: DataDirOption = None,
     fail_if_mae_above: FailIfMaeAboveOption = None,
     json_output: JsonOption = False,
@@ -319,10 +355,85 @@ def run_local(
             seed=seed,
             model=model,
             source=source,
+            closed_from=closed_from,
+            closed_to=closed_to,
+            since_last=since_last,
             on_fetch=lambda result: report_fetch(result, reporter),
             on_cluster=lambda address, dashboard: announce(reporter, address, dashboard),
         )
         report_trial(summary, reporter, json_output=json_output, limit=fail_if_mae_above)
+
+
+@app.command()
+def backtest(
+    *,
+    every: Annotated[
+        str,
+        typer.Option(
+            help="Period length: 'month' (calendar months), 'week' (from Monday) or '<N>d'."
+        ),
+    ] = "month",
+    closed_from: ClosedFromOption = None,
+    closed_to: ClosedToOption = None,
+    model: ModelOption = "heuristic",
+    batch_size: Annotated[
+        str,
+        typer.Option("--batch-size", help="Events to sample per period, or 'all'."),
+    ] = "all",
+    seed: SeedOption = None,
+    reference: Annotated[
+        int | None,
+        typer.Option(
+            help="Periods that set the alert band (mean ± 3 SD of MAE). \\[default: first third]",
+            show_default=False,
+        ),
+    ] = None,
+    min_events: Annotated[
+        int,
+        typer.Option(help="Fewer events than this: shown, marked too small to judge."),
+    ] = 100,
+    source: SourceOption = None,
+    workers: WorkersOption = None,
+    threads_per_worker: ThreadsPerWorkerOption = None,
+    memory_limit: MemoryLimitOption = None,
+    address: AddressOption = None,
+    data_dir: DataDirOption = None,
+    json_output: JsonOption = False,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
+    log_file: LogFileOption = None,
+) -> None:
+    """Replay the log period by period (a Prefect flow, the periods in parallel on Dask).
+
+    Example: [bold]ticketeval backtest --every month --source demo[/bold]
+    """
+    reporter = Reporter(quiet=quiet, log_file=log_file)
+    with reported_errors(reporter):
+        from ticketeval.cluster import ClusterOptions
+
+        cluster = ClusterOptions(workers, threads_per_worker, memory_limit, address, verbose)
+        settings = settings_for(data_dir)
+        quiet_prefect_logs(verbose)
+        result = core.backtest(
+            settings,
+            every=every,
+            cluster=cluster,
+            closed_from=closed_from,
+            closed_to=closed_to,
+            model=model,
+            batch_size=batch_size,
+            seed=seed,
+            reference=reference,
+            min_events=min_events,
+            source=source,
+            on_fetch=lambda fetched: report_fetch(fetched, reporter),
+            on_cluster=lambda address, dashboard: announce(reporter, address, dashboard),
+        )
+        reporter.log(json.dumps(result))
+        if json_output:
+            print(json.dumps(result))
+        else:
+            render_backtest(result)
 
 
 def announce(reporter: Reporter, address: str, dashboard: str | None) -> None:
@@ -338,8 +449,17 @@ def report_fetch(result: FetchResult, reporter: Reporter) -> None:
 
 
 def report_trial(
-    summary: dict[str, Any], reporter: Reporter, *, json_output: bool, limit: float | None
+    summary: dict[str, Any] | core.NothingNew,
+    reporter: Reporter,
+    *,
+    json_output: bool,
+    limit: float | None,
 ) -> None:
+    if isinstance(summary, core.NothingNew):
+        reporter.info(summary.message)
+        if json_output:
+            print(json.dumps(summary.to_dict()))
+        return
     reporter.log(json.dumps(summary))
     if json_output:
         print(json.dumps(summary))

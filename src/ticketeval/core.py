@@ -15,12 +15,17 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
+
+from ticketeval.errors import UsageError
 
 if TYPE_CHECKING:
     from ticketeval.cache import CacheInfo, FetchResult
     from ticketeval.cluster import ClusterOptions
     from ticketeval.history import HistoryRow
+    from ticketeval.periods import Period
     from ticketeval.saturn import Registration, SaturnClusterOptions
     from ticketeval.settings import Settings
     from ticketeval.sources import ProgressCallback
@@ -66,26 +71,113 @@ def _prepare_data(
     return result.cache
 
 
+@dataclass(frozen=True)
+class NothingNew:
+    """`--since-last` found no ticket closed since the previous trial: nothing is recorded."""
+
+    model: str
+    since: str
+    newest: str | None
+
+    @property
+    def message(self) -> str:
+        newest = f" (the newest closure is {self.newest})" if self.newest else ""
+        return f"Nothing new for {self.model}: no ticket closed since {self.since}{newest}."
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"nothing_new": True, **asdict(self)}
+
+
+@dataclass(frozen=True)
+class TrialPlan:
+    """What one trial scores, with every default resolved."""
+
+    batch_size: int | None
+    allow_fewer: bool
+    seed: int | None
+    period: Period
+
+
+def _plan_trial(
+    settings: Settings,
+    *,
+    batch_size: int | str | None,
+    seed: int | None,
+    model: str,
+    closed_from: str | None,
+    closed_to: str | None,
+    since_last: bool,
+) -> TrialPlan | NothingNew:
+    """The batch and period of a trial: a sample of the data, of a period, or of every ticket
+    closed since the previous trial of `model` on the same data (`since_last`)."""
+    from ticketeval.batches import closure_span, parse_batch_size
+    from ticketeval.cache import read_cache_info
+    from ticketeval.history import last_period_end
+    from ticketeval.periods import Period, iso, parse_date
+
+    size = parse_batch_size(batch_size)
+    period = Period(parse_date(closed_from, "closed_from"), parse_date(closed_to, "closed_to"))
+    if since_last:
+        if period.bounded:
+            raise UsageError("--since-last sets the period itself: drop --closed-from/--closed-to.")
+        cache = read_cache_info(settings.data_dir)
+        assert cache is not None
+        span = closure_span(settings.data_dir)
+        start = last_period_end(settings.history_file, model=model, data_sha256=cache.csv_sha256)
+        newest = span[1] if span else None
+        if newest is None or (start is not None and parse_date(start) > newest):
+            return NothingNew(model, start or "the first closure", iso(newest))
+        # To the newest closure, included: the next --since-last starts just after it.
+        period = Period(parse_date(start), newest + timedelta(seconds=1))
+        if batch_size is None:
+            return TrialPlan(None, False, seed, period)  # every new ticket
+    default = size is None and batch_size is None
+    return TrialPlan(
+        settings.batch_size if default else size,
+        # A default batch meeting a small period takes the period's events; an asked-for
+        # size larger than the period is refused.
+        default and period.bounded,
+        settings.seed if seed is None else seed,
+        period,
+    )
+
+
 def evaluate(
     settings: Settings,
     *,
-    batch_size: int | None = None,
+    batch_size: int | str | None = None,
     seed: int | None = None,
     model: str = "heuristic",
     source: str | None = None,
+    closed_from: str | None = None,
+    closed_to: str | None = None,
+    since_last: bool = False,
     on_fetch: FetchCallback | None = None,
-) -> dict[str, Any]:
+) -> dict[str, Any] | NothingNew:
     """`ticketeval evaluate`: score `model` on one batch in this process, record the trial,
-    and return its summary."""
+    and return its summary (or NothingNew, recording nothing)."""
     from ticketeval.history import append_history
     from ticketeval.trial import score_trial
 
     _prepare_data(settings, source, on_fetch)
+    plan = _plan_trial(
+        settings,
+        batch_size=batch_size,
+        seed=seed,
+        model=model,
+        closed_from=closed_from,
+        closed_to=closed_to,
+        since_last=since_last,
+    )
+    if isinstance(plan, NothingNew):
+        return plan
     summary = score_trial(
         data_dir=settings.data_dir,
-        batch_size=settings.batch_size if batch_size is None else batch_size,
-        seed=settings.seed if seed is None else seed,
+        batch_size=plan.batch_size,
+        seed=plan.seed,
         model=model,
+        period=plan.period,
+        allow_fewer=plan.allow_fewer,
     )
     append_history(settings.history_file, summary)
     return summary
@@ -95,35 +187,126 @@ def run_local(
     settings: Settings,
     *,
     cluster: ClusterOptions,
-    batch_size: int | None = None,
+    batch_size: int | str | None = None,
     seed: int | None = None,
     model: str = "heuristic",
     source: str | None = None,
+    closed_from: str | None = None,
+    closed_to: str | None = None,
+    since_last: bool = False,
     on_fetch: FetchCallback | None = None,
     on_cluster: Callable[[str, str | None], None] | None = None,
-) -> dict[str, Any]:
+) -> dict[str, Any] | NothingNew:
     """`ticketeval run-local`: the same trial as a Prefect flow on Dask (the flow records it);
     returns its summary. Everything that can be checked is checked before a cluster starts."""
-    from ticketeval.batches import check_batch_size
+    from ticketeval.batches import check_batch_size, closed_in
+    from ticketeval.cache import cache_path
     from ticketeval.cluster import run_flow
     from ticketeval.flow import build_flow, flow_name
     from ticketeval.models import load_model
 
     cache = _prepare_data(settings, source, on_fetch)
-    size = settings.batch_size if batch_size is None else batch_size
-    check_batch_size(size, cache)
+    plan = _plan_trial(
+        settings,
+        batch_size=batch_size,
+        seed=seed,
+        model=model,
+        closed_from=closed_from,
+        closed_to=closed_to,
+        since_last=since_last,
+    )
+    if isinstance(plan, NothingNew):
+        return plan
+    available = (
+        len(closed_in(cache_path(settings.data_dir), plan.period))
+        if plan.period.bounded
+        else cache.rows
+    )
+    size = plan.batch_size
+    if size is not None:
+        if plan.allow_fewer:
+            size = min(size, available)
+        check_batch_size(size, available, plan.period)
     load_model(model)
     build = functools.partial(
         build_flow,
         name=flow_name(settings.username),
         batch_size=size,
-        seed=settings.seed if seed is None else seed,
+        seed=plan.seed,
         model=model,
+        period=plan.period,
         data_dir=settings.data_dir,
         history_path=settings.history_file,
         runner="run-local",
     )
     return run_flow(build, cluster, on_cluster=on_cluster)
+
+
+def backtest(
+    settings: Settings,
+    *,
+    every: str,
+    cluster: ClusterOptions,
+    closed_from: str | None = None,
+    closed_to: str | None = None,
+    model: str = "heuristic",
+    batch_size: int | str | None = "all",
+    seed: int | None = None,
+    reference: int | None = None,
+    min_events: int | None = None,
+    source: str | None = None,
+    on_fetch: FetchCallback | None = None,
+    on_cluster: Callable[[str, str | None], None] | None = None,
+) -> dict[str, Any]:
+    """`ticketeval backtest`: replay the log period by period as one Prefect flow (a mapped
+    task per period, on Dask), judge each period against the reference periods' band, record
+    the run, and return its periods and thresholds."""
+    from ticketeval.backtest import DEFAULT_MIN_EVENTS, backtest_periods
+    from ticketeval.batches import parse_batch_size
+    from ticketeval.cluster import run_flow
+    from ticketeval.flow import build_backtest_flow, flow_name
+    from ticketeval.models import load_model
+    from ticketeval.periods import parse_date, parse_every
+    from ticketeval.trial import new_trial_id
+
+    parse_every(every)
+    size = parse_batch_size(batch_size)
+    if size is not None and size < 1:
+        raise UsageError(f"the batch size must be at least 1, not {size}.")
+    if reference is not None and reference < 1:
+        raise UsageError(f"--reference must be at least 1 period, not {reference}.")
+    if min_events is not None and min_events < 0:
+        raise UsageError(f"--min-events must be 0 or more, not {min_events}.")
+    cache = _prepare_data(settings, source, on_fetch)
+    load_model(model)
+    periods = backtest_periods(
+        settings.data_dir,
+        every,
+        parse_date(closed_from, "closed_from"),
+        parse_date(closed_to, "closed_to"),
+    )
+    run_id = new_trial_id()
+    build = functools.partial(
+        build_backtest_flow,
+        name=f"{flow_name(settings.username)}-backtest",
+        periods=periods,
+        batch_size=size,
+        seed=settings.seed if seed is None else seed,
+        model=model,
+        run_id=run_id,
+        reference=reference,
+        min_events=DEFAULT_MIN_EVENTS if min_events is None else min_events,
+        data_dir=settings.data_dir,
+        history_path=settings.history_file,
+    )
+    verdict = run_flow(build, cluster, on_cluster=on_cluster, result_task="judge_backtest")
+    return {
+        "run_id": run_id,
+        "model": model,
+        "every": every,
+        "source": {"name": cache.source, "csv_sha256": cache.csv_sha256},
+        **verdict,
+    }
 
 
 def history(

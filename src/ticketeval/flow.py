@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ticketeval.batches import Batch, load_batch
+from ticketeval.batches import Batch, load_batch, parse_batch_size
 from ticketeval.cache import ensure_cache
 from ticketeval.errors import UsageError
 from ticketeval.history import append_history
 from ticketeval.metrics import METRIC_NAMES, score_metric
 from ticketeval.models import load_model, model_columns, predict
+from ticketeval.periods import Period, iso, parse_date
 from ticketeval.trial import compute_target, new_trial_id, summarize
 
 if TYPE_CHECKING:
@@ -38,14 +39,34 @@ def _worker_settings(data_dir: Path | None) -> Settings:
     return load_settings(**({"data_dir": data_dir} if data_dir is not None else {}))
 
 
+def _task_get_trial_id() -> str:
+    """The flow run's id where there is one (Prefect Cloud), so that a write Dask re-runs
+    after losing a worker records the same trial; a fresh id for a local run."""
+    import prefect
+
+    return str(prefect.context.get("flow_run_id") or new_trial_id())
+
+
 def _task_get_ticket_data_batch(
-    batch_size: int, seed: int | None, model: str, data_dir: Path | None
+    batch_size: int | str | None,
+    seed: int | None,
+    model: str,
+    data_dir: Path | None,
+    closed_from: str | None = None,
+    closed_to: str | None = None,
 ) -> Batch:
     settings = _worker_settings(data_dir)
     # On a fresh remote worker this fetches, with the worker's URL, timeout and retries;
     # run-local fetched on the client first.
     ensure_cache(settings)
-    return load_batch(settings.data_dir, int(batch_size), seed, model_columns(load_model(model)))
+    period = Period(parse_date(closed_from, "closed_from"), parse_date(closed_to, "closed_to"))
+    return load_batch(
+        settings.data_dir,
+        parse_batch_size(batch_size),
+        seed,
+        model_columns(load_model(model)),
+        period,
+    )
 
 
 def _task_get_target(batch: Batch) -> pd.Series:
@@ -94,9 +115,10 @@ def flow_name(username: str) -> str:
 def build_flow(
     *,
     name: str,
-    batch_size: int,
+    batch_size: int | None,
     seed: int | None = None,
     model: str = "heuristic",
+    period: Period | None = None,
     data_dir: Path | None = None,
     history_path: Path | None = None,
     schedule_hours: float | None = None,
@@ -117,7 +139,7 @@ def build_flow(
         if schedule_hours <= 0:
             raise UsageError(f"the schedule interval must be positive, not {schedule_hours} hours.")
         schedule = IntervalSchedule(interval=timedelta(hours=schedule_hours))
-    get_trial_id = task(new_trial_id, name="get_trial_id")
+    get_trial_id = task(_task_get_trial_id, name="get_trial_id")
     get_ticket_data_batch = task(
         _task_get_ticket_data_batch,
         name="get_ticket_data_batch",
@@ -131,12 +153,17 @@ def build_flow(
     write_trial_summary = task(_task_write_trial_summary, name="write_trial_summary")
 
     with Flow(name, schedule=schedule) as flow:
-        batch_size_parameter = Parameter("batch-size", default=batch_size)
+        period = period or Period()
+        batch_size_parameter = Parameter(
+            "batch-size", default="all" if batch_size is None else batch_size
+        )
         seed_parameter = Parameter("seed", default=seed)
         model_parameter = Parameter("model", default=model)
+        closed_from = Parameter("closed-from", default=iso(period.closed_from))
+        closed_to = Parameter("closed-to", default=iso(period.closed_to))
         trial_id = get_trial_id()
         batch = get_ticket_data_batch(
-            batch_size_parameter, seed_parameter, model_parameter, data_dir
+            batch_size_parameter, seed_parameter, model_parameter, data_dir, closed_from, closed_to
         )
         actuals = get_target(batch)
         predictions = predict_task(batch, model_parameter)
@@ -150,4 +177,80 @@ def build_flow(
             trial_id, batch, actuals, predictions, metrics, model_parameter, runner
         )
         write_trial_summary(summary, history_path)
+    return flow
+
+
+# --- The backtest: one mapped task per period ---------------------------------------------------
+
+
+def _task_score_period(
+    period: dict[str, Any],
+    batch_size: int | None,
+    seed: int | None,
+    model: str,
+    data_dir: Path | None,
+    run_id: str,
+) -> dict[str, Any]:
+    from ticketeval.backtest import score_period
+
+    settings = _worker_settings(data_dir)
+    ensure_cache(settings)
+    return score_period(
+        data_dir=settings.data_dir,
+        period=Period.from_dict(period),
+        batch_size=batch_size,
+        seed=seed,
+        model=model,
+        run_id=run_id,
+    )
+
+
+def _task_judge_backtest(
+    summaries: list[dict[str, Any]], reference: int | None, min_events: int
+) -> dict[str, Any]:
+    from ticketeval.backtest import judge
+
+    return judge(summaries, reference=reference, min_events=min_events)
+
+
+def _task_write_backtest(
+    summaries: list[dict[str, Any]], verdict: dict[str, Any], history_path: Path | None
+) -> None:
+    from ticketeval.backtest import with_alerts
+
+    for summary in with_alerts(summaries, verdict):
+        _task_write_trial_summary(summary, history_path)
+
+
+def build_backtest_flow(
+    *,
+    name: str,
+    periods: list[Period],
+    batch_size: int | None,
+    seed: int | None,
+    model: str,
+    run_id: str,
+    reference: int | None,
+    min_events: int,
+    data_dir: Path | None = None,
+    history_path: Path | None = None,
+) -> Flow:
+    """The backtest as a Prefect 1 flow: the periods scored in parallel by one mapped task,
+    then judged against the reference periods' band and recorded as one run."""
+    from prefect import Flow, task, unmapped
+
+    score = task(_task_score_period, name="score_period")
+    judge_task = task(_task_judge_backtest, name="judge_backtest")
+    write = task(_task_write_backtest, name="write_backtest")
+    with Flow(name) as flow:
+        summaries = score.map(
+            [period.to_dict() for period in periods],
+            unmapped(batch_size),
+            unmapped(seed),
+            unmapped(model),
+            unmapped(data_dir),
+            unmapped(run_id),
+        )
+        verdict = judge_task(summaries, reference, min_events)
+        write(summaries, verdict, history_path)
     return flow

@@ -99,3 +99,19 @@ def read_history(
         if mae is not None:
             previous.append(mae)
     return out[-last:] if last else out
+
+
+def last_period_end(path: Path, *, model: str, data_sha256: str) -> str | None:
+    """Where the latest trial of `model` on this data with a period ended (ISO), or None."""
+    if not path.exists():
+        return None
+    with _history(path) as connection:
+        summaries = connection.execute("SELECT summary FROM trials").fetchall()
+    ends = []
+    for (text,) in summaries:
+        summary = json.loads(text)
+        end = (summary.get("period") or {}).get("closed_to")
+        source = summary.get("source") or {}
+        if end and summary.get("model") == model and source.get("csv_sha256") == data_sha256:
+            ends.append(end)
+    return max(ends, default=None)

@@ -86,6 +86,21 @@ def seconds(value: float | None) -> str:
     return f"{value:,.0f} s"
 
 
+def with_interval(value: float | None, interval: list[float] | None) -> str:
+    """A duration and its 95% interval: `152,942 s (1.8 d), 95% CI 131,000–178,000 s`."""
+    if value is None or not interval:
+        return seconds(value)
+    return f"{seconds(value)}, 95% CI {interval[0]:,.0f}–{interval[1]:,.0f} s"
+
+
+def period_text(period: dict[str, Any] | None) -> str:
+    period = period or {}
+    start, end = period.get("closed_from"), period.get("closed_to")
+    if not start and not end:
+        return "all closures"
+    return f"closed {(start or '…')[:16]} to {(end or '…')[:16]}".replace("T", " ")
+
+
 def number(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}"
 
@@ -93,6 +108,7 @@ def number(value: float | None, digits: int = 3) -> str:
 def render_summary(summary: dict[str, Any]) -> None:
     data = summary["data"]
     metrics, target, baseline = data["metrics"], data["target"], data["baseline"]
+    intervals = data.get("metrics_ci") or {}
     table = Table(title=f"Trial {summary['id']}", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column(justify="right")
@@ -105,9 +121,10 @@ def render_summary(summary: dict[str, Any]) -> None:
         ("model", summary["model"]),
         ("seed", str(summary["seed"])),
         ("source", summary["source"]["name"]),
-        ("MAE", seconds(metrics["MAE"])),
-        ("MedAE", seconds(metrics["MedAE"])),
-        ("RMSE", seconds(metrics["RMSE"])),
+        ("period", period_text(summary.get("period"))),
+        ("MAE", with_interval(metrics["MAE"], intervals.get("MAE"))),
+        ("MedAE", with_interval(metrics["MedAE"], intervals.get("MedAE"))),
+        ("RMSE", with_interval(metrics["RMSE"], intervals.get("RMSE"))),
         ("MSE", number(metrics["MSE"], 0)),
         ("R2", number(metrics["R2"])),
         ("MAE of the median", seconds(baseline["MAE"])),
@@ -145,6 +162,44 @@ def sparkline(values: list[float | None]) -> str:
     return "".join(
         " " if v is None else bars[round((v - low) / span * (len(bars) - 1))] for v in values
     )
+
+
+def render_backtest(result: dict[str, Any]) -> None:
+    band = result["thresholds"]
+    title = f"Backtest {result['run_id']}: {result['model']} every {result['every']}"
+    table = Table(title=title, title_justify="left")
+    for column in ("period", "events", "incidents", "MAE", "95% CI", "constant MAE", "skill", ""):
+        table.add_column(column, justify="left" if column in ("period", "") else "right")
+    for row in result["periods"]:
+        if row["too_small"]:
+            mark = Text("too small", style="dim")
+        elif row["alert"]:
+            mark = Text("ALERT", style="bold red")
+        else:
+            mark = Text("reference" if row["reference"] else "", style="dim")
+        interval = "" if row["MAE_low"] is None else f"{row['MAE_low']:,.0f}–{row['MAE_high']:,.0f}"
+        table.add_row(
+            row["label"],
+            f"{row['events']:,}",
+            "" if row["incidents"] is None else f"{row['incidents']:,}",
+            seconds(row["MAE"]),
+            interval,
+            seconds(row["baseline_MAE"]),
+            number(row["skill"]),
+            mark,
+        )
+    stdout.print(table)
+    if band is None:
+        stdout.print(
+            "No alert band: fewer than two reference periods with enough events "
+            f"(--reference, --min-events {result['min_events']})."
+        )
+    else:
+        stdout.print(
+            f"Alert band from the first {result['reference_periods']} periods: MAE "
+            f"{band['lower']:,.0f}–{band['upper']:,.0f} s (mean ± 3 SD); "
+            f"{result['alerts']} alert(s)."
+        )
 
 
 def render_history(rows: list[HistoryRow], history_file: Path | str) -> None:
