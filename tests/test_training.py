@@ -341,6 +341,10 @@ def _bad_files(directory: Path, trained: TrainingResult) -> dict[str, tuple[Path
             _skops_file(directory / "linear.skops", LinearRegression()),
             not_ours,
         ),
+        "a skops dict without metadata": (
+            _skops_file(directory / "bare.skops", {"model": LinearRegression()}),
+            not_ours,
+        ),
         "another estimator with our metadata": (
             _skops_file(
                 directory / "swap.skops", {"model": LinearRegression(), "metadata": metadata}
