@@ -56,7 +56,6 @@ assert not set(INPUT_COLUMNS) & set(LEAKY_COLUMNS), "an outcome column is a mode
 # HistGradientBoosting takes at most 255 categories per feature: the 254 most frequent values
 # of the training data keep their own, every other value (and any unseen later) shares one.
 MAX_CATEGORIES = 255
-OTHER = "other"
 
 Loss = Literal["absolute_error", "log"]
 LOSSES: tuple[Loss, ...] = ("absolute_error", "log")
