@@ -35,7 +35,7 @@ _SCHEMA = pa.schema(
         # Dictionary-encoded: a ticket has several events, and there are a handful of
         # priorities and states, so each string is stored once per file.
         ("number", pa.dictionary(pa.int32(), pa.string())),
-        ("sys_updated_at", pa.timestamp("ns")),
+        ("sys_updated_at", pa.timestamp("us")),  # pandas 3's unit; the log has minutes
         ("priority", pa.dictionary(pa.int8(), pa.string())),
         ("incident_state", pa.dictionary(pa.int8(), pa.string())),
         ("actual", pa.float64()),
@@ -99,7 +99,7 @@ def _to_table(frame: pd.DataFrame) -> pa.Table:
             times = pd.to_datetime(values, errors="coerce")
             if getattr(times.dt, "tz", None) is not None:
                 times = times.dt.tz_convert("UTC").dt.tz_localize(None)
-            arrays.append(pa.array(times.astype("datetime64[ns]"), type=field.type))
+            arrays.append(pa.array(times.astype("datetime64[us]"), type=field.type))
         else:
             numbers = pd.to_numeric(values, errors="coerce").astype("float64")
             arrays.append(pa.array(numbers.to_numpy(), type=field.type, from_pandas=True))
