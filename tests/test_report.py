@@ -80,8 +80,13 @@ def summary_for(frame: pd.DataFrame, **extra: Any) -> dict[str, Any]:
             "R2": None,
             "RMSE": None,
         }
-        for label, rows in scored.groupby("priority", observed=True)
+        for label, rows in scored.groupby(
+            scored["priority"].astype(object).fillna("(none)"), observed=True
+        )
     }
+    # In the order of first appearance, as a groupby on a categorical may give it: the page
+    # must still list priorities in their natural order.
+    by_priority = dict(reversed(by_priority.items()))
     summary = {
         "id": "e3396ec6-8e2b-4a0f-8c80-58dc107da12f",
         "timestamp": "2026-11-24T21:30:44+00:00",
@@ -106,7 +111,7 @@ def summary_for(frame: pd.DataFrame, **extra: Any) -> dict[str, Any]:
             },
             "metrics_ci": {"MAE": [mae * 0.95, mae * 1.05], "MedAE": None, "RMSE": [None, 2.0]},
             "target": {"mean": None, "median": median, "min": None, "max": None},
-            "baseline": {"MAE": baseline, "skill": 1 - mae / baseline},
+            "baseline": {"MAE": baseline, "skill": 1 - mae / baseline if baseline else None},
             "by_priority": by_priority,
             "baseline_by_priority": {label: 1000.0 * (i + 1) for i, label in enumerate(PRIORITIES)},
         },
@@ -322,7 +327,7 @@ def test_the_page_stays_small(events: int, limit: int) -> None:
 def test_the_priority_bars_are_the_summarys_mae_and_baseline(trial: tuple) -> None:
     summary, _, built = trial
     rows = chart_rows(parse(built.html), "chart-by-priority")
-    assert [row.attrs["data-priority"] for row in rows] == list(summary["data"]["by_priority"])
+    assert [row.attrs["data-priority"] for row in rows] == sorted(summary["data"]["by_priority"])
     for row in rows:
         label = row.attrs["data-priority"]
         events, mae, baseline = cell_values(row)[1:]
@@ -630,3 +635,56 @@ def test_unsafe_trial_ids_and_incomplete_frames_are_refused(tmp_path: Path) -> N
     with pytest.raises(DataError, match="incident_state"):
         results.write_results(tmp_path, "t", frame.drop(columns="incident_state"))
     assert list(tmp_path.iterdir()) == []
+
+
+def edge_case(name: str) -> tuple[pd.DataFrame, list[dict[str, Any]], dict[str, Any] | None]:
+    frame = synthetic_results(50, seed=13)
+    points = over_time_points(4)
+    thresholds: dict[str, Any] | None = THRESHOLDS
+    if name == "one event":
+        frame = frame.dropna().iloc[:1]
+    elif name == "all the same":
+        frame["actual"] = frame["predicted"] = 3600.0
+    elif name == "negative and zero durations":
+        frame["actual"] = np.where(np.arange(50) % 2, -120.0, 0.0)
+    elif name == "no actual at all":
+        frame["actual"] = np.nan
+    elif name == "no scores over time":
+        points = [{**p, "MAE": None, "MAE_low": None, "MAE_high": None} for p in points[:1]]
+        thresholds = {"lower": None, "upper": 86_400.0}
+    elif name == "missing labels and time zones":
+        frame["priority"] = frame["priority"].astype(object).where(np.arange(50) % 3 > 0)
+        frame["sys_updated_at"] = frame["sys_updated_at"].dt.tz_localize("UTC")
+        frame = frame.drop(columns=["incident_state"])
+    return frame, points, thresholds
+
+
+# A warning (an empty slice's mean, a singular axis) would mean a chart drawn from nothing.
+@pytest.mark.filterwarnings("error::UserWarning", "error::RuntimeWarning")
+@pytest.mark.parametrize(
+    "name",
+    [
+        "one event",
+        "all the same",
+        "negative and zero durations",
+        "no actual at all",
+        "no scores over time",
+        "missing labels and time zones",
+    ],
+)
+def test_awkward_trials_still_give_a_whole_page(name: str) -> None:
+    frame, points, thresholds = edge_case(name)
+    summary = summary_for(frame)
+    built = report.build_report(summary, frame, points, thresholds=thresholds)
+    root = parse(built.html)
+    for section_id in SECTION_IDS:
+        assert root.find("section", id=section_id).all_text()
+    scored = frame["actual"].notna().sum()
+    if scored:
+        worst = root.find("table", **{"class": "worst-events"}).find("tbody").find_all("tr")
+        assert len(worst) == min(20, scored)
+    else:
+        assert report.NOTHING_SCORED in root.find("section", id="worst-events").all_text()
+    if name == "missing labels and time zones":
+        labels = [row.attrs["data-priority"] for row in chart_rows(root, "chart-by-priority")]
+        assert labels[-1] == "(none)"

@@ -307,7 +307,9 @@ def _by_priority(summary: Mapping[str, Any], frame: pd.DataFrame | None) -> list
             if constant is not None:
                 baseline = float(np.abs(rows["actual"] - constant).mean())
             computed[str(label)] = (len(rows), float(rows["error"].abs().mean()), baseline)
-    labels = list(given) if isinstance(given, Mapping) and given else sorted(computed)
+    labels = list(given) if isinstance(given, Mapping) and given else list(computed)
+    # "1 - Critical" first, whatever order the summary came in; a missing priority last.
+    labels.sort(key=lambda label: (str(label) == "(none)", str(label)))
     found = []
     for label in labels:
         scores = given.get(label) if isinstance(given, Mapping) else None
