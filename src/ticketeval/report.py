@@ -286,11 +286,8 @@ class _Priority:
 
 
 def _baseline_source(summary: Mapping[str, Any]) -> str:
-    return (
-        "summary"
-        if isinstance(_get(summary, "data", "baseline_by_priority"), Mapping)
-        else ("results")
-    )
+    given = isinstance(_get(summary, "data", "baseline_by_priority"), Mapping)
+    return "summary" if given else "results"
 
 
 def _by_priority(summary: Mapping[str, Any], frame: pd.DataFrame | None) -> list[_Priority]:
@@ -565,6 +562,8 @@ def _render(figure: Figure, chart_id: str, title: str, caption: str) -> Chart:
     svg = re.sub(r'\s+xmlns(:xlink)?="[^"]*"', "", svg, count=2)
     svg = re.sub(r"<metadata>.*?</metadata>\s*", "", svg, flags=re.S)
     svg = svg.replace("<svg ", f'<svg role="img" aria-label="{_e(title)}" ', 1)
+    # A PNG travels alone (a mail attachment): it carries its title; the page has figcaptions.
+    figure.suptitle(title, fontsize=11, fontweight="bold")
     png_buffer = io.BytesIO()
     figure.savefig(png_buffer, format="png", dpi=100)
     return Chart(chart_id, title, caption, svg.strip(), png_buffer.getvalue())
