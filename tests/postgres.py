@@ -55,6 +55,8 @@ class PostgresServer:
     bin_dir: Path
     base: Path
     port: int
+    user: str = USER
+    password: str = PASSWORD
 
     @property
     def data_dir(self) -> Path:
