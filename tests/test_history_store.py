@@ -536,15 +536,22 @@ def as_nobody(queue: Any, url: str, spool: str) -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to another user")
+@pytest.mark.parametrize("legacy", [False, True], ids=["current", "legacy"])
 @pytest.mark.parametrize("directory_writable", [False, True], ids=["read-only-dir", "file-only"])
-def test_a_read_only_history_is_read_but_not_written(directory_writable: bool) -> None:
+def test_a_read_only_history_is_read_but_not_written(
+    directory_writable: bool, legacy: bool
+) -> None:
     base = Path(tempfile.mkdtemp())  # pytest's tmp dirs are private to root
     try:
         base.chmod(0o755)
         path = base / "history.sqlite"
         url = sqlite_url(path)
         for day in (1, 2):
-            record_trial(summary(trial_id=f"t{day}"), url, base / "unused")
+            trial = summary(trial_id=f"t{day}", timestamp=f"2026-01-0{day}T00:00:00+00:00")
+            if legacy:  # a file of today's release, which cannot be migrated: read as it is
+                append_with_current_code(path, trial)
+            else:
+                record_trial(trial, url, base / "unused")
         path.chmod(0o444)
         if directory_writable:
             base.chmod(0o777)
@@ -582,6 +589,15 @@ def test_a_history_locked_too_long_spools_the_trial(tmp_path: Path) -> None:
     assert len(read_trials(url)) == 3
 
 
+def test_the_busy_timeout_reaches_the_driver(any_url: str) -> None:
+    with open_history(any_url, busy_timeout=12.5) as store:
+        if store.backend == "sqlite":
+            setting = store.connection.execute("PRAGMA busy_timeout").fetchone()[0]
+        else:
+            setting = store.connection.execute("SHOW lock_timeout").fetchone()[0]
+    assert str(setting) in ("12500", "12500ms")
+
+
 # --- Places --------------------------------------------------------------------------------------
 
 
@@ -596,15 +612,35 @@ def test_the_default_history_is_in_the_data_directory_not_the_cache(
     assert history.default_spool_dir() == tmp_path / "share" / "ticketeval" / "spool"
 
 
+def crash_after_commit(path: str) -> None:
+    """Append with today's code but die before closing: the trial is only in the -wal."""
+    connection = sqlite3.connect(path)
+    connection.execute("PRAGMA journal_mode=WAL")
+    with connection:
+        connection.execute(
+            "INSERT INTO trials (id, timestamp, model, summary) VALUES (?, ?, ?, ?)",
+            ("in-the-wal", "2026-01-09T00:00:00+00:00", "heuristic", json.dumps(summary())),
+        )
+    os._exit(0)
+
+
 def test_the_history_in_the_cache_directory_is_moved_once(
     current_file: tuple[Path, list[dict[str, Any]]], tmp_path: Path
 ) -> None:
     old, trials = current_file
+    crasher = multiprocessing.get_context("fork").Process(
+        target=crash_after_commit, args=(str(old),)
+    )
+    crasher.start()
+    crasher.join(timeout=60)
+    assert old.with_name("history.sqlite-wal").stat().st_size > 0
     data_dir = tmp_path / "data-home"
     message = history.move_legacy_history(old.parent, data_dir)
     assert message and str(old) in message and str(data_dir / "history.sqlite") in message
-    assert not old.exists() and not old.with_name("history.sqlite-wal").exists()
-    assert len(read_trials(sqlite_url(data_dir / "history.sqlite"))) == len(trials)
+    for leftover in ("history.sqlite", "history.sqlite-wal", "history.sqlite-shm"):
+        assert not old.with_name(leftover).exists()
+    moved = read_trials(sqlite_url(data_dir / "history.sqlite"))
+    assert len(moved) == len(trials) + 1 and moved[-1].id == "in-the-wal"
     append_with_current_code(old, summary())  # an old release wrote there again meanwhile
     assert history.move_legacy_history(old.parent, data_dir) is None
     assert old.exists()
@@ -630,12 +666,12 @@ def test_a_trial_is_flagged_only_when_its_interval_lies_above_every_earlier_one(
         row(100, (90, 110)),
         row(105, (95, 115)),  # overlaps: noise
         row(118, (112, 124)),  # starts below the second's upper bound (115): not flagged
-        row(140, (125, 155)),  # entirely above 90-110, 95-115 and 112-124
-        row(140, (125, 155), model="other"),  # another model: nothing to compare with
-        row(140, (125, 155), data="d2"),  # other data: nothing to compare with
+        row(300, (250, 350), data="d2"),  # other data: nothing to compare with
+        row(300, (250, 350), model="other"),  # another model: nothing to compare with
+        row(140, (125, 155)),  # entirely above 90-110, 95-115 and 112-124 (not d2's 350)
         row(None),
     ]
-    assert flag_regressions(rows) == [False, False, False, True, False, False, False]
+    assert flag_regressions(rows) == [False, False, False, False, False, True, False]
     # With a window of one, only the previous comparable trial is the reference.
     assert flag_regressions(rows[:3], window=1) == [False, False, False]
 

@@ -374,9 +374,11 @@ def _rows_from_v1(old: Sequence[Any]) -> list[dict[str, Any]]:
     with contextlib.suppress(ValueError, TypeError, SummaryError):
         summary = json.loads(record["summary"])
         rows = rows_from_summary(summary)
-        for row in rows:  # the row as stored is the record of truth for its key
-            row["id"] = str(record["id"])
-            row["summary"] = record["summary"]
+        timestamp = rows[0]["timestamp"]
+        with contextlib.suppress(SummaryError):
+            timestamp = utc_iso(record["timestamp"])
+        for row in rows:  # the columns as stored are what users saw: they win over the JSON
+            row.update(id=str(record["id"]), timestamp=timestamp, summary=record["summary"])
         return rows
     row = dict.fromkeys(COLUMN_NAMES)
     row.update(
