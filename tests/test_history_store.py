@@ -205,6 +205,20 @@ def test_reading_a_missing_sqlite_history_creates_nothing(tmp_path: Path) -> Non
     assert not (tmp_path / "none.sqlite").exists()
 
 
+def test_reading_an_empty_database_creates_nothing_until_the_first_append(
+    postgres_url: str,
+) -> None:
+    import psycopg
+
+    assert read_trials(postgres_url) == []
+    with open_history(postgres_url, create=False) as store:
+        with psycopg.connect(postgres_url) as connection:
+            tables = "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'public'"
+            assert connection.execute(tables).fetchone() == (0,)
+        assert store.append(summary(trial_id="first")) == 1
+    assert [row.id for row in read_trials(postgres_url)] == ["first"]
+
+
 def awkward_trials() -> list[dict[str, Any]]:
     """Trials whose order and values differ between careless backends: same timestamps with
     ids and models that sort differently by locale than by code point, a seed past 2**63,
@@ -426,6 +440,8 @@ def test_a_history_written_by_the_current_release_is_migrated_keeping_every_tria
     current_file: tuple[Path, list[dict[str, Any]]],
 ) -> None:
     path, trials = current_file
+    with open_history(sqlite_url(path)) as store:
+        assert store.migrated_trials == 3
     rows = read_trials(sqlite_url(path))
     assert [row.id for row in rows] == [trial["id"] for trial in trials]
     assert [row.MAE for row in rows] == [100.0, None, 90.0]
@@ -596,6 +612,27 @@ def test_the_busy_timeout_reaches_the_driver(any_url: str) -> None:
         else:
             setting = store.connection.execute("SHOW lock_timeout").fetchone()[0]
     assert str(setting) in ("12500", "12500ms")
+
+
+def test_a_full_disk_spools_the_trial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = sqlite_url(tmp_path / "h.sqlite")
+    record_trial(summary(), url, tmp_path / "spool")
+    connect = history.HistoryStore._connect_sqlite
+
+    def full(self: history.HistoryStore, create: bool) -> Any:
+        # SQLite's own limit makes it fail exactly as on a full disk (SQLITE_FULL).
+        connection = connect(self, create)
+        pages = connection.execute("PRAGMA page_count").fetchone()[0]
+        connection.execute(f"PRAGMA max_page_count = {pages}")
+        return connection
+
+    monkeypatch.setattr(history.HistoryStore, "_connect_sqlite", full)
+    big = summary(notes="x" * 100_000)
+    outcome = record_trial(big, url, tmp_path / "spool")
+    assert outcome.spooled and "the disk holding the history" in one_line(outcome.message)
+    monkeypatch.undo()
+    assert record_trial(summary(), url, tmp_path / "spool").sent_from_spool == 1
+    assert len(read_trials(url)) == 3
 
 
 # --- Places --------------------------------------------------------------------------------------

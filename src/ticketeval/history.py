@@ -496,6 +496,9 @@ def flag_regressions(
       so noise the intervals already show is never called a regression.
     - when it has none (trials recorded before intervals existed): flagged iff its MAE exceeds
       the median of the reference MAEs by more than `threshold` (0.25 = 25 %).
+
+    Pass the whole history (then keep the last rows you show): a row's reference is only what
+    precedes it in `rows`.
     """
     history: dict[tuple[str, str], list[HistoryRow]] = {}
     flags: list[bool] = []
@@ -578,6 +581,7 @@ class HistoryStore:
         self.connect_timeout = connect_timeout
         self.read_only = False
         self.version = 0
+        self.migrated_trials: int | None = None  # set when this open migrated a legacy history
         self._connection: _Connection | None = None
         with self._errors("open"):
             self._connection = self._connect(create)
@@ -803,7 +807,9 @@ class HistoryStore:
 
     def _prepare(self, create: bool) -> int:
         version = self._read_version()
-        if version == SCHEMA_VERSION or self.read_only or not create:
+        # A legacy history is migrated by any use that may write it, a read included; a new
+        # one is created only by a write (reading an empty database leaves it empty).
+        if version == SCHEMA_VERSION or self.read_only or (version == 0 and not create):
             return version
         if self.backend == "sqlite":
             mode = self._execute("PRAGMA journal_mode").fetchone()[0]
@@ -816,7 +822,7 @@ class HistoryStore:
                 for statement in _create_statements(self.backend):
                     self._execute(statement)
             elif version == 1:
-                self._migrate_from_v1()
+                self.migrated_trials = self._migrate_from_v1()
             if version < SCHEMA_VERSION:
                 for statement in _INDEXES:
                     self._execute(statement)
@@ -826,7 +832,7 @@ class HistoryStore:
                 )
         return SCHEMA_VERSION
 
-    def _migrate_from_v1(self) -> None:
+    def _migrate_from_v1(self) -> int:
         """Version 1 → 2 inside the caller's transaction: a new table holding every old trial,
         its new columns derived from the summary JSON, then swapped in for the old one."""
         old = self._execute(
@@ -845,6 +851,7 @@ class HistoryStore:
             )
         self._execute("DROP TABLE trials")
         self._execute("ALTER TABLE trials_v2 RENAME TO trials")
+        return int(kept)
 
     # -- writing
 
@@ -875,6 +882,9 @@ class HistoryStore:
         """
         rows = rows_from_summary(summary)
         self._require_writable()
+        if self.version == 0:  # opened for reading before anything was written
+            with self._errors("create"):
+                self.version = self._prepare(create=True)
         with self._errors("write to"), self._transaction(exclusive=self.backend == "sqlite"):
             return self._insert(rows)
 
@@ -936,7 +946,8 @@ def open_history(
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     create: bool = True,
 ) -> HistoryStore:
-    """Open (creating or migrating, when `create`) the history at `url`.
+    """Open the history at `url`: migrated when it is a legacy one that can be written,
+    created when it does not exist yet and `create` (else it is created by the first append).
 
     Raises UsageError for a URL of another form, HistoryUnreachable when the server cannot be
     reached or refuses the login, HistoryError when the history cannot be used.
@@ -968,7 +979,7 @@ def read_trials(
     if target.backend == "sqlite" and target.path is not None and not target.path.exists():
         return []
     with HistoryStore(
-        target, busy_timeout=busy_timeout, connect_timeout=connect_timeout, create=True
+        target, busy_timeout=busy_timeout, connect_timeout=connect_timeout, create=False
     ) as store:
         return store.read(model=model, last=last, run_id=run_id)
 
