@@ -106,6 +106,7 @@ def test_urls_are_parsed_and_passwords_redacted() -> None:
     assert redact_url("postgres://ada@db/trials?password=x&sslmode=require") == (
         "postgres://ada@db/trials?password=***&sslmode=require"
     )
+    assert redact_url("sqlite:///srv/h.sqlite") == "sqlite:///srv/h.sqlite"
     assert history.parse_history_url("sqlite:///srv/h.sqlite").path == Path("/srv/h.sqlite")
     assert history.parse_history_url(sqlite_url(Path("/a b/h.sqlite"))).path == Path(
         "/a b/h.sqlite"

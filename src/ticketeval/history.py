@@ -81,6 +81,8 @@ def redact_url(url: str) -> str:
             user = userinfo.partition(":")[0]
             netloc = f"{user}:***@{host}"
         query = parts.query
+        if netloc == parts.netloc and "password" not in query.lower():
+            return url  # nothing secret: as written (urlunsplit would drop sqlite's "//")
         if "password" in query.lower():
             pairs = parse_qsl(query, keep_blank_values=True)
             query = urlencode(
@@ -104,8 +106,8 @@ def _secrets_of(url: str) -> list[str]:
 
 
 def _scrub(text: str, url: str) -> str:
-    """One line of `text` with the URL's password removed (a driver could echo it)."""
-    line = " ".join(text.split())
+    """The first line of `text`, with the URL's password removed (a driver could echo it)."""
+    line = " ".join(text.strip().partition("\n")[0].split()).rstrip(".")
     for secret in _secrets_of(url):
         line = line.replace(secret, "***")
     return line
@@ -990,7 +992,7 @@ def read_trials(
 def _spool_name(summary: Mapping[str, Any]) -> str:
     # Named by time then id, so sorted names are the order trials ran in; the same trial
     # spooled twice lands on the same file.
-    stamp = re.sub(r"[^0-9]", "", utc_iso(summary.get("timestamp")))[:20]
+    stamp = datetime.fromisoformat(utc_iso(summary.get("timestamp"))).strftime("%Y%m%dT%H%M%S%fZ")
     safe_id = re.sub(r"[^A-Za-z0-9._-]", "_", str(summary["id"]))[:100]
     return f"{stamp}-{safe_id}.json"
 
