@@ -636,6 +636,25 @@ def test_a_full_disk_spools_the_trial(tmp_path: Path, monkeypatch: pytest.Monkey
     assert len(read_trials(url)) == 3
 
 
+def test_a_local_history_is_copied_to_a_server_once(tmp_path: Path, postgres_url: str) -> None:
+    local = sqlite_url(tmp_path / "h.sqlite")
+    with open_history(local) as store:
+        for trial in awkward_trials():
+            store.append(trial)
+    assert history.copy_history(local, postgres_url) == 6
+    assert history.copy_history(local, postgres_url) == 0
+    assert to_json(read_trials(postgres_url)) == to_json(read_trials(local))
+
+
+def test_the_spool_is_flushed_without_a_new_trial(tmp_path: Path) -> None:
+    url, spool = sqlite_url(tmp_path / "h.sqlite"), tmp_path / "spool"
+    for index in range(3):
+        history.spool_trial(summary(trial_id=f"s{index}"), spool)
+    assert pending_spool(spool) == 3
+    assert history.flush_spool(url, spool) == 3
+    assert pending_spool(spool) == 0 and [row.id for row in read_trials(url)] == ["s0", "s1", "s2"]
+
+
 # --- Places --------------------------------------------------------------------------------------
 
 
