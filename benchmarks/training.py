@@ -46,7 +46,7 @@ print(json.dumps({
 PREDICT = """
 import json, resource, statistics, sys, time
 from pathlib import Path
-from ticketeval.core import load_batch
+from ticketeval.batches import load_batch
 from ticketeval.training import load_model_file
 start = time.perf_counter()
 model = load_model_file(sys.argv[2])
@@ -78,7 +78,7 @@ def main() -> int:
     if not REAL_ZIP.exists():
         print(f"The real UCI file is not at {REAL_ZIP}: nothing to measure.")
         return 1
-    from ticketeval.core import fetch
+    from ticketeval.cache import fetch
 
     with tempfile.TemporaryDirectory() as directory:
         data_dir = Path(directory) / "data"

@@ -36,6 +36,8 @@ def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
             monkeypatch.delenv(name)
     data_dir = tmp_path / "data"
     monkeypatch.setenv("TICKETEVAL_DATA_DIR", str(data_dir))
+    # The history, spool and results beside the cache, as one directory per test.
+    monkeypatch.setenv("TICKETEVAL_HISTORY_DIR", str(data_dir))
     # Download retries are real, their backoff is not what a test waits for.
     monkeypatch.setenv("TICKETEVAL_RETRY_BACKOFF", "0")
     monkeypatch.chdir(tmp_path)

@@ -106,13 +106,23 @@ def test_fail_if_mae_above_exits_with_its_own_code_after_recording(data_dir: Pat
 def test_history_shows_trials_a_trend_and_flags_regressions(
     data_dir: Path, model_dir: Path
 ) -> None:
-    (model_dir / "worse.py").write_text("def model(batch):\n    return [1e8] * len(batch)\n")
-    for arguments in (["--seed", "1"], ["--seed", "2"], ["--model", "worse:model"]):
-        result = runner.invoke(app, ["evaluate", "--batch-size", "200", *arguments])
+    # A model that gets worse when DRIFT is set; another model, far worse, on the side.
+    (model_dir / "drifting.py").write_text(
+        "import os\n"
+        "def model(batch):\n"
+        "    return [86_400.0 * (1 + 50 * ('DRIFT' in os.environ))] * len(batch)\n"
+        "def worse(batch):\n    return [1e8] * len(batch)\n"
+    )
+    models = ["drifting:model", "drifting:worse", "drifting:model", "drifting:model"]
+    for number, model in enumerate(models):
+        env = {"DRIFT": "1"} if number == 3 else {}
+        arguments = ["--batch-size", "200", "--seed", str(number), "--model", model]
+        result = runner.invoke(app, ["evaluate", *arguments], env=env)
         assert result.exit_code == 0, result.output
     rows = json.loads(runner.invoke(app, ["history", "--json"]).stdout)
-    assert [row["model"] for row in rows] == ["heuristic", "heuristic", "worse:model"]
-    assert [row["worse_than_median"] for row in rows] == [False, False, True]
+    assert [row["model"] for row in rows] == models
+    # The far worse model is not compared with the other; the drifted trial is flagged.
+    assert [row["flagged"] for row in rows] == [False, False, False, True]
     assert len(json.loads(runner.invoke(app, ["history", "--json", "--last", "2"]).stdout)) == 2
     table = runner.invoke(app, ["history"])
     assert table.exit_code == 0, table.output
@@ -170,7 +180,7 @@ def test_fetch_reports_what_it_cached(isolated_environment: Path) -> None:
     [
         ("0", "at least 1, not 0"),
         ("-5", "at least 1, not -5"),
-        ("2001", "2,001 is larger than the data (2,000 events)"),
+        ("2001", "2,001 is larger than the 2,000 events in the data"),
     ],
 )
 def test_a_batch_size_that_cannot_work_is_refused(data_dir: Path, size: str, message: str) -> None:

@@ -12,12 +12,16 @@ from ticketeval.settings import Settings, env_var_name, load_settings
 
 def test_defaults_need_no_saturn_or_prefect_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TICKETEVAL_DATA_DIR")
+    monkeypatch.delenv("TICKETEVAL_HISTORY_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", "/somewhere/cache")
+    monkeypatch.setenv("XDG_DATA_HOME", "/somewhere/data")
     settings = load_settings()
     assert settings.batch_size == 1000
     assert settings.seed is None
     assert settings.data_dir == Path("/somewhere/cache/ticketeval")
-    assert settings.history_file == Path("/somewhere/cache/ticketeval/history.sqlite")
+    # The history is no cache: it lives in the user's data directory.
+    assert settings.history == "sqlite:////somewhere/data/ticketeval/history.sqlite"
+    assert settings.spool_dir == Path("/somewhere/data/ticketeval/spool")
     assert settings.base_url is None and settings.saturn_token is None
 
 

@@ -15,10 +15,10 @@ import pandas as pd
 import pytest
 
 from tests.conftest import ROOT
-
-# The data the tests train on comes from the pipeline's parser (moving out of core.py soon).
-from ticketeval.core import demo_event_log, parse_event_log, read_local
+from ticketeval.demo import demo_event_log
 from ticketeval.errors import ExitCode, ModelError, UsageError
+from ticketeval.parsing import parse_event_log
+from ticketeval.sources import read_local
 from ticketeval.training import (
     INPUT_COLUMNS,
     LEAKY_COLUMNS,

@@ -465,10 +465,17 @@ def report_trial(
         print(json.dumps(summary))
     else:
         render_summary(summary)
+    recorded = summary.get("recorded") or {}
+    for note in recorded.get("notes", []):
+        reporter.info(note)
+    if recorded.get("spooled"):
+        reporter.error(recorded["message"])
     mae = summary["data"]["metrics"]["MAE"]
     if limit is not None and mae is not None and mae > limit:
         reporter.error(f"MAE {mae:,.0f} s is above the limit of {limit:,.0f} s.")
         raise typer.Exit(code=int(ExitCode.MAE_ABOVE_LIMIT))
+    if recorded.get("spooled"):
+        raise typer.Exit(code=int(ExitCode.SPOOLED))
 
 
 # --- history -----------------------------------------------------------------------------------
@@ -484,10 +491,13 @@ def history(
         float,
         typer.Option(
             min=0,
-            help="Flag a trial whose MAE exceeds the median of the "
-            "earlier ones by more than this fraction.",
+            help="For trials without an interval: flag an MAE above the median of earlier "
+            "trials of the same model on the same data by more than this fraction.",
         ),
     ] = 0.25,
+    model: Annotated[
+        str | None, typer.Option(help="Only this model's trials.", show_default=False)
+    ] = None,
     data_dir: DataDirOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -497,15 +507,19 @@ def history(
     """
     reporter = Reporter()
     with reported_errors(reporter):
-        settings = settings_for(data_dir)
-        rows = core.history(settings, last=last, threshold=threshold)
+        view = core.history(settings_for(data_dir), last=last, threshold=threshold, model=model)
+        if view.pending:
+            reporter.info(
+                f"{view.pending} trial(s) wait in the spool: they are sent with the next trial "
+                "that reaches the history."
+            )
         if json_output:
-            print(json.dumps([vars(row) for row in rows]))
+            print(json.dumps(view.records(), allow_nan=False))
             return
-        if not rows:
-            reporter.info(f"No trials recorded yet in {settings.history_file}.")
+        if not view.rows:
+            reporter.info(f"No trials recorded yet in {view.history}.")
             return
-        render_history(rows, settings.history_file)
+        render_history(view)
 
 
 # --- Saturn Cloud and Prefect Cloud -------------------------------------------------------------

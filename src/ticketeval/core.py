@@ -112,7 +112,6 @@ def _plan_trial(
     closed since the previous trial of `model` on the same data (`since_last`)."""
     from ticketeval.batches import closure_span, parse_batch_size
     from ticketeval.cache import read_cache_info
-    from ticketeval.history import last_period_end
     from ticketeval.periods import Period, iso, parse_date
 
     size = parse_batch_size(batch_size)
@@ -123,7 +122,7 @@ def _plan_trial(
         cache = read_cache_info(settings.data_dir)
         assert cache is not None
         span = closure_span(settings.data_dir)
-        start = last_period_end(settings.history_file, model=model, data_sha256=cache.csv_sha256)
+        start = _last_period_end(settings, model=model, data_sha256=cache.csv_sha256)
         newest = span[1] if span else None
         if newest is None or (start is not None and parse_date(start) > newest):
             return NothingNew(model, start or "the first closure", iso(newest))
@@ -156,7 +155,6 @@ def evaluate(
 ) -> dict[str, Any] | NothingNew:
     """`ticketeval evaluate`: score `model` on one batch in this process, record the trial,
     and return its summary (or NothingNew, recording nothing)."""
-    from ticketeval.history import append_history
     from ticketeval.trial import score_trial
 
     _prepare_data(settings, source, on_fetch)
@@ -179,8 +177,7 @@ def evaluate(
         period=plan.period,
         allow_fewer=plan.allow_fewer,
     )
-    append_history(settings.history_file, summary)
-    return summary
+    return record(settings, summary)
 
 
 def run_local(
@@ -235,11 +232,14 @@ def run_local(
         seed=plan.seed,
         model=model,
         period=plan.period,
-        data_dir=settings.data_dir,
-        history_path=settings.history_file,
+        # A scheduler given by address may be another machine: its workers read their own
+        # data directory and, unless this one names a shared history, their own history.
+        data_dir=None if cluster.address else settings.data_dir,
+        history_url=_history_for_workers(settings, cluster),
         runner="run-local",
     )
-    return run_flow(build, cluster, on_cluster=on_cluster)
+    written = run_flow(build, cluster, on_cluster=on_cluster, result_task="write_trial_summary")
+    return _complete(settings, written)
 
 
 def backtest(
@@ -296,26 +296,127 @@ def backtest(
         run_id=run_id,
         reference=reference,
         min_events=DEFAULT_MIN_EVENTS if min_events is None else min_events,
-        data_dir=settings.data_dir,
-        history_path=settings.history_file,
+        data_dir=None if cluster.address else settings.data_dir,
+        history_url=_history_for_workers(settings, cluster),
     )
-    verdict = run_flow(build, cluster, on_cluster=on_cluster, result_task="judge_backtest")
+    verdict = run_flow(build, cluster, on_cluster=on_cluster, result_task="write_backtest")
+    recorded = [_complete(settings, written)["recorded"] for written in verdict.pop("written")]
     return {
         "run_id": run_id,
         "model": model,
         "every": every,
         "source": {"name": cache.source, "csv_sha256": cache.csv_sha256},
         **verdict,
+        "recorded": {
+            "history": recorded[0]["history"] if recorded else None,
+            "spooled": sum(outcome["spooled"] for outcome in recorded),
+            "notes": [note for outcome in recorded for note in outcome["notes"]],
+        },
     }
 
 
-def history(
-    settings: Settings, *, last: int | None = None, threshold: float = 0.25
-) -> list[HistoryRow]:
-    """`ticketeval history`: the recorded trials, oldest first, with their regression flags."""
-    from ticketeval.history import read_history
+def record(settings: Settings, summary: dict[str, Any]) -> dict[str, Any]:
+    """Record a trial in the history, or keep it in the spool when the history cannot be
+    reached; the summary comes back with where it went (`recorded`)."""
+    from ticketeval.history import move_legacy_history, record_trial
 
-    return read_history(settings.history_file, last=last, threshold=threshold)
+    notes = []
+    if settings.history_url is None and settings.history_path is None:
+        moved = move_legacy_history(settings.data_dir, settings.history_dir)
+        if moved:
+            notes.append(moved)
+    outcome = record_trial(summary, settings.history, settings.spool_dir)
+    if outcome.recorded and outcome.sent_from_spool:
+        notes.append(outcome.message)
+    return {
+        **summary,
+        "recorded": {
+            "history": outcome.history,
+            "spooled": outcome.spooled,
+            "message": None if outcome.recorded else outcome.message,
+            "notes": notes,
+        },
+    }
+
+
+def _complete(settings: Settings, written: dict[str, Any]) -> dict[str, Any]:
+    """A trial a flow's worker wrote, or here, what it could not write (nothing is lost)."""
+    summary = written["summary"]
+    if not written["recorded"]:
+        return record(settings, summary)
+    return {
+        **summary,
+        "recorded": {"history": written["history"], "spooled": False, "message": None, "notes": []},
+    }
+
+
+def _history_for_workers(settings: Settings, cluster: ClusterOptions) -> str | None:
+    """The history the flow's workers write to: this machine's, except that a scheduler given
+    by address gets it only when it is a server (a SQLite path there would be its own disk)."""
+    if cluster.address and not settings.history.startswith(("postgresql:", "postgres:")):
+        return None
+    return settings.history
+
+
+def _last_period_end(settings: Settings, *, model: str, data_sha256: str) -> str | None:
+    """Where the latest trial of `model` on this data that had a period ended (ISO)."""
+    from ticketeval.history import read_trials
+
+    ends = [
+        row.closed_to
+        for row in read_trials(settings.history, model=model)
+        if row.data_sha256 == data_sha256 and row.closed_to
+    ]
+    return max(ends, default=None)
+
+
+@dataclass(frozen=True)
+class HistoryView:
+    """The recorded trials as `ticketeval history` shows them."""
+
+    history: str  # the URL, password redacted
+    rows: list[HistoryRow]
+    flagged: list[bool]
+    pending: int  # trials waiting in the spool
+
+    def records(self) -> list[dict[str, Any]]:
+        """The rows as plain dicts (the same on every backend), each with its flag."""
+        return [
+            {**asdict(row), "flagged": flagged}
+            for row, flagged in zip(self.rows, self.flagged, strict=True)
+        ]
+
+
+def history(
+    settings: Settings,
+    *,
+    last: int | None = None,
+    threshold: float = 0.25,
+    model: str | None = None,
+) -> HistoryView:
+    """`ticketeval history`: the recorded trials, oldest first, each flagged when it is worse
+    than earlier trials of the same model on the same data beyond their intervals."""
+    from ticketeval.history import flag_regressions, pending_spool, read_trials, redact_url
+
+    # A backtest's periods run in parallel: show them together, in the order of the periods.
+    rows = read_trials(settings.history, model=model)
+    run_start: dict[str, str] = {}
+    for row in rows:
+        if row.run_id:
+            run_start.setdefault(row.run_id, row.timestamp)
+    rows.sort(
+        key=lambda row: (run_start.get(row.run_id or "", row.timestamp), row.closed_from or "")
+    )
+    # A backtest's periods were judged by the backtest, against its own band; a single trial
+    # is compared with the earlier single trials only (like with like).
+    singles = [row for row in rows if row.run_id is None]
+    single_flags = dict(
+        zip(map(id, singles), flag_regressions(singles, threshold=threshold), strict=True)
+    )
+    flags = [bool(row.alert) if row.run_id else single_flags[id(row)] for row in rows]
+    if last:
+        rows, flags = rows[-last:], flags[-last:]
+    return HistoryView(redact_url(settings.history), rows, flags, pending_spool(settings.spool_dir))
 
 
 def describe_sizes(settings: Settings) -> dict[str, str]:

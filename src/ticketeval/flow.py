@@ -15,8 +15,7 @@ import pandas as pd
 
 from ticketeval.batches import Batch, load_batch, parse_batch_size
 from ticketeval.cache import ensure_cache
-from ticketeval.errors import UsageError
-from ticketeval.history import append_history
+from ticketeval.errors import HistoryError, UsageError
 from ticketeval.metrics import METRIC_NAMES, score_metric
 from ticketeval.models import load_model, model_columns, predict
 from ticketeval.periods import Period, iso, parse_date
@@ -97,15 +96,29 @@ def _task_get_trial_summary(
     )
 
 
-def _task_write_trial_summary(trial_summary: dict[str, Any], history_path: Path | None) -> None:
+def _task_write_trial_summary(
+    trial_summary: dict[str, Any], history_url: str | None, must_record: bool
+) -> dict[str, Any]:
+    """Record the trial in the history from the worker; returns the summary and where it went.
+
+    `must_record` (a registered flow, where no client waits): a history that cannot be reached
+    fails the task, so that Prefect retries it and shows the failure; the spool would be the
+    pod's disk. Otherwise the client records what the worker could not (`core.run_local`).
+    """
     import prefect
 
-    prefect.context.get("logger").info(json.dumps(trial_summary))
-    if history_path is None:
-        from ticketeval.settings import load_settings
+    from ticketeval.history import open_history, redact_url
 
-        history_path = load_settings().history_file
-    append_history(history_path, trial_summary)
+    prefect.context.get("logger").info(json.dumps(trial_summary))
+    url = history_url or _worker_settings(None).history
+    try:
+        with open_history(url) as store:
+            store.append(trial_summary)
+    except (HistoryError, UsageError) as error:
+        if must_record:
+            raise
+        return {"summary": trial_summary, "recorded": False, "reason": str(error)}
+    return {"summary": trial_summary, "recorded": True, "history": redact_url(url)}
 
 
 def flow_name(username: str) -> str:
@@ -120,14 +133,16 @@ def build_flow(
     model: str = "heuristic",
     period: Period | None = None,
     data_dir: Path | None = None,
-    history_path: Path | None = None,
+    history_url: str | None = None,
+    must_record: bool = False,
     schedule_hours: float | None = None,
     runner: str = "prefect",
 ) -> Flow:
     """The seed's pipeline as a Prefect 1 flow. Nothing runs until the flow is run.
 
-    `data_dir`/`history_path` of None mean "the settings of the machine the task runs on",
-    which is what a flow registered with Prefect Cloud needs.
+    `data_dir`/`history_url` of None mean "the settings of the machine the task runs on",
+    which is what a flow registered with Prefect Cloud needs; there `history_url` is a
+    parameter without a password (the pod supplies it).
     """
     from datetime import timedelta
 
@@ -150,7 +165,11 @@ def build_flow(
     predict_task = task(_task_predict, name="predict")
     evaluate_model = task(score_metric, name="evaluate_model")
     get_trial_summary = task(_task_get_trial_summary, name="get_trial_summary")
-    write_trial_summary = task(_task_write_trial_summary, name="write_trial_summary")
+    write_trial_summary = task(
+        _task_write_trial_summary,
+        name="write_trial_summary",
+        **({"max_retries": 2, "retry_delay": timedelta(seconds=30)} if must_record else {}),
+    )
 
     with Flow(name, schedule=schedule) as flow:
         period = period or Period()
@@ -176,7 +195,8 @@ def build_flow(
         summary = get_trial_summary(
             trial_id, batch, actuals, predictions, metrics, model_parameter, runner
         )
-        write_trial_summary(summary, history_path)
+        history = Parameter("history-url", default=history_url) if must_record else history_url
+        write_trial_summary(summary, history, must_record)
     return flow
 
 
@@ -214,12 +234,16 @@ def _task_judge_backtest(
 
 
 def _task_write_backtest(
-    summaries: list[dict[str, Any]], verdict: dict[str, Any], history_path: Path | None
-) -> None:
+    summaries: list[dict[str, Any]], verdict: dict[str, Any], history_url: str | None
+) -> dict[str, Any]:
+    """Record every period as one run; the outcome of each, for the client to complete."""
     from ticketeval.backtest import with_alerts
 
-    for summary in with_alerts(summaries, verdict):
-        _task_write_trial_summary(summary, history_path)
+    written = [
+        _task_write_trial_summary(summary, history_url, must_record=False)
+        for summary in with_alerts(summaries, verdict)
+    ]
+    return {**verdict, "written": written}
 
 
 def build_backtest_flow(
@@ -233,7 +257,7 @@ def build_backtest_flow(
     reference: int | None,
     min_events: int,
     data_dir: Path | None = None,
-    history_path: Path | None = None,
+    history_url: str | None = None,
 ) -> Flow:
     """The backtest as a Prefect 1 flow: the periods scored in parallel by one mapped task,
     then judged against the reference periods' band and recorded as one run."""
@@ -252,5 +276,5 @@ def build_backtest_flow(
             unmapped(run_id),
         )
         verdict = judge_task(summaries, reference, min_events)
-        write(summaries, verdict, history_path)
+        write(summaries, verdict, history_url)
     return flow

@@ -21,45 +21,18 @@ import statistics
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from enum import IntEnum
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
-from ticketeval.errors import ExitCode, TicketevalError, UsageError
-
-# --- Errors ------------------------------------------------------------------------------------
-
-
-class HistoryExitCode(IntEnum):
-    """Exit codes this module adds; to be merged into `errors.ExitCode`."""
-
-    SPOOLED = 7  # the trial was computed but the history could not be reached: it is spooled
-
-
-class HistoryError(TicketevalError):
-    """The history cannot be used: corrupt, not ticketeval's, newer, read-only, full or locked."""
-
-    exit_code = ExitCode.DATA
-
-
-class HistoryUnreachable(HistoryError):
-    """The history's server could not be reached or refused the login."""
-
-    exit_code = ExitCode.NETWORK
-
-
-class HistoryUnavailable(TicketevalError):
-    """The trial was computed but the history could not be reached: it is spooled."""
-
-    exit_code = HistoryExitCode.SPOOLED  # type: ignore[assignment]
-
-
-class SummaryError(TicketevalError):
-    """A trial summary lacks what the history needs (a bug in its producer, not an outage)."""
-
-    exit_code = ExitCode.FAILED
-
+from ticketeval.errors import (
+    HistoryError,
+    HistoryUnavailable,
+    HistoryUnreachable,
+    SummaryError,
+    TicketevalError,
+    UsageError,
+)
 
 # --- URLs and places ---------------------------------------------------------------------------
 
@@ -92,6 +65,19 @@ def redact_url(url: str) -> str:
     except ValueError:  # unparseable (a bad port, say): show nothing that could be a secret
         scheme = url.partition(":")[0]
         return f"{scheme}://***" if "@" in url or "password" in url.lower() else url
+
+
+def without_password(url: str) -> str:
+    """The URL with no password at all, for a place that is not secret (a registered flow's
+    parameter): the machine that uses it supplies the password (PGPASSWORD, ~/.pgpass)."""
+    redacted = redact_url(url)
+    if redacted == url:
+        return url
+    parts = urlsplit(redacted)
+    userinfo, _, host = parts.netloc.rpartition("@")
+    netloc = f"{userinfo.partition(':')[0]}@{host}" if userinfo else parts.netloc
+    pairs = [(k, v) for k, v in parse_qsl(parts.query) if k.lower() != "password"]
+    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(pairs), parts.fragment))
 
 
 def _secrets_of(url: str) -> list[str]:
@@ -492,10 +478,11 @@ def flag_regressions(
     them when `window` is None). A row without a reference, an MAE or a `data_sha256` is never
     flagged. Otherwise:
 
-    - when the row has an interval (`MAE_low`): flagged iff `MAE_low` is above every reference
-      trial's upper bound (`MAE_high`, or its MAE when it has no interval). The row's interval
-      then lies entirely above each earlier one; one that overlaps any of them is not flagged,
-      so noise the intervals already show is never called a regression.
+    - when the row has an interval (`MAE_low`): flagged iff `MAE_low` is above the reference's
+      upper bound, the median of the reference trials' `MAE_high` (their MAE when they have no
+      interval). The row's interval then lies entirely above the reference's; one that overlaps
+      it is not flagged, so noise the intervals already show is never called a regression, and
+      one earlier trial with a wide interval cannot hide every later regression.
     - when it has none (trials recorded before intervals existed): flagged iff its MAE exceeds
       the median of the reference MAEs by more than `threshold` (0.25 = 25 %).
 
@@ -513,8 +500,8 @@ def flag_regressions(
         flagged = False
         if reference:
             if row.MAE_low is not None:
-                upper = max(
-                    r.MAE_high if r.MAE_high is not None else r.MAE  # type: ignore[type-var]
+                upper = statistics.median(
+                    r.MAE_high if r.MAE_high is not None else r.MAE  # type: ignore[misc]
                     for r in reference
                 )
                 flagged = row.MAE_low > upper

@@ -17,7 +17,7 @@ from rich.text import Text
 
 if TYPE_CHECKING:
     from ticketeval.cache import CacheInfo
-    from ticketeval.history import HistoryRow
+    from ticketeval.core import HistoryView
 
 stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True, soft_wrap=True)
@@ -202,26 +202,32 @@ def render_backtest(result: dict[str, Any]) -> None:
         )
 
 
-def render_history(rows: list[HistoryRow], history_file: Path | str) -> None:
-    table = Table(title=f"Trials in {history_file}", title_justify="left")
-    for column in ("when", "runner", "model", "num_obs", "MAE", "MedAE", "R2", ""):
-        table.add_column(
-            column, justify="left" if column in ("when", "runner", "model") else "right"
+def render_history(view: HistoryView) -> None:
+    table = Table(title=f"Trials in {view.history}", title_justify="left")
+    columns = ("when", "runner", "model", "period", "events", "MAE", "95% CI", "skill", "")
+    for column in columns:
+        table.add_column(column, justify="left" if column in columns[:4] else "right")
+    for row, flagged in zip(view.rows, view.flagged, strict=True):
+        period = row.period_label or period_text(
+            {"closed_from": row.closed_from, "closed_to": row.closed_to}
         )
-    for row in rows:
-        flag = Text("worse", style="bold red") if row.worse_than_median else Text("")
+        interval = "" if row.MAE_low is None else f"{row.MAE_low:,.0f}–{row.MAE_high:,.0f}"
         table.add_row(
             row.timestamp.replace("T", " ")[:19],
             row.runner or "",
             row.model or "",
+            period,
             f"{row.num_obs:,}" if row.num_obs is not None else "",
             seconds(row.MAE),
-            seconds(row.MedAE),
-            number(row.R2),
-            flag,
+            interval,
+            number(row.skill),
+            Text("worse", style="bold red") if flagged else Text(""),
         )
     stdout.print(table)
-    stdout.print(Text.assemble(("MAE trend ", "bold"), sparkline([row.MAE for row in rows])))
+    # One trend per model: trials of different models are not one series.
+    for model in dict.fromkeys(row.model for row in view.rows):
+        maes = [row.MAE for row in view.rows if row.model == model]
+        stdout.print(Text.assemble((f"MAE trend {model} ", "bold"), sparkline(maes)))
 
 
 def render_sizes(sizes: dict[str, str]) -> None:

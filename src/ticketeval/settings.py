@@ -19,6 +19,13 @@ from ticketeval.errors import SettingsError
 ENV_PREFIX = "TICKETEVAL_"
 
 
+def default_history_dir() -> Path:
+    """The user's data directory for ticketeval (platformdirs): the history is no cache."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("ticketeval", appauthor=False))
+
+
 def default_data_dir() -> Path:
     """The user's cache directory for ticketeval (XDG on Linux, the platform's elsewhere)."""
     if os.name == "nt":
@@ -59,6 +66,10 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=1000, gt=0)
     seed: int | None = None
     history_path: Path | None = None
+    # A URL: sqlite:///path or postgresql://user:password@host:5432/db. Secret: the password.
+    history_url: SecretStr | None = None
+    history_dir: Path = Field(default_factory=default_history_dir)
+    results_keep: int = Field(default=100, ge=0)
     timeout: float = Field(default=30.0, gt=0)
     # urllib3's backoff factor between download retries (0.5 s, 1 s, 2 s); tests set 0.
     retry_backoff: float = Field(default=0.5, ge=0, le=60)
@@ -81,15 +92,35 @@ class Settings(BaseSettings):
             raise ValueError(f"must not end with '/': use {value.rstrip('/')!r}")
         return value
 
-    @field_validator("data_dir", "history_path")
+    @field_validator("data_dir", "history_path", "history_dir")
     @classmethod
     def _expand_user(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
 
     @property
-    def history_file(self) -> Path:
-        """Where the trial history lives: TICKETEVAL_HISTORY_PATH, else in the data directory."""
-        return self.history_path or self.data_dir / "history.sqlite"
+    def history(self) -> str:
+        """The history's URL (it may hold a password: show it only through `redact_url`):
+        TICKETEVAL_HISTORY_URL, else the SQLite file TICKETEVAL_HISTORY_PATH, else
+        `history.sqlite` in the history directory."""
+        if self.history_url is not None:
+            return self.history_url.get_secret_value()
+        path = self.history_path or self.history_dir / "history.sqlite"
+        return f"sqlite:///{path.resolve()}"
+
+    @property
+    def spool_dir(self) -> Path:
+        """Where trials wait while the history cannot be reached."""
+        return self.history_dir / "spool"
+
+    @property
+    def results_dir(self) -> Path:
+        """Where each trial's per-event results are kept (for `ticketeval report`)."""
+        return self.history_dir / "results"
+
+    @property
+    def legacy_history_file(self) -> Path:
+        """Where releases up to 0.1 kept the history: in the cache directory."""
+        return self.data_dir / "history.sqlite"
 
     @property
     def username(self) -> str:

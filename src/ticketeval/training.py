@@ -27,11 +27,10 @@ import numpy as np
 import pandas as pd
 
 from ticketeval import __version__
-
-# The one place this module reaches into the pipeline (moving out of core.py soon): the
-# cache, the target's definition, and the reference model the holdout is compared with.
-from ticketeval.core import cache_path, compute_target, heuristic_model, read_cache_info
+from ticketeval.cache import cache_path, read_cache_info
 from ticketeval.errors import DataError, ModelError, UsageError
+from ticketeval.models import heuristic_model
+from ticketeval.trial import compute_target
 
 # --- What the model may read -------------------------------------------------------------------
 
