@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.browser import chromium, render
-from ticketeval import report, results
+from ticketeval import page, results
 from ticketeval.errors import DataError, UsageError
 
 PRIORITIES = ("1 - Critical", "2 - High", "3 - Moderate", "4 - Low")
@@ -145,10 +145,10 @@ THRESHOLDS = {"lower": 1.0 * 86_400, "upper": 1.6 * 86_400}
 
 
 @pytest.fixture(scope="module")
-def trial() -> tuple[dict[str, Any], pd.DataFrame, report.Report]:
+def trial() -> tuple[dict[str, Any], pd.DataFrame, page.Report]:
     frame = synthetic_results(1_000)
     summary = summary_for(frame)
-    built = report.build_report(summary, frame, over_time_points(), thresholds=THRESHOLDS)
+    built = page.build_report(summary, frame, over_time_points(), thresholds=THRESHOLDS)
     return summary, frame, built
 
 
@@ -250,12 +250,12 @@ def test_the_page_has_its_six_parts_and_four_charts(trial: tuple) -> None:
     for number, section_id in enumerate(SECTION_IDS, start=1):
         section = root.find("section", id=section_id)
         assert section.find("h2").all_text().startswith(f"{number}. ")
-    for chart_id in report.CHART_IDS:
+    for chart_id in page.CHART_IDS:
         figure = root.find("figure", id=chart_id)
         assert figure.find_all("svg"), f"{chart_id} has no inline SVG"
         assert len(figure.find("figcaption").all_text()) > 40, f"{chart_id} has no caption"
         assert chart_rows(root, chart_id), f"{chart_id} has no numbers in its table"
-    assert [chart.id for chart in built.charts] == list(report.CHART_IDS)
+    assert [chart.id for chart in built.charts] == list(page.CHART_IDS)
     assert root.find("table", **{"class": "worst-events"})
 
 
@@ -315,13 +315,13 @@ def test_nothing_on_the_page_points_outside_it(trial: tuple) -> None:
 @pytest.mark.parametrize(("events", "limit"), [(1_000, 1 * MB), (141_712, 3 * MB)])
 def test_the_page_stays_small(events: int, limit: int) -> None:
     frame = synthetic_results(events, seed=events)
-    built = report.build_report(
+    built = page.build_report(
         summary_for(frame), frame, over_time_points(), thresholds=THRESHOLDS
     )
     size = len(built.html.encode("utf-8"))
     assert size < limit, f"{size:,} bytes for {events:,} events"
     # Every chart is drawn, whatever the number of events.
-    assert [chart.id for chart in built.charts] == list(report.CHART_IDS)
+    assert [chart.id for chart in built.charts] == list(page.CHART_IDS)
 
 
 def test_the_priority_bars_are_the_summarys_mae_and_baseline(trial: tuple) -> None:
@@ -340,7 +340,7 @@ def test_without_baselines_per_priority_the_constant_is_the_batchs_median() -> N
     frame = synthetic_results(2_000, seed=3)
     summary = summary_for(frame)
     del summary["data"]["baseline_by_priority"]
-    built = report.build_report(summary, frame, [])
+    built = page.build_report(summary, frame, [])
     actual = frame["actual"].to_numpy()
     constant = np.nanmedian(actual)
     rows = chart_rows(parse(built.html), "chart-by-priority")
@@ -397,7 +397,7 @@ def test_the_worst_events_are_the_largest_absolute_errors(trial: tuple) -> None:
     scored = frame.dropna(subset=["actual"])
     error = scored["predicted"] - scored["actual"]
     expected = scored.assign(error=error).loc[error.abs().sort_values(ascending=False).index[:20]]
-    assert len(rows) == report.WORST_EVENTS == 20
+    assert len(rows) == page.WORST_EVENTS == 20
     got_errors = [cell_values(row)[-1] for row in rows]
     assert got_errors == pytest.approx(expected["error"].tolist(), rel=0, abs=0)
     assert [row.find_all("td")[1].all_text() for row in rows] == expected["number"].tolist()
@@ -415,10 +415,10 @@ def test_without_per_event_results_three_parts_say_so_and_nulls_do_not_crash() -
     summary["data"]["baseline"] = {"MAE": None, "skill": None}
     summary["data"]["by_priority"]["2 - High"]["MAE"] = None
     summary["source"] = None
-    built = report.build_report(summary, None, [], thresholds=None)
+    built = page.build_report(summary, None, [], thresholds=None)
     root = parse(built.html)
     for section_id in ("predicted-vs-actual", "error-distribution", "worst-events"):
-        assert report.NOT_KEPT in root.find("section", id=section_id).all_text()
+        assert page.NOT_KEPT in root.find("section", id=section_id).all_text()
     assert "No earlier trials" in root.find("section", id="over-time").all_text()
     assert [chart.id for chart in built.charts] == ["chart-by-priority"]
     headline = root.find("section", id="headline")
@@ -438,7 +438,7 @@ def test_every_string_from_the_data_is_escaped() -> None:
     summary = summary_for(frame, model=hostile, alert={"flagged": True, "reason": hostile})
     points = over_time_points(3)
     points[0]["label"] = hostile
-    built = report.build_report(summary, frame, points, thresholds=THRESHOLDS)
+    built = page.build_report(summary, frame, points, thresholds=THRESHOLDS)
     assert "<script" not in built.html.lower() and "<img" not in built.html.lower()
     root = parse(built.html)
     assert not root.find_all("script") and not root.find_all("img")
@@ -452,22 +452,22 @@ def test_every_string_from_the_data_is_escaped() -> None:
 
 def test_write_report_writes_the_page_and_one_png_per_chart(trial: tuple, tmp_path: Path) -> None:
     _, _, built = trial
-    written = report.write_report(built, tmp_path / "out" / "trial.html", tmp_path / "png")
+    written = page.write_report(built, tmp_path / "out" / "trial.html", tmp_path / "png")
     assert written[0] == tmp_path / "out" / "trial.html"
     assert written[0].read_text(encoding="utf-8") == built.html
-    assert [path.name for path in written[1:]] == [f"{c}.png" for c in report.CHART_IDS]
+    assert [path.name for path in written[1:]] == [f"{c}.png" for c in page.CHART_IDS]
     for path in written[1:]:
         assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and path.stat().st_size > 5_000
     leftovers = [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
     assert leftovers == []
-    assert report.write_report(built, None, None) == []
+    assert page.write_report(built, None, None) == []
 
 
 def test_report_imports_no_cli_library_and_leaves_matplotlib_as_it_found_it() -> None:
     # A fresh interpreter: what this process imported before cannot hide an import.
     code = """
 import sys
-import ticketeval.report as report
+import ticketeval.page as page
 assert "matplotlib" not in sys.modules, "matplotlib imported with the module"
 import matplotlib
 def settings():
@@ -476,7 +476,7 @@ def settings():
 before = settings()
 from tests.test_report import synthetic_results, summary_for, over_time_points
 frame = synthetic_results(200)
-report.build_report(summary_for(frame), frame, over_time_points(4))
+page.build_report(summary_for(frame), frame, over_time_points(4))
 assert settings() == before, "rcParams changed"
 for name in ("matplotlib.pyplot", "typer", "rich"):
     assert name not in sys.modules, name + " imported"
@@ -496,9 +496,9 @@ print("ok")
 
 def test_bad_inputs_are_reported_as_ticketeval_errors() -> None:
     with pytest.raises(UsageError):
-        report.build_report(None, None, [])  # type: ignore[arg-type]
+        page.build_report(None, None, [])  # type: ignore[arg-type]
     with pytest.raises(DataError, match="predicted"):
-        report.build_report({}, pd.DataFrame({"actual": [1.0]}), [])
+        page.build_report({}, pd.DataFrame({"actual": [1.0]}), [])
 
 
 # --- In a browser --------------------------------------------------------------------------------
@@ -511,8 +511,8 @@ def test_the_page_renders_in_chromium_without_a_network_request(
     from PIL import Image
 
     _, _, built = trial
-    page = report.write_report(built, tmp_path / "report.html", None)[0]
-    rendering = render(page, tmp_path / "report.png", width=1200, height=3000)
+    written = page.write_report(built, tmp_path / "report.html", None)[0]
+    rendering = render(written, tmp_path / "report.png", width=1200, height=3000)
     assert rendering.page_requests == []
     with Image.open(rendering.screenshot) as image:
         assert image.size == (1200, 3000)
@@ -601,13 +601,15 @@ def test_prune_keeps_the_newest(tmp_path: Path) -> None:
     assert results.prune_results(tmp_path / "missing", 1) == []
 
 
-def test_prune_removes_temporary_files_a_killed_writer_left(tmp_path: Path) -> None:
+def test_the_next_write_removes_temporary_files_a_killed_writer_left(tmp_path: Path) -> None:
     abandoned = tmp_path / ".trial.parquet.abc123.tmp"
     in_progress = tmp_path / ".other.parquet.def456.tmp"
     for path in (abandoned, in_progress):
         path.write_bytes(b"PAR1 half")
     os.utime(abandoned, (1_000_000_000, 1_000_000_000))
-    assert results.prune_results(tmp_path, 3) == [abandoned]
+    frame = pd.DataFrame({name: [] for name in results.RESULT_COLUMNS})
+    results.write_results(tmp_path, "next", frame)
+    assert not abandoned.exists()
     assert in_progress.exists()
 
 
@@ -675,7 +677,7 @@ def edge_case(name: str) -> tuple[pd.DataFrame, list[dict[str, Any]], dict[str, 
 def test_awkward_trials_still_give_a_whole_page(name: str) -> None:
     frame, points, thresholds = edge_case(name)
     summary = summary_for(frame)
-    built = report.build_report(summary, frame, points, thresholds=thresholds)
+    built = page.build_report(summary, frame, points, thresholds=thresholds)
     root = parse(built.html)
     for section_id in SECTION_IDS:
         assert root.find("section", id=section_id).all_text()
@@ -684,7 +686,7 @@ def test_awkward_trials_still_give_a_whole_page(name: str) -> None:
         worst = root.find("table", **{"class": "worst-events"}).find("tbody").find_all("tr")
         assert len(worst) == min(20, scored)
     else:
-        assert report.NOTHING_SCORED in root.find("section", id="worst-events").all_text()
+        assert page.NOTHING_SCORED in root.find("section", id="worst-events").all_text()
     if name == "missing labels and time zones":
         labels = [row.attrs["data-priority"] for row in chart_rows(root, "chart-by-priority")]
         assert labels[-1] == "(none)"

@@ -12,11 +12,14 @@ import statistics
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ticketeval.batches import closure_span
 from ticketeval.errors import DataError
 from ticketeval.periods import Period, split_periods
+
+if TYPE_CHECKING:
+    from ticketeval.trial import ResultsKeeping
 
 DEFAULT_MIN_EVENTS = 100
 _ONE_SECOND = timedelta(seconds=1)
@@ -60,6 +63,7 @@ def score_period(
     seed: int | None,
     model: str,
     run_id: str,
+    results: ResultsKeeping | None = None,
 ) -> dict[str, Any]:
     """One period's trial summary, or a summary with no events when none closed in it."""
     from ticketeval.trial import empty_summary, score_trial
@@ -72,6 +76,7 @@ def score_period(
             model=model,
             runner="backtest",
             period=period,
+            results=results,
         )
     except DataError:
         if not _has_no_events(data_dir, period):
@@ -187,6 +192,7 @@ def with_alerts(summaries: list[dict[str, Any]], verdict: dict[str, Any]) -> lis
                 **summary,
                 "alert": {"flagged": row["alert"], "reason": reason},
                 "too_small": row["too_small"],
+                "band": None if band is None else {"lower": band["lower"], "upper": band["upper"]},
             }
         )
     return marked

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ticketeval import __version__, core
-from ticketeval.errors import ExitCode, TicketevalError
+from ticketeval.errors import ExitCode, TicketevalError, UsageError
 from ticketeval.render import (
     Reporter,
     describe_cache,
@@ -134,6 +134,14 @@ SinceLastOption = Annotated[
         "--since-last",
         help="Every ticket closed since the previous trial of this model on this data "
         "(for cron); nothing new: exit 0, nothing recorded.",
+    ),
+]
+ReportOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--report",
+        help="Also write the trial's report page (self-contained HTML) to this file.",
+        show_default=False,
     ),
 ]
 WorkersOption = Annotated[
@@ -290,6 +298,7 @@ def evaluate(
     closed_from: ClosedFromOption = None,
     closed_to: ClosedToOption = None,
     since_last: SinceLastOption = False,
+    report: ReportOption = None,
     data_dir: DataDirOption = None,
     fail_if_mae_above: FailIfMaeAboveOption = None,
     json_output: JsonOption = False,
@@ -311,6 +320,7 @@ def evaluate(
             closed_from=closed_from,
             closed_to=closed_to,
             since_last=since_last,
+            report=report,
             on_fetch=lambda result: report_fetch(result, reporter),
         )
         report_trial(summary, reporter, json_output=json_output, limit=fail_if_mae_above)
@@ -326,6 +336,7 @@ def run_local(
     closed_from: ClosedFromOption = None,
     closed_to: ClosedToOption = None,
     since_last: SinceLastOption = False,
+    report: ReportOption = None,
     workers: WorkersOption = None,
     threads_per_worker: ThreadsPerWorkerOption = None,
     memory_limit: MemoryLimitOption = None,
@@ -358,6 +369,7 @@ def run_local(
             closed_from=closed_from,
             closed_to=closed_to,
             since_last=since_last,
+            report=report,
             on_fetch=lambda result: report_fetch(result, reporter),
             on_cluster=lambda address, dashboard: announce(reporter, address, dashboard),
         )
@@ -393,6 +405,7 @@ def backtest(
         typer.Option(help="Fewer events than this: shown, marked too small to judge."),
     ] = 100,
     source: SourceOption = None,
+    report: ReportOption = None,
     workers: WorkersOption = None,
     threads_per_worker: ThreadsPerWorkerOption = None,
     memory_limit: MemoryLimitOption = None,
@@ -426,6 +439,7 @@ def backtest(
             reference=reference,
             min_events=min_events,
             source=source,
+            report=report,
             on_fetch=lambda fetched: report_fetch(fetched, reporter),
             on_cluster=lambda address, dashboard: announce(reporter, address, dashboard),
         )
@@ -434,6 +448,8 @@ def backtest(
             print(json.dumps(result))
         else:
             render_backtest(result)
+        if "report" in result:
+            reporter.info(f"Report: {result['report']['page']}")
 
 
 def announce(reporter: Reporter, address: str, dashboard: str | None) -> None:
@@ -468,6 +484,8 @@ def report_trial(
     recorded = summary.get("recorded") or {}
     for note in recorded.get("notes", []):
         reporter.info(note)
+    if "report" in summary:
+        reporter.info(f"Report: {summary['report']['page']}")
     if recorded.get("spooled"):
         reporter.error(recorded["message"])
     mae = summary["data"]["metrics"]["MAE"]
@@ -520,6 +538,44 @@ def history(
             reporter.info(f"No trials recorded yet in {view.history}.")
             return
         render_history(view)
+
+
+@app.command()
+def report(
+    *,
+    trial: Annotated[
+        str | None,
+        typer.Option(help="The trial's id (a unique prefix will do).", show_default=False),
+    ] = None,
+    last: Annotated[bool, typer.Option("--last", help="The last trial recorded.")] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="The page to write. \\[default: report.html, without --png]"),
+    ] = None,
+    png: Annotated[
+        Path | None,
+        typer.Option("--png", help="Also write each chart as a PNG in this directory (mail)."),
+    ] = None,
+    data_dir: DataDirOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Write a trial's report: one self-contained HTML page, readable offline, and PNGs.
+
+    Example: [bold]ticketeval report --last --out report.html --png charts/[/bold]
+    """
+    reporter = Reporter()
+    with reported_errors(reporter):
+        if trial is not None and last:
+            raise UsageError("--trial and --last name the trial two ways: give one.")
+        if out is None and png is None:
+            out = Path("report.html")
+        written = core.report(settings_for(data_dir), trial_id=trial, out=out, png_dir=png)
+        if json_output:
+            print(json.dumps(written))
+            return
+        for path in [written["page"], *written["charts"]]:
+            if path:
+                reporter.info(f"Wrote {path}")
 
 
 # --- Saturn Cloud and Prefect Cloud -------------------------------------------------------------

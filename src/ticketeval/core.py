@@ -17,6 +17,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ticketeval.errors import UsageError
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from ticketeval.saturn import Registration, SaturnClusterOptions
     from ticketeval.settings import Settings
     from ticketeval.sources import ProgressCallback
+    from ticketeval.trial import ResultsKeeping
 
 FetchCallback = Callable[["FetchResult"], None]
 
@@ -151,10 +153,11 @@ def evaluate(
     closed_from: str | None = None,
     closed_to: str | None = None,
     since_last: bool = False,
+    report: Path | None = None,
     on_fetch: FetchCallback | None = None,
 ) -> dict[str, Any] | NothingNew:
-    """`ticketeval evaluate`: score `model` on one batch in this process, record the trial,
-    and return its summary (or NothingNew, recording nothing)."""
+    """`ticketeval evaluate`: score `model` on one batch in this process, record the trial
+    (and write its report), and return its summary (or NothingNew, recording nothing)."""
     from ticketeval.trial import score_trial
 
     _prepare_data(settings, source, on_fetch)
@@ -176,8 +179,12 @@ def evaluate(
         model=model,
         period=plan.period,
         allow_fewer=plan.allow_fewer,
+        results=_results_keeping(settings),
     )
-    return record(settings, summary)
+    recorded = record(settings, summary)
+    if report is not None:
+        recorded["report"] = _report_of(settings, recorded, report)
+    return recorded
 
 
 def run_local(
@@ -191,6 +198,7 @@ def run_local(
     closed_from: str | None = None,
     closed_to: str | None = None,
     since_last: bool = False,
+    report: Path | None = None,
     on_fetch: FetchCallback | None = None,
     on_cluster: Callable[[str, str | None], None] | None = None,
 ) -> dict[str, Any] | NothingNew:
@@ -236,10 +244,16 @@ def run_local(
         # data directory and, unless this one names a shared history, their own history.
         data_dir=None if cluster.address else settings.data_dir,
         history_url=_history_for_workers(settings, cluster),
+        results=None if cluster.address else _results_keeping(settings),
+        report=report,
         runner="run-local",
     )
-    written = run_flow(build, cluster, on_cluster=on_cluster, result_task="write_trial_summary")
-    return _complete(settings, written)
+    last_task = "write_trial_summary" if report is None else "write_report"
+    written = run_flow(build, cluster, on_cluster=on_cluster, result_task=last_task)
+    recorded = _complete(settings, written)
+    if report is not None:
+        recorded["report"] = written["report"]
+    return recorded
 
 
 def backtest(
@@ -255,6 +269,7 @@ def backtest(
     reference: int | None = None,
     min_events: int | None = None,
     source: str | None = None,
+    report: Path | None = None,
     on_fetch: FetchCallback | None = None,
     on_cluster: Callable[[str, str | None], None] | None = None,
 ) -> dict[str, Any]:
@@ -298,8 +313,11 @@ def backtest(
         min_events=DEFAULT_MIN_EVENTS if min_events is None else min_events,
         data_dir=None if cluster.address else settings.data_dir,
         history_url=_history_for_workers(settings, cluster),
+        results=None if cluster.address else _results_keeping(settings),
+        report=report,
     )
-    verdict = run_flow(build, cluster, on_cluster=on_cluster, result_task="write_backtest")
+    last_task = "write_backtest" if report is None else "write_report"
+    verdict = run_flow(build, cluster, on_cluster=on_cluster, result_task=last_task)
     recorded = [_complete(settings, written)["recorded"] for written in verdict.pop("written")]
     return {
         "run_id": run_id,
@@ -312,7 +330,40 @@ def backtest(
             "spooled": sum(outcome["spooled"] for outcome in recorded),
             "notes": [note for outcome in recorded for note in outcome["notes"]],
         },
+        **({"report": verdict["report"]} if report is not None else {}),
     }
+
+
+def report(
+    settings: Settings,
+    *,
+    trial_id: str | None = None,
+    out: Path | None = None,
+    png_dir: Path | None = None,
+) -> dict[str, Any]:
+    """`ticketeval report`: the page (and PNG charts) of a recorded trial, the last by
+    default, drawn from its summary, its per-event results and the history around it."""
+    from ticketeval.report import find_trial, history_points, write_trial_report
+
+    summary = find_trial(settings.history, trial_id)
+    points, band = history_points(settings.history, summary)
+    written = write_trial_report(
+        summary, over_time=points, thresholds=band, out=out, png_dir=png_dir
+    )
+    return written.to_dict()
+
+
+def _report_of(settings: Settings, summary: dict[str, Any], out: Path) -> dict[str, Any]:
+    from ticketeval.report import history_points, write_trial_report
+
+    points, band = history_points(settings.history, summary)
+    return write_trial_report(summary, over_time=points, thresholds=band, out=out).to_dict()
+
+
+def _results_keeping(settings: Settings) -> ResultsKeeping:
+    from ticketeval.trial import ResultsKeeping
+
+    return ResultsKeeping(settings.results_dir, settings.results_keep)
 
 
 def record(settings: Settings, summary: dict[str, Any]) -> dict[str, Any]:

@@ -23,6 +23,8 @@ def atomic_file(destination: Path) -> Iterator[io.BufferedWriter]:
         prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent
     )
     try:
+        # mkstemp makes the file private (0600); the finished file gets the usual mode.
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as out:
             yield out
             out.flush()
@@ -43,3 +45,14 @@ def remove_abandoned_temporaries(directory: Path) -> None:
         with contextlib.suppress(OSError):
             if leftover.stat().st_mtime < cutoff:
                 leftover.unlink()
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where the system tells it (Linux)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

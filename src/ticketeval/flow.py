@@ -19,7 +19,7 @@ from ticketeval.errors import HistoryError, UsageError
 from ticketeval.metrics import METRIC_NAMES, score_metric
 from ticketeval.models import load_model, model_columns, predict
 from ticketeval.periods import Period, iso, parse_date
-from ticketeval.trial import compute_target, new_trial_id, summarize
+from ticketeval.trial import ResultsKeeping, compute_target, new_trial_id, summarize
 
 if TYPE_CHECKING:
     from prefect import Flow
@@ -84,8 +84,9 @@ def _task_get_trial_summary(
     metrics: dict[str, float | None],
     model: str,
     runner: str,
+    results: ResultsKeeping | None = None,
 ) -> dict[str, Any]:
-    return summarize(
+    summary = summarize(
         trial_id=trial_id,
         batch=batch,
         target=actuals,
@@ -94,6 +95,33 @@ def _task_get_trial_summary(
         model=model,
         runner=runner,
     )
+    if results is None:
+        return summary
+    kept = results.write(trial_id, batch, actuals, predictions, model)
+    return {**summary, "results_path": str(kept)}
+
+
+def _task_write_report(
+    written: dict[str, Any], history_url: str | None, out: Path
+) -> dict[str, Any]:
+    """The trial's page, from the summary just written and the history around it."""
+    from ticketeval.report import history_points, write_trial_report
+
+    url = history_url or _worker_settings(None).history
+    points, band = history_points(url, written["summary"])
+    report = write_trial_report(written["summary"], over_time=points, thresholds=band, out=out)
+    return {**written, "report": report.to_dict()}
+
+
+def _task_write_backtest_report(verdict: dict[str, Any], out: Path) -> dict[str, Any]:
+    """The backtest's page: its last period with events, and every period over time."""
+    from ticketeval.report import backtest_points, write_trial_report
+
+    points, band = backtest_points(verdict)
+    current = next(i for i, point in enumerate(points) if point["current"])
+    summary = verdict["written"][current]["summary"]
+    report = write_trial_report(summary, over_time=points, thresholds=band, out=out)
+    return {**verdict, "report": report.to_dict()}
 
 
 def _task_write_trial_summary(
@@ -135,6 +163,8 @@ def build_flow(
     data_dir: Path | None = None,
     history_url: str | None = None,
     must_record: bool = False,
+    results: ResultsKeeping | None = None,
+    report: Path | None = None,
     schedule_hours: float | None = None,
     runner: str = "prefect",
 ) -> Flow:
@@ -193,10 +223,12 @@ def build_flow(
             for name in METRIC_NAMES
         }
         summary = get_trial_summary(
-            trial_id, batch, actuals, predictions, metrics, model_parameter, runner
+            trial_id, batch, actuals, predictions, metrics, model_parameter, runner, results
         )
         history = Parameter("history-url", default=history_url) if must_record else history_url
-        write_trial_summary(summary, history, must_record)
+        written = write_trial_summary(summary, history, must_record)
+        if report is not None:
+            task(_task_write_report, name="write_report")(written, history, report)
     return flow
 
 
@@ -210,6 +242,7 @@ def _task_score_period(
     model: str,
     data_dir: Path | None,
     run_id: str,
+    results: ResultsKeeping | None = None,
 ) -> dict[str, Any]:
     from ticketeval.backtest import score_period
 
@@ -222,6 +255,7 @@ def _task_score_period(
         seed=seed,
         model=model,
         run_id=run_id,
+        results=results,
     )
 
 
@@ -258,6 +292,8 @@ def build_backtest_flow(
     min_events: int,
     data_dir: Path | None = None,
     history_url: str | None = None,
+    results: ResultsKeeping | None = None,
+    report: Path | None = None,
 ) -> Flow:
     """The backtest as a Prefect 1 flow: the periods scored in parallel by one mapped task,
     then judged against the reference periods' band and recorded as one run."""
@@ -274,7 +310,10 @@ def build_backtest_flow(
             unmapped(model),
             unmapped(data_dir),
             unmapped(run_id),
+            unmapped(results),
         )
         verdict = judge_task(summaries, reference, min_events)
-        write(summaries, verdict, history_url)
+        written = write(summaries, verdict, history_url)
+        if report is not None:
+            task(_task_write_backtest_report, name="write_report")(written, report)
     return flow

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
-import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -21,12 +18,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ticketeval.errors import DataError, UsageError
+from ticketeval.files import atomic_file
 
 RESULT_COLUMNS = ("number", "sys_updated_at", "priority", "incident_state", "actual", "predicted")
 SUFFIX = ".parquet"
 METADATA_KEY = b"ticketeval.results"
 # A temporary file untouched for this long was left by a killed writer (kill -9, power cut).
-ABANDONED_AFTER_SECONDS = 3600.0
 # Trial ids become file names: no separators, no leading dot (hidden, or "..").
 _SAFE_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
 
@@ -67,20 +64,8 @@ def write_results(
     table = _to_table(frame)
     metadata = {**(table.schema.metadata or {}), METADATA_KEY: _metadata(trial_id, model)}
     table = table.replace_schema_metadata(metadata)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(
-        prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent
-    )
-    try:
-        with os.fdopen(fd, "wb") as out:
-            pq.write_table(table, out, compression="zstd", use_dictionary=True)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, destination)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
+    with atomic_file(destination) as out:
+        pq.write_table(table, out, compression="zstd", use_dictionary=True)
     return destination
 
 
@@ -148,19 +133,13 @@ def prune_results(directory: Path, keep: int | None) -> list[Path]:
     """Keep the newest `keep` results files in `directory` (by modification time); delete the rest.
 
     `keep=0` deletes every results file (retention turned off); `None` or a negative number
-    keeps them all. Temporary files a killed writer left behind (untouched for an hour) are
-    deleted too. Returns the deleted paths. A missing directory holds nothing.
+    keeps them all. (Temporaries a killed writer left behind go with the next write: see
+    `files.atomic_file`.) Returns the deleted paths. A missing directory holds nothing.
     """
     directory = Path(directory)
     if not directory.is_dir():
         return []
     deleted: list[Path] = []
-    cutoff = time.time() - ABANDONED_AFTER_SECONDS
-    for leftover in directory.glob(f".*{SUFFIX}.*.tmp"):
-        with contextlib.suppress(FileNotFoundError):
-            if leftover.stat().st_mtime < cutoff:
-                leftover.unlink()
-                deleted.append(leftover)
     if keep is None or keep < 0:
         return deleted
     found: list[tuple[float, str, Path]] = []

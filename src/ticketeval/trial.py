@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -163,21 +163,24 @@ def score_trial(
     runner: str = "evaluate",
     period: Period | None = None,
     allow_fewer: bool = False,
+    results: ResultsKeeping | None = None,
 ) -> dict[str, Any]:
     """Score `model` on one batch from the cache (None: every event of the period), in this
-    process, and summarize the trial."""
+    process, and summarize the trial (keeping its per-event results when asked)."""
     model_function = load_model(model)
     batch = load_batch(
         data_dir, batch_size, seed, model_columns(model_function), period, allow_fewer=allow_fewer
     )
     target = compute_target(batch.frame)
     predictions = predict(model_function, batch.frame, name=model)
+    trial_id = new_trial_id()
+    kept = results.write(trial_id, batch, target, predictions, model) if results else None
     # From here on only the priority is read (by the summary): free the other columns before
     # the metrics make their temporaries.
     batch = replace(batch, frame=batch.frame[list(SUMMARY_COLUMNS)])
     metrics = {name: score_metric(name, target, predictions) for name in METRIC_NAMES}
-    return summarize(
-        trial_id=new_trial_id(),
+    summary = summarize(
+        trial_id=trial_id,
         batch=batch,
         target=target,
         predictions=predictions,
@@ -185,3 +188,38 @@ def score_trial(
         model=model,
         runner=runner,
     )
+    return summary if kept is None else {**summary, "results_path": str(kept)}
+
+
+@dataclass(frozen=True)
+class ResultsKeeping:
+    """Where trials keep their per-event results (for `ticketeval report`), and how many."""
+
+    directory: Path
+    retain: int | None  # how many trials keep theirs (None: all)
+
+    def write(
+        self,
+        trial_id: str,
+        batch: Batch,
+        target: pd.Series,
+        predictions: np.ndarray,
+        model: str,
+    ) -> Path:
+        """Write this trial's results, then drop the oldest beyond the retention."""
+        from ticketeval.results import prune_results, write_results
+
+        frame = batch.frame
+        per_event = pd.DataFrame(
+            {
+                "number": frame["number"],
+                "sys_updated_at": frame["sys_updated_at"],
+                "priority": frame["priority"],
+                "incident_state": frame["incident_state"],
+                "actual": target,
+                "predicted": predictions,
+            }
+        )
+        path = write_results(self.directory, trial_id, per_event, model=model)
+        prune_results(self.directory, self.retain)
+        return path
