@@ -315,9 +315,7 @@ def test_nothing_on_the_page_points_outside_it(trial: tuple) -> None:
 @pytest.mark.parametrize(("events", "limit"), [(1_000, 1 * MB), (141_712, 3 * MB)])
 def test_the_page_stays_small(events: int, limit: int) -> None:
     frame = synthetic_results(events, seed=events)
-    built = page.build_report(
-        summary_for(frame), frame, over_time_points(), thresholds=THRESHOLDS
-    )
+    built = page.build_report(summary_for(frame), frame, over_time_points(), thresholds=THRESHOLDS)
     size = len(built.html.encode("utf-8"))
     assert size < limit, f"{size:,} bytes for {events:,} events"
     # Every chart is drawn, whatever the number of events.

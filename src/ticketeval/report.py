@@ -58,10 +58,12 @@ def write_trial_report(
 
 def find_trial(history_url: str, trial_id: str | None) -> dict[str, Any]:
     """The summary of trial `trial_id` (a unique prefix will do), or of the last trial."""
-    from ticketeval.history import open_history, redact_url
+    from ticketeval.history import open_history, read_trials, redact_url
 
-    with open_history(history_url, create=False) as store:
-        summaries = store.summaries()
+    summaries = []
+    if read_trials(history_url, last=1):  # a history not created yet reads as empty
+        with open_history(history_url, create=False) as store:
+            summaries = store.summaries()
     if not summaries:
         raise DataError(
             f"no trials recorded yet in {redact_url(history_url)}: run `ticketeval evaluate`."
