@@ -12,8 +12,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ticketeval.cache import CacheInfo, cache_path, read_cache_info
+from ticketeval.cache import CacheInfo, read_cache_info, unreadable_cache
 from ticketeval.errors import DataError, UsageError
+from ticketeval.settings import check_seed
 
 # What every trial reads: the target's two columns and the priority the summary groups by; a
 # model may ask for more (see `model_columns`).
@@ -30,13 +31,21 @@ class Batch:
 
 
 def load_batch(
-    data_dir: Path, batch_size: int, seed: int | None = None, columns: Sequence[str] | None = None
+    data_dir: Path,
+    batch_size: int,
+    seed: int | None = None,
+    columns: Sequence[str] | None = None,
+    *,
+    demo: bool = False,
 ) -> Batch:
     """`batch_size` events sampled without replacement from the cache, reproducible by seed.
 
     Only the needed columns are read, and rows are drawn before the conversion to pandas.
+    `demo` reads the demo data's cache instead of the real data's.
     """
-    info = read_cache_info(data_dir)
+    if seed is not None:
+        check_seed(seed)
+    info = read_cache_info(data_dir, demo=demo)
     if info is None:
         raise DataError(f"no data in {data_dir} yet: run `ticketeval fetch` (or `--source demo`).")
     check_batch_size(batch_size, info)
@@ -48,7 +57,11 @@ def load_batch(
     else:
         rng = np.random.default_rng(seed)
         rows = np.sort(rng.choice(info.rows, size=batch_size, replace=False))
-    return Batch(_read_rows(cache_path(data_dir), wanted, rows), seed, info)
+    try:
+        frame = _read_rows(Path(info.path), wanted, rows)
+    except (OSError, pa.ArrowException) as error:  # a damaged page, a truncated file
+        raise unreadable_cache(Path(info.path), error, demo=demo) from None
+    return Batch(frame, seed, info)
 
 
 def _read_rows(path: Path, columns: list[str] | None, rows: np.ndarray) -> pd.DataFrame:
@@ -57,7 +70,7 @@ def _read_rows(path: Path, columns: list[str] | None, rows: np.ndarray) -> pd.Da
     Read one column at a time, one row group at a time, so memory holds the finished columns
     plus one column's pieces: near the size of the rows wanted, not of the whole log.
     """
-    parquet = pq.ParquetFile(path)
+    parquet = pq.ParquetFile(path, page_checksum_verification=True)
     selections: list[tuple[int, pa.Array | None]] = []  # row group, rows in it (None: all)
     first_row = 0
     for group in range(parquet.num_row_groups):

@@ -41,11 +41,14 @@ def fetch(
     """`ticketeval fetch`: get the event log into the cache (reused unless `force`)."""
     from ticketeval import cache
     from ticketeval.demo import DEFAULT_DEMO_EVENTS
+    from ticketeval.sources import check_url
 
+    if url is not None:
+        check_url(url)
     return cache.fetch(
         source,
         data_dir=settings.data_dir,
-        url=url or settings.data_url,
+        url=settings.data_url if url is None else url,
         force=force,
         demo_seed=demo_seed,
         demo_events=DEFAULT_DEMO_EVENTS if demo_events is None else demo_events,
@@ -77,6 +80,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """`ticketeval evaluate`: score `model` on one batch in this process, record the trial,
     and return its summary."""
+    from ticketeval.demo import DEMO_SOURCE
     from ticketeval.history import append_history
     from ticketeval.trial import score_trial
 
@@ -86,6 +90,7 @@ def evaluate(
         batch_size=settings.batch_size if batch_size is None else batch_size,
         seed=settings.seed if seed is None else seed,
         model=model,
+        demo=source == DEMO_SOURCE,
     )
     append_history(settings.history_file, summary)
     return summary
@@ -106,13 +111,17 @@ def run_local(
     returns its summary. Everything that can be checked is checked before a cluster starts."""
     from ticketeval.batches import check_batch_size
     from ticketeval.cluster import run_flow
+    from ticketeval.demo import DEMO_SOURCE
     from ticketeval.flow import build_flow, flow_name
-    from ticketeval.models import load_model
+    from ticketeval.models import load_model, model_columns
+    from ticketeval.settings import check_seed
 
     cache = _prepare_data(settings, source, on_fetch)
     size = settings.batch_size if batch_size is None else batch_size
     check_batch_size(size, cache)
-    load_model(model)
+    if seed is not None:
+        check_seed(seed)
+    model_columns(load_model(model), name=model)
     build = functools.partial(
         build_flow,
         name=flow_name(settings.username),
@@ -122,6 +131,7 @@ def run_local(
         data_dir=settings.data_dir,
         history_path=settings.history_file,
         runner="run-local",
+        demo=source == DEMO_SOURCE,
     )
     return run_flow(build, cluster, on_cluster=on_cluster)
 

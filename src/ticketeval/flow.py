@@ -15,6 +15,7 @@ import pandas as pd
 
 from ticketeval.batches import Batch, load_batch
 from ticketeval.cache import ensure_cache
+from ticketeval.demo import DEMO_SOURCE
 from ticketeval.errors import UsageError
 from ticketeval.history import append_history
 from ticketeval.metrics import METRIC_NAMES, score_metric
@@ -39,13 +40,14 @@ def _worker_settings(data_dir: Path | None) -> Settings:
 
 
 def _task_get_ticket_data_batch(
-    batch_size: int, seed: int | None, model: str, data_dir: Path | None
+    batch_size: int, seed: int | None, model: str, data_dir: Path | None, demo: bool = False
 ) -> Batch:
     settings = _worker_settings(data_dir)
     # On a fresh remote worker this fetches, with the worker's URL, timeout and retries;
     # run-local fetched on the client first.
-    ensure_cache(settings)
-    return load_batch(settings.data_dir, int(batch_size), seed, model_columns(load_model(model)))
+    ensure_cache(settings, DEMO_SOURCE if demo else None)
+    columns = model_columns(load_model(model), name=model)
+    return load_batch(settings.data_dir, int(batch_size), seed, columns, demo=demo)
 
 
 def _task_get_target(batch: Batch) -> pd.Series:
@@ -101,11 +103,12 @@ def build_flow(
     history_path: Path | None = None,
     schedule_hours: float | None = None,
     runner: str = "prefect",
+    demo: bool = False,
 ) -> Flow:
     """The seed's pipeline as a Prefect 1 flow. Nothing runs until the flow is run.
 
     `data_dir`/`history_path` of None mean "the settings of the machine the task runs on",
-    which is what a flow registered with Prefect Cloud needs.
+    which is what a flow registered with Prefect Cloud needs. `demo` scores the demo data.
     """
     from datetime import timedelta
 
@@ -136,7 +139,7 @@ def build_flow(
         model_parameter = Parameter("model", default=model)
         trial_id = get_trial_id()
         batch = get_ticket_data_batch(
-            batch_size_parameter, seed_parameter, model_parameter, data_dir
+            batch_size_parameter, seed_parameter, model_parameter, data_dir, demo
         )
         actuals = get_target(batch)
         predictions = predict_task(batch, model_parameter)

@@ -53,7 +53,8 @@ def summarize(
         if not rows.any():
             continue
         by_priority[label] = {
-            "num_obs": int((rows & scored).sum()),
+            "num_obs": int(rows.sum()),
+            "num_scored": int((rows & scored).sum()),
             **with_rmse(
                 {name: score_metric(name, y[rows], predictions[rows]) for name in METRIC_NAMES}
             ),
@@ -98,10 +99,13 @@ def score_trial(
     seed: int | None = None,
     model: str = "heuristic",
     runner: str = "evaluate",
+    demo: bool = False,
 ) -> dict[str, Any]:
-    """Score `model` on one batch from the cache, in this process, and summarize the trial."""
+    """Score `model` on one batch from the cache (the demo data's with `demo`), in this
+    process, and summarize the trial."""
     model_function = load_model(model)
-    batch = load_batch(data_dir, batch_size, seed, model_columns(model_function))
+    columns = model_columns(model_function, name=model)
+    batch = load_batch(data_dir, batch_size, seed, columns, demo=demo)
     target = compute_target(batch.frame)
     predictions = predict(model_function, batch.frame, name=model)
     # From here on only the priority is read (by the summary): free the other columns before
