@@ -82,8 +82,11 @@ def evaluate(
     and return its summary."""
     from ticketeval.demo import DEMO_SOURCE
     from ticketeval.history import append_history
+    from ticketeval.settings import check_seed
     from ticketeval.trial import score_trial
 
+    if seed is not None:
+        check_seed(seed)  # before any work: a trial is never computed only to be refused
     _prepare_data(settings, source, on_fetch)
     summary = score_trial(
         data_dir=settings.data_dir,
@@ -116,11 +119,11 @@ def run_local(
     from ticketeval.models import load_model, model_columns
     from ticketeval.settings import check_seed
 
+    if seed is not None:
+        check_seed(seed)
     cache = _prepare_data(settings, source, on_fetch)
     size = settings.batch_size if batch_size is None else batch_size
     check_batch_size(size, cache)
-    if seed is not None:
-        check_seed(seed)
     model_columns(load_model(model), name=model)
     build = functools.partial(
         build_flow,
