@@ -244,7 +244,7 @@ def _duration_seconds(values: np.ndarray, name: str) -> np.ndarray:
             f"model {name!r} returned durations in {unit!r} units, which have no fixed length "
             "in seconds: predict seconds (or durations in days, hours, seconds…)."
         )
-    ticks = values.view(np.int64)
+    ticks = values.astype(values.dtype.newbyteorder("=")).view(np.int64)  # any byte order
     seconds = ticks.astype(np.float64) * (SECONDS_PER_UNIT[unit] * count)
     seconds[np.isnat(values)] = np.nan  # NaT is missing
     return seconds
