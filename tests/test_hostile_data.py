@@ -112,10 +112,12 @@ def test_a_seed_out_of_range_is_refused_before_anything_is_computed(
 
 
 def test_the_largest_seed_is_scored_and_recorded(data_dir: Path) -> None:
-    result = invoke("evaluate", "--source", "demo", "--batch-size", "50", "--seed", str(MAX_SEED))
+    largest = 2**63 - 1
+    assert largest == MAX_SEED  # the README's range
+    result = invoke("evaluate", "--source", "demo", "--batch-size", "50", "--seed", str(largest))
     assert result.exit_code == 0, result.output
     [recorded] = trials(data_dir)
-    assert recorded["seed"] == MAX_SEED
+    assert recorded["seed"] == largest
 
 
 # --- files, directories and settings -------------------------------------------------------------
@@ -205,16 +207,18 @@ def test_a_header_with_a_column_twice_is_refused(real_cache: Path, tmp_path: Pat
 
 
 def corrupt_pages(path: Path, *, checksums: bool) -> None:
-    """Overwrite bytes in the middle of closed_at's data pages, as a bad disk would."""
+    """Overwrite bytes in the middle of a column's data pages, as a bad disk would; the footer
+    (schema, provenance) stays intact, so only reading the data finds it."""
     table = pq.read_table(path)
     pq.write_table(table, path, write_page_checksum=checksums)  # metadata kept
-    column = (
-        pq.ParquetFile(path).metadata.row_group(0).column(table.schema.get_field_index("closed_at"))
-    )
-    middle = column.data_page_offset + column.total_compressed_size // 2
+    metadata = pq.ParquetFile(path).metadata
+    column = metadata.row_group(0).column(table.schema.get_field_index("sys_updated_at"))
+    chunk_start = column.dictionary_page_offset or column.data_page_offset
+    middle = (column.data_page_offset + chunk_start + column.total_compressed_size) // 2
     data = bytearray(path.read_bytes())
     data[middle : middle + 64] = b"\xff" * 64
     path.write_bytes(bytes(data))
+    assert pq.ParquetFile(path).metadata.num_rows == table.num_rows  # the footer still reads
 
 
 @pytest.mark.parametrize("checksums", [False, True], ids=["snappy-error", "page-checksum"])
