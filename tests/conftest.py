@@ -51,6 +51,8 @@ def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     data_dir = tmp_path_factory.mktemp("demo-cache")
     cache.fetch("demo", data_dir=data_dir, demo_events=2_000)
+    # Also as the data the commands read without --source: demo data is otherwise kept apart.
+    shutil.copy(cache.cache_path(data_dir, demo=True), cache.cache_path(data_dir))
     return data_dir
 
 

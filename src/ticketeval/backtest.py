@@ -27,11 +27,16 @@ THRESHOLD_STDS = 3.0
 
 
 def backtest_periods(
-    data_dir: Path, every: str, closed_from: Any = None, closed_to: Any = None
+    data_dir: Path,
+    every: str,
+    closed_from: Any = None,
+    closed_to: Any = None,
+    *,
+    demo: bool = False,
 ) -> list[Period]:
     """The periods covering the cache's closures, clipped to `[closed_from, closed_to)`."""
     bounds = Period(closed_from, closed_to)
-    span = closure_span(data_dir)
+    span = closure_span(data_dir, demo=demo)
     if span is None:
         raise DataError("no event in the data has a closed_at: there is nothing to backtest.")
     first = max(span[0], bounds.closed_from) if bounds.closed_from else span[0]
@@ -64,6 +69,7 @@ def score_period(
     model: str,
     run_id: str,
     results: ResultsKeeping | None = None,
+    demo: bool = False,
 ) -> dict[str, Any]:
     """One period's trial summary, or a summary with no events when none closed in it."""
     from ticketeval.trial import empty_summary, score_trial
@@ -77,21 +83,24 @@ def score_period(
             runner="backtest",
             period=period,
             results=results,
+            demo=demo,
         )
     except DataError:
-        if not _has_no_events(data_dir, period):
+        if not _has_no_events(data_dir, period, demo):
             raise
-        summary = empty_summary(data_dir=data_dir, model=model, period=period, runner="backtest")
+        summary = empty_summary(
+            data_dir=data_dir, model=model, period=period, runner="backtest", demo=demo
+        )
     summary["run_id"] = run_id
     summary["period_label"] = period.label
     return summary
 
 
-def _has_no_events(data_dir: Path, period: Period) -> bool:
+def _has_no_events(data_dir: Path, period: Period, demo: bool) -> bool:
     from ticketeval.batches import closed_in
     from ticketeval.cache import cache_path
 
-    return len(closed_in(cache_path(data_dir), period)) == 0
+    return len(closed_in(cache_path(data_dir, demo=demo), period)) == 0
 
 
 @dataclass(frozen=True)

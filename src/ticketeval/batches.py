@@ -14,9 +14,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ticketeval.cache import CacheInfo, cache_path, read_cache_info
+from ticketeval.cache import CacheInfo, cache_path, read_cache_info, unreadable_cache
 from ticketeval.errors import DataError, UsageError
 from ticketeval.periods import Period
+from ticketeval.settings import check_seed
 
 # What every trial reads: the target's two columns, the priority the summary groups by, and
 # the ticket and its state (counted, and shown among the worst predictions); a model may ask
@@ -42,6 +43,7 @@ def load_batch(
     period: Period | None = None,
     *,
     allow_fewer: bool = False,
+    demo: bool = False,
 ) -> Batch:
     """`batch_size` events (None: all of them) sampled without replacement from the cache,
     reproducible by seed; with a bounded `period`, only from the events closed in it.
@@ -49,12 +51,15 @@ def load_batch(
     batch size meeting a small period), instead of refusing.
 
     Only the needed columns are read, and rows are drawn before the conversion to pandas.
+    `demo` reads the demo data's cache instead of the real data's.
     """
-    info = read_cache_info(data_dir)
+    if seed is not None:
+        check_seed(seed)
+    info = read_cache_info(data_dir, demo=demo)
     if info is None:
         raise DataError(f"no data in {data_dir} yet: run `ticketeval fetch` (or `--source demo`).")
     period = period or Period()
-    path = cache_path(data_dir)
+    path = Path(info.path)
     candidates = closed_in(path, period) if period.bounded else None
     available = info.rows if candidates is None else len(candidates)
     if candidates is not None and available == 0:
@@ -73,7 +78,11 @@ def load_batch(
         rng = np.random.default_rng(seed)
         drawn = np.sort(rng.choice(available, size=size, replace=False))
         rows = drawn if candidates is None else candidates[drawn]
-    return Batch(_read_rows(path, wanted, rows), seed, info, period)
+    try:
+        frame = _read_rows(path, wanted, rows)
+    except (OSError, pa.ArrowException) as error:  # a damaged page, a truncated file
+        raise unreadable_cache(path, error, demo=demo) from None
+    return Batch(frame, seed, info, period)
 
 
 def closed_in(path: Path, period: Period) -> np.ndarray:
@@ -87,9 +96,9 @@ def closed_in(path: Path, period: Period) -> np.ndarray:
     return np.flatnonzero(keep.to_numpy(zero_copy_only=False))
 
 
-def closure_span(data_dir: Path) -> tuple[datetime, datetime] | None:
+def closure_span(data_dir: Path, *, demo: bool = False) -> tuple[datetime, datetime] | None:
     """The first and last closure in the cache, or None when nothing has closed."""
-    closed = pq.read_table(cache_path(data_dir), columns=["closed_at"]).column(0)
+    closed = pq.read_table(cache_path(data_dir, demo=demo), columns=["closed_at"]).column(0)
     first, last = pc.min(closed).as_py(), pc.max(closed).as_py()
     return None if first is None else (first, last)
 
@@ -104,7 +113,7 @@ def _read_rows(path: Path, columns: list[str] | None, rows: np.ndarray) -> pd.Da
     Read one column at a time, one row group at a time, so memory holds the finished columns
     plus one column's pieces: near the size of the rows wanted, not of the whole log.
     """
-    parquet = pq.ParquetFile(path)
+    parquet = pq.ParquetFile(path, page_checksum_verification=True)
     selections: list[tuple[int, pa.Array | None]] = []  # row group, rows in it (None: all)
     first_row = 0
     for group in range(parquet.num_row_groups):

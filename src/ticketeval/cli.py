@@ -489,6 +489,12 @@ def report_trial(
     if recorded.get("spooled"):
         reporter.error(recorded["message"])
     mae = summary["data"]["metrics"]["MAE"]
+    if limit is not None and mae is None:
+        reporter.error(
+            "no row of the batch could be scored (each lacks closed_at or sys_updated_at), so "
+            f"there is no MAE to hold to the limit of {limit:,.0f} s."
+        )
+        raise typer.Exit(code=int(ExitCode.MAE_ABOVE_LIMIT))
     if limit is not None and mae is not None and mae > limit:
         reporter.error(f"MAE {mae:,.0f} s is above the limit of {limit:,.0f} s.")
         raise typer.Exit(code=int(ExitCode.MAE_ABOVE_LIMIT))

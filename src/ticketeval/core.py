@@ -48,11 +48,14 @@ def fetch(
     """`ticketeval fetch`: get the event log into the cache (reused unless `force`)."""
     from ticketeval import cache
     from ticketeval.demo import DEFAULT_DEMO_EVENTS
+    from ticketeval.sources import check_url
 
+    if url is not None:
+        check_url(url)
     return cache.fetch(
         source,
         data_dir=settings.data_dir,
-        url=url or settings.data_url,
+        url=settings.data_url if url is None else url,
         force=force,
         demo_seed=demo_seed,
         demo_events=DEFAULT_DEMO_EVENTS if demo_events is None else demo_events,
@@ -98,6 +101,7 @@ class TrialPlan:
     allow_fewer: bool
     seed: int | None
     period: Period
+    demo: bool  # the demo data's cache, not the real data's
 
 
 def _plan_trial(
@@ -109,21 +113,24 @@ def _plan_trial(
     closed_from: str | None,
     closed_to: str | None,
     since_last: bool,
+    source: str | None = None,
 ) -> TrialPlan | NothingNew:
     """The batch and period of a trial: a sample of the data, of a period, or of every ticket
     closed since the previous trial of `model` on the same data (`since_last`)."""
     from ticketeval.batches import closure_span, parse_batch_size
     from ticketeval.cache import read_cache_info
+    from ticketeval.demo import DEMO_SOURCE
     from ticketeval.periods import Period, iso, parse_date
 
+    demo = source == DEMO_SOURCE
     size = parse_batch_size(batch_size)
     period = Period(parse_date(closed_from, "closed_from"), parse_date(closed_to, "closed_to"))
     if since_last:
         if period.bounded:
             raise UsageError("--since-last sets the period itself: drop --closed-from/--closed-to.")
-        cache = read_cache_info(settings.data_dir)
+        cache = read_cache_info(settings.data_dir, demo=demo)
         assert cache is not None
-        span = closure_span(settings.data_dir)
+        span = closure_span(settings.data_dir, demo=demo)
         start = _last_period_end(settings, model=model, data_sha256=cache.csv_sha256)
         newest = span[1] if span else None
         if newest is None or (start is not None and parse_date(start) > newest):
@@ -131,7 +138,7 @@ def _plan_trial(
         # To the newest closure, included: the next --since-last starts just after it.
         period = Period(parse_date(start), newest + timedelta(seconds=1))
         if batch_size is None:
-            return TrialPlan(None, False, seed, period)  # every new ticket
+            return TrialPlan(None, False, seed, period, demo)  # every new ticket
     default = size is None and batch_size is None
     return TrialPlan(
         settings.batch_size if default else size,
@@ -140,6 +147,7 @@ def _plan_trial(
         default and period.bounded,
         settings.seed if seed is None else seed,
         period,
+        demo,
     )
 
 
@@ -158,8 +166,11 @@ def evaluate(
 ) -> dict[str, Any] | NothingNew:
     """`ticketeval evaluate`: score `model` on one batch in this process, record the trial
     (and write its report), and return its summary (or NothingNew, recording nothing)."""
+    from ticketeval.settings import check_seed
     from ticketeval.trial import score_trial
 
+    if seed is not None:
+        check_seed(seed)  # before any work: a trial is never computed only to be refused
     _prepare_data(settings, source, on_fetch)
     plan = _plan_trial(
         settings,
@@ -169,6 +180,7 @@ def evaluate(
         closed_from=closed_from,
         closed_to=closed_to,
         since_last=since_last,
+        source=source,
     )
     if isinstance(plan, NothingNew):
         return plan
@@ -180,6 +192,7 @@ def evaluate(
         period=plan.period,
         allow_fewer=plan.allow_fewer,
         results=_results_keeping(settings),
+        demo=plan.demo,
     )
     recorded = record(settings, summary)
     if report is not None:
@@ -205,11 +218,13 @@ def run_local(
     """`ticketeval run-local`: the same trial as a Prefect flow on Dask (the flow records it);
     returns its summary. Everything that can be checked is checked before a cluster starts."""
     from ticketeval.batches import check_batch_size, closed_in
-    from ticketeval.cache import cache_path
     from ticketeval.cluster import run_flow
     from ticketeval.flow import build_flow, flow_name
-    from ticketeval.models import load_model
+    from ticketeval.models import load_model, model_columns
+    from ticketeval.settings import check_seed
 
+    if seed is not None:
+        check_seed(seed)
     cache = _prepare_data(settings, source, on_fetch)
     plan = _plan_trial(
         settings,
@@ -219,20 +234,19 @@ def run_local(
         closed_from=closed_from,
         closed_to=closed_to,
         since_last=since_last,
+        source=source,
     )
     if isinstance(plan, NothingNew):
         return plan
     available = (
-        len(closed_in(cache_path(settings.data_dir), plan.period))
-        if plan.period.bounded
-        else cache.rows
+        len(closed_in(Path(cache.path), plan.period)) if plan.period.bounded else cache.rows
     )
     size = plan.batch_size
     if size is not None:
         if plan.allow_fewer:
             size = min(size, available)
         check_batch_size(size, available, plan.period)
-    load_model(model)
+    model_columns(load_model(model), name=model)
     build = functools.partial(
         build_flow,
         name=flow_name(settings.username),
@@ -247,6 +261,7 @@ def run_local(
         results=None if cluster.address else _results_keeping(settings),
         report=report,
         runner="run-local",
+        demo=plan.demo,
     )
     last_task = "write_trial_summary" if report is None else "write_report"
     written = run_flow(build, cluster, on_cluster=on_cluster, result_task=last_task)
@@ -279,6 +294,7 @@ def backtest(
     from ticketeval.backtest import DEFAULT_MIN_EVENTS, backtest_periods
     from ticketeval.batches import parse_batch_size
     from ticketeval.cluster import run_flow
+    from ticketeval.demo import DEMO_SOURCE
     from ticketeval.flow import build_backtest_flow, flow_name
     from ticketeval.models import load_model
     from ticketeval.periods import parse_date, parse_every
@@ -294,11 +310,13 @@ def backtest(
         raise UsageError(f"--min-events must be 0 or more, not {min_events}.")
     cache = _prepare_data(settings, source, on_fetch)
     load_model(model)
+    demo = source == DEMO_SOURCE
     periods = backtest_periods(
         settings.data_dir,
         every,
         parse_date(closed_from, "closed_from"),
         parse_date(closed_to, "closed_to"),
+        demo=demo,
     )
     run_id = new_trial_id()
     build = functools.partial(
@@ -315,6 +333,7 @@ def backtest(
         history_url=_history_for_workers(settings, cluster),
         results=None if cluster.address else _results_keeping(settings),
         report=report,
+        demo=demo,
     )
     last_task = "write_backtest" if report is None else "write_report"
     verdict = run_flow(build, cluster, on_cluster=on_cluster, result_task=last_task)

@@ -15,6 +15,7 @@ import pandas as pd
 
 from ticketeval.batches import Batch, load_batch, parse_batch_size
 from ticketeval.cache import ensure_cache
+from ticketeval.demo import DEMO_SOURCE
 from ticketeval.errors import HistoryError, UsageError
 from ticketeval.metrics import METRIC_NAMES, score_metric
 from ticketeval.models import load_model, model_columns, predict
@@ -53,18 +54,20 @@ def _task_get_ticket_data_batch(
     data_dir: Path | None,
     closed_from: str | None = None,
     closed_to: str | None = None,
+    demo: bool = False,
 ) -> Batch:
     settings = _worker_settings(data_dir)
     # On a fresh remote worker this fetches, with the worker's URL, timeout and retries;
     # run-local fetched on the client first.
-    ensure_cache(settings)
+    ensure_cache(settings, DEMO_SOURCE if demo else None)
     period = Period(parse_date(closed_from, "closed_from"), parse_date(closed_to, "closed_to"))
     return load_batch(
         settings.data_dir,
         parse_batch_size(batch_size),
         seed,
-        model_columns(load_model(model)),
+        model_columns(load_model(model), name=model),
         period,
+        demo=demo,
     )
 
 
@@ -167,12 +170,13 @@ def build_flow(
     report: Path | None = None,
     schedule_hours: float | None = None,
     runner: str = "prefect",
+    demo: bool = False,
 ) -> Flow:
     """The seed's pipeline as a Prefect 1 flow. Nothing runs until the flow is run.
 
     `data_dir`/`history_url` of None mean "the settings of the machine the task runs on",
     which is what a flow registered with Prefect Cloud needs; there `history_url` is a
-    parameter without a password (the pod supplies it).
+    parameter without a password (the pod supplies it). `demo` scores the demo data.
     """
     from datetime import timedelta
 
@@ -212,7 +216,13 @@ def build_flow(
         closed_to = Parameter("closed-to", default=iso(period.closed_to))
         trial_id = get_trial_id()
         batch = get_ticket_data_batch(
-            batch_size_parameter, seed_parameter, model_parameter, data_dir, closed_from, closed_to
+            batch_size_parameter,
+            seed_parameter,
+            model_parameter,
+            data_dir,
+            closed_from,
+            closed_to,
+            demo,
         )
         actuals = get_target(batch)
         predictions = predict_task(batch, model_parameter)
@@ -243,11 +253,12 @@ def _task_score_period(
     data_dir: Path | None,
     run_id: str,
     results: ResultsKeeping | None = None,
+    demo: bool = False,
 ) -> dict[str, Any]:
     from ticketeval.backtest import score_period
 
     settings = _worker_settings(data_dir)
-    ensure_cache(settings)
+    ensure_cache(settings, DEMO_SOURCE if demo else None)
     return score_period(
         data_dir=settings.data_dir,
         period=Period.from_dict(period),
@@ -256,6 +267,7 @@ def _task_score_period(
         model=model,
         run_id=run_id,
         results=results,
+        demo=demo,
     )
 
 
@@ -294,6 +306,7 @@ def build_backtest_flow(
     history_url: str | None = None,
     results: ResultsKeeping | None = None,
     report: Path | None = None,
+    demo: bool = False,
 ) -> Flow:
     """The backtest as a Prefect 1 flow: the periods scored in parallel by one mapped task,
     then judged against the reference periods' band and recorded as one run."""
@@ -311,6 +324,7 @@ def build_backtest_flow(
             unmapped(data_dir),
             unmapped(run_id),
             unmapped(results),
+            unmapped(demo),
         )
         verdict = judge_task(summaries, reference, min_events)
         written = write(summaries, verdict, history_url)

@@ -68,7 +68,8 @@ def summarize(
         if not rows.any():
             continue
         by_priority[label] = {
-            "num_obs": int((rows & scored).sum()),
+            "num_obs": int(rows.sum()),
+            "num_scored": int((rows & scored).sum()),
             **with_rmse(
                 {name: score_metric(name, y[rows], predictions[rows]) for name in METRIC_NAMES}
             ),
@@ -100,13 +101,19 @@ def summarize(
 
 
 def empty_summary(
-    *, data_dir: Path, model: str, period: Period, runner: str, trial_id: str | None = None
+    *,
+    data_dir: Path,
+    model: str,
+    period: Period,
+    runner: str,
+    trial_id: str | None = None,
+    demo: bool = False,
 ) -> dict[str, Any]:
     """The summary of a period in which no event closed: nothing scored, nothing undefined
     pretended."""
     from ticketeval.cache import read_cache_info
 
-    cache = read_cache_info(data_dir)
+    cache = read_cache_info(data_dir, demo=demo)
     assert cache is not None
     return {
         "id": trial_id or new_trial_id(),
@@ -164,12 +171,15 @@ def score_trial(
     period: Period | None = None,
     allow_fewer: bool = False,
     results: ResultsKeeping | None = None,
+    demo: bool = False,
 ) -> dict[str, Any]:
-    """Score `model` on one batch from the cache (None: every event of the period), in this
-    process, and summarize the trial (keeping its per-event results when asked)."""
+    """Score `model` on one batch from the cache (the demo data's with `demo`; None: every
+    event of the period), in this process, and summarize the trial (keeping its per-event
+    results when asked)."""
     model_function = load_model(model)
+    columns = model_columns(model_function, name=model)
     batch = load_batch(
-        data_dir, batch_size, seed, model_columns(model_function), period, allow_fewer=allow_fewer
+        data_dir, batch_size, seed, columns, period, allow_fewer=allow_fewer, demo=demo
     )
     target = compute_target(batch.frame)
     predictions = predict(model_function, batch.frame, name=model)
