@@ -80,7 +80,8 @@ def test_evaluate_with_the_demo_source_works_from_nothing(isolated_environment: 
     result = runner.invoke(app, ["evaluate", "--batch-size", "1000", "--source", "demo", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["data"]["num_obs"] == 1000
-    assert (isolated_environment / "events.parquet").exists()
+    assert (isolated_environment / "demo-events.parquet").exists()
+    assert not (isolated_environment / "events.parquet").exists()  # demo data kept apart
 
 
 def test_evaluate_without_data_or_network_says_what_to_do(isolated_environment: Path) -> None:

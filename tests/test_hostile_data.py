@@ -328,6 +328,8 @@ def test_only_demo_data_is_not_used_for_a_plain_evaluate(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The demo cache alone: a plain evaluate goes for the real data (here, an unreachable URL).
+    cache.cache_path(data_dir).unlink()
+    assert cache.cache_path(data_dir, demo=True).exists()
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
         url = f"http://127.0.0.1:{closed.getsockname()[1]}/x.zip"

@@ -238,9 +238,7 @@ def run_local(
     )
     if isinstance(plan, NothingNew):
         return plan
-    available = (
-        len(closed_in(Path(cache.path), plan.period)) if plan.period.bounded else cache.rows
-    )
+    available = len(closed_in(Path(cache.path), plan.period)) if plan.period.bounded else cache.rows
     size = plan.batch_size
     if size is not None:
         if plan.allow_fewer:
