@@ -81,3 +81,15 @@ def test_rows_without_a_target_are_left_out() -> None:
 def test_unknown_metric_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match="unknown metric"):
         metrics.score_metric("MAPE", np.ones(2), np.ones(2))
+
+
+@pytest.mark.parametrize("n", [301, 300])
+def test_the_bootstrap_median_is_distributed_as_resampled_medians(n: int) -> None:
+    # The medians are drawn through order statistics, not by resampling: check them against
+    # brute-force resampling of the same errors (odd and even n).
+    rng = np.random.default_rng(n)
+    y = rng.lognormal(10, 2, n)
+    p = np.zeros(n)
+    ours = metrics.bootstrap_intervals(y, p, seed=1, resamples=20_000)["MedAE"]
+    brute = np.median(y[rng.integers(0, n, size=(20_000, n))], axis=1)
+    assert ours == pytest.approx(list(np.percentile(brute, [2.5, 97.5])), rel=0.03)

@@ -74,8 +74,13 @@ def bootstrap_intervals(
 ) -> dict[str, list[float] | None]:
     """95% percentile-bootstrap intervals of MAE, MedAE and RMSE, reproducible by `seed`.
 
-    Rows are resampled with replacement `resamples` times, vectorised in chunks of about two
-    million draws so memory stays flat whatever the batch size.
+    The rows are resampled with replacement `resamples` times (vectorised, in chunks of about
+    two million draws, so memory stays flat whatever the batch size); MAE and RMSE are the
+    means over each resample. The median of a resample needs no resample drawn: with the
+    errors sorted, it is the error at the k-th smallest of n uniform row numbers, and the k-th
+    smallest of n uniforms on (0, 1) is Beta(k, n - k + 1) (the next one, for an even n, adds
+    Beta(1, n - k) of what is left); so its bootstrap distribution is sampled exactly, at the
+    cost of two draws per resample instead of a sort of n.
     """
     y, p = scored(target, predictions)
     n = len(y)
@@ -83,18 +88,38 @@ def bootstrap_intervals(
         return dict.fromkeys(INTERVAL_METRICS)
     absolute = np.abs(y - p)
     rng = np.random.default_rng([seed, 0xB007])  # its own stream: the batch's draw is unchanged
-    index_type = np.uint16 if n <= np.iinfo(np.uint16).max else np.int64
+    # float32 halves the memory traffic of the gather; the sums are kept in float64.
+    values = absolute.astype(np.float32)
     per_chunk = max(1, 2_000_000 // n)
-    statistics: dict[str, list[np.ndarray]] = {name: [] for name in INTERVAL_METRICS}
+    means, mean_squares = [], []
     for start in range(0, resamples, per_chunk):
-        rows = rng.integers(0, n, size=(min(per_chunk, resamples - start), n), dtype=index_type)
-        sample = absolute[rows]
-        statistics["MAE"].append(sample.mean(axis=1))
-        statistics["RMSE"].append(np.sqrt(np.square(sample).mean(axis=1)))
-        statistics["MedAE"].append(np.median(sample, axis=1))
+        rows = rng.integers(0, n, size=(min(per_chunk, resamples - start), n), dtype=np.uint32)
+        sample = values[rows]
+        means.append(sample.sum(axis=1, dtype=np.float64) / n)
+        mean_squares.append(np.square(sample, out=sample).sum(axis=1, dtype=np.float64) / n)
+    statistics = {
+        "MAE": np.concatenate(means),
+        "MedAE": _resampled_medians(np.sort(absolute), rng, resamples),
+        "RMSE": np.sqrt(np.concatenate(mean_squares)),
+    }
     tail = (1 - CONFIDENCE) / 2 * 100
     intervals: dict[str, list[float] | None] = {}
-    for name, values in statistics.items():
-        low, high = np.percentile(np.concatenate(values), [tail, 100 - tail])
+    for name in INTERVAL_METRICS:
+        low, high = np.percentile(statistics[name], [tail, 100 - tail])
         intervals[name] = [float(low), float(high)]
     return intervals
+
+
+def _resampled_medians(ordered: np.ndarray, rng: np.random.Generator, count: int) -> np.ndarray:
+    """The medians of `count` bootstrap resamples of the sorted `ordered`, drawn exactly
+    through the order statistics of uniform row numbers (see `bootstrap_intervals`)."""
+    n = len(ordered)
+    k = (n + 1) // 2 if n % 2 else n // 2
+    lower = rng.beta(k, n - k + 1, size=count)
+    # The row number of the k-th smallest draw is floor(n * U_(k)).
+    low_rows = np.minimum((lower * n).astype(np.int64), n - 1)
+    if n % 2:
+        return ordered[low_rows]
+    upper = lower + (1 - lower) * rng.beta(1, n - k, size=count)
+    high_rows = np.minimum((upper * n).astype(np.int64), n - 1)
+    return (ordered[low_rows] + ordered[high_rows]) / 2
