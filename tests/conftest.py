@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -149,6 +150,13 @@ def expect_error(
     for fragment in fragments:
         assert fragment in line, (fragment, line)
     return line
+
+
+def table_value(output: str, label: str) -> str:
+    """The value in the row of a Rich table whose first cell is `label`."""
+    match = re.search(rf"^\W*{re.escape(label)}\s*│\s*(.*?)\s*│", output, flags=re.MULTILINE)
+    assert match, (label, output)
+    return match[1]
 
 
 # --- Files -------------------------------------------------------------------------------------
