@@ -71,17 +71,6 @@ def test_run_local_runs_the_flow_on_a_local_cluster(data_dir: Path, process_mark
     assert_no_process_left(process_marker)
 
 
-def test_run_local_prints_a_table_and_the_dashboard(data_dir: Path) -> None:
-    result = run_ticketeval("run-local", "--batch-size", "200", "--workers", "1")
-    assert result.returncode == 0, result.stderr
-    assert table_value(result.stdout, "num_obs") == "200"
-    assert table_value(result.stdout, "model") == "heuristic"
-    assert "Dask scheduler tcp://127.0.0.1:" in result.stderr
-    assert "dashboard http://127.0.0.1:" in result.stderr
-    # Prefect's own log lines are quiet by default...
-    assert "Task 'predict'" not in result.stderr
-
-
 def test_verbose_shows_prefects_log_on_stderr_only(data_dir: Path) -> None:
     result = run_ticketeval(
         "run-local", "--batch-size", "50", "--workers", "1", "--verbose", "--json"
@@ -144,22 +133,32 @@ def test_run_local_refuses_a_bad_address(data_dir: Path) -> None:
     expect_error(malformed, ExitCode.USAGE, "is not a Dask scheduler address like tcp://host:8786")
 
 
-def test_the_model_parameter_reaches_the_workers(data_dir: Path, model_dir: Path) -> None:
+def test_run_local_prints_a_table_and_the_dashboard_and_the_model_reaches_the_workers(
+    data_dir: Path, model_dir: Path
+) -> None:
     (model_dir / "hour.py").write_text(
         "import numpy as np\n"
         "def model(batch):\n    return np.full(len(batch), 3600.0)\n"
         "model.columns = ('priority',)\n"
     )
     result = run_ticketeval(
-        "run-local", "--batch-size", "80", "--seed", "4", "--workers", "1", "--model", "hour:model",
-        "--json",
-    )  # fmt: skip
+        "run-local", "--batch-size", "200", "--seed", "4", "--workers", "1", "--model", "hour:model"
+    )
     assert result.returncode == 0, result.stderr
-    summary = json.loads(result.stdout)
-    assert summary["model"] == "hour:model"
-    # The workers predicted with it: the metrics are that model's, not the heuristic's.
-    evaluated = trial.score_trial(data_dir=data_dir, batch_size=80, seed=4, model="hour:model")
-    assert summary["data"]["metrics"] == evaluated["data"]["metrics"]
+    assert table_value(result.stdout, "num_obs") == "200"
+    assert table_value(result.stdout, "model") == "hour:model"
+    assert "Dask scheduler tcp://127.0.0.1:" in result.stderr
+    assert "dashboard http://127.0.0.1:" in result.stderr
+    # Prefect's own log lines are quiet by default...
+    assert "Task 'predict'" not in result.stderr
+    # The workers predicted with the model given: the recorded MAE is that model's.
+    evaluated = trial.score_trial(data_dir=data_dir, batch_size=200, seed=4, model="hour:model")
+    [recorded] = history.read_history(data_dir / "history.sqlite")
+    assert recorded.MAE == evaluated["data"]["metrics"]["MAE"]
+    assert (
+        evaluated["data"]["metrics"]["MAE"]
+        != trial.score_trial(data_dir=data_dir, batch_size=200, seed=4)["data"]["metrics"]["MAE"]
+    )  # and not the heuristic's
 
 
 @pytest.mark.realdata
