@@ -50,6 +50,8 @@ def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
             monkeypatch.delenv(name)
     data_dir = tmp_path / "data"
     monkeypatch.setenv("TICKETEVAL_DATA_DIR", str(data_dir))
+    # The history, spool and results beside the cache, as one directory per test.
+    monkeypatch.setenv("TICKETEVAL_HISTORY_DIR", str(data_dir))
     # Download retries are real, their backoff is not what a test waits for. A test that
     # starts a process with an environment of its own must carry this variable too.
     monkeypatch.setenv("TICKETEVAL_RETRY_BACKOFF", "0")
@@ -67,6 +69,8 @@ def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     data_dir = tmp_path_factory.mktemp("demo-cache")
     cache.fetch("demo", data_dir=data_dir, demo_events=DEMO_ROWS)
+    # Also as the data the commands read without --source: demo data is otherwise kept apart.
+    shutil.copy(cache.cache_path(data_dir, demo=True), cache.cache_path(data_dir))
     return data_dir
 
 

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from ticketeval import __version__, history
 from ticketeval.cli import app
 from ticketeval.errors import ExitCode
+from ticketeval.settings import load_settings
 
 from .conftest import invoke, run_ticketeval, table_value
 
@@ -83,7 +84,8 @@ def test_evaluate_with_the_demo_source_works_from_nothing(isolated_environment: 
     result = runner.invoke(app, ["evaluate", "--batch-size", "1000", "--source", "demo", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["data"]["num_obs"] == 1000
-    assert (isolated_environment / "events.parquet").exists()
+    assert (isolated_environment / "demo-events.parquet").exists()
+    assert not (isolated_environment / "events.parquet").exists()  # demo data kept apart
 
 
 def test_evaluate_without_data_or_network_says_what_to_do(isolated_environment: Path) -> None:
@@ -109,13 +111,23 @@ def test_fail_if_mae_above_exits_with_its_own_code_after_recording(data_dir: Pat
 def test_history_shows_trials_a_trend_and_flags_regressions(
     data_dir: Path, model_dir: Path
 ) -> None:
-    (model_dir / "worse.py").write_text("def model(batch):\n    return [1e8] * len(batch)\n")
-    for arguments in (["--seed", "1"], ["--seed", "2"], ["--model", "worse:model"]):
-        result = runner.invoke(app, ["evaluate", "--batch-size", "200", *arguments])
+    # A model that gets worse when DRIFT is set; another model, far worse, on the side.
+    (model_dir / "drifting.py").write_text(
+        "import os\n"
+        "def model(batch):\n"
+        "    return [86_400.0 * (1 + 50 * ('DRIFT' in os.environ))] * len(batch)\n"
+        "def worse(batch):\n    return [1e8] * len(batch)\n"
+    )
+    models = ["drifting:model", "drifting:worse", "drifting:model", "drifting:model"]
+    for number, model in enumerate(models):
+        env = {"DRIFT": "1"} if number == 3 else {}
+        arguments = ["--batch-size", "200", "--seed", str(number), "--model", model]
+        result = runner.invoke(app, ["evaluate", *arguments], env=env)
         assert result.exit_code == 0, result.output
     rows = json.loads(runner.invoke(app, ["history", "--json"]).stdout)
-    assert [row["model"] for row in rows] == ["heuristic", "heuristic", "worse:model"]
-    assert [row["worse_than_median"] for row in rows] == [False, False, True]
+    assert [row["model"] for row in rows] == models
+    # The far worse model is not compared with the other; the drifted trial is flagged.
+    assert [row["flagged"] for row in rows] == [False, False, False, True]
     assert len(json.loads(runner.invoke(app, ["history", "--json", "--last", "2"]).stdout)) == 2
     table = runner.invoke(app, ["history"])
     assert table.exit_code == 0, table.output
@@ -155,11 +167,13 @@ def test_the_installed_executable_runs_the_readmes_quick_start(isolated_environm
     assert table_value(result.stdout, "num_obs") == "1,000"
     # Not a terminal: no colour codes in what cron would mail.
     assert "\x1b[" not in result.stdout + result.stderr
-    as_json = run_ticketeval("evaluate", "--batch-size", "100", "--seed", "5", "--json")
+    as_json = run_ticketeval(
+        "evaluate", "--batch-size", "100", "--seed", "5", "--json", "--source", "demo"
+    )
     assert as_json.returncode == 0, as_json.stderr
     summary = json.loads(as_json.stdout)
     assert (summary["data"]["num_obs"], summary["seed"]) == (100, 5)
-    recorded = history.read_history(isolated_environment / "history.sqlite")
+    recorded = history.read_trials(load_settings().history)
     assert [row.num_obs for row in recorded] == [1000, 100]
 
 
@@ -178,7 +192,7 @@ def test_fetch_reports_what_it_cached(isolated_environment: Path) -> None:
     [
         ("0", "at least 1, not 0"),
         ("-5", "at least 1, not -5"),
-        ("2001", "2,001 is larger than the data (2,000 events)"),
+        ("2001", "2,001 is larger than the 2,000 events in the data"),
     ],
 )
 def test_a_batch_size_that_cannot_work_is_refused(data_dir: Path, size: str, message: str) -> None:

@@ -175,7 +175,9 @@ def test_summary_has_the_seed_shape_and_counts_dropped_rows() -> None:
     assert data["baseline"]["MAE"] == 205200.0  # |y - median| averaged
     assert data["baseline"]["skill"] == 1.0
     assert data["by_priority"]["1 - Critical"]["num_obs"] == 1
-    assert data["by_priority"]["3 - Moderate"]["num_obs"] == 1
+    # Per priority: the events, and those scored (one Moderate has no close time).
+    assert data["by_priority"]["3 - Moderate"]["num_obs"] == 2
+    assert data["by_priority"]["3 - Moderate"]["num_scored"] == 1
 
 
 def test_load_batch_samples_without_replacement_reproducibly(demo_cache: Path) -> None:
@@ -215,7 +217,7 @@ def test_models_are_imported_by_spec_and_checked(model_dir: Path) -> None:
     assert models.predict(models.load_model("my_models:constant"), frame).tolist() == [3600.0] * 2
     with pytest.raises(ModelError, match="'my_models:short' returned 1 predictions for 2 rows"):
         models.predict(models.load_model("my_models:short"), frame, name="my_models:short")
-    with pytest.raises(ModelError, match="not numbers"):
+    with pytest.raises(ModelError, match="returned strings"):
         models.predict(models.load_model("my_models:words"), frame, name="my_models:words")
     with pytest.raises(ModelError, match="raised RuntimeError: no coffee"):
         models.predict(models.load_model("my_models:boom"), frame, name="my_models:boom")
@@ -282,7 +284,8 @@ def test_fetch_demo_reuses_the_cache_until_forced(tmp_path: Path) -> None:
     assert (first.reused, again.reused, forced.reused) == (False, True, False)
     assert first.cache.csv_sha256 == forced.cache.csv_sha256
     assert first.cache.rows == 500
-    assert [p.name for p in tmp_path.iterdir()] == ["events.parquet"]  # no temporary left
+    # Kept apart from real data, and no temporary left.
+    assert [p.name for p in tmp_path.iterdir()] == ["demo-events.parquet"]
 
 
 def test_fetch_a_local_csv_notes_it_differs_from_uci(tmp_path: Path) -> None:

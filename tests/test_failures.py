@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 
 from ticketeval import cache, demo, history, parsing
 from ticketeval.errors import DataError, ExitCode
+from ticketeval.settings import load_settings
 
 from .conftest import (
     DEMO_ROWS,
@@ -335,7 +336,7 @@ def test_an_unknown_date_format_is_refused_naming_the_expected_ones(
         (
             ["evaluate", "--batch-size", "5000"],
             ExitCode.USAGE,
-            ("batch size 5,000", f"({DEMO_ROWS:,} events)"),
+            ("batch size 5,000", f"the {DEMO_ROWS:,} events in the data"),
         ),
         (["run-local", "--batch-size", "5000"], ExitCode.USAGE, ("5,000", f"{DEMO_ROWS:,}")),
         (["evaluate", "--model", "nosuch"], ExitCode.MODEL, ("'nosuch'", "heuristic")),
@@ -637,7 +638,7 @@ def test_the_executable_exits_with_the_documented_code(
     )
     result = run_ticketeval(*arguments)
     expect_error(result, code, *fragments)
-    recorded = history.read_history(data_dir / "history.sqlite")
+    recorded = history.read_trials(load_settings().history)
     if code == ExitCode.MAE_ABOVE_LIMIT:  # the trial is still recorded, and printed
         assert [row.id for row in recorded] == [json.loads(result.stdout)["id"]]
     else:
@@ -746,7 +747,7 @@ def test_a_worker_killed_during_a_task_is_survived_and_the_trial_recorded_once(
     assert not any("Traceback" in line or "Error" in line for line in lines), lines
     summary = json.loads(stdout)
     assert summary["data"]["num_obs"] == 200 and summary["model"] == "stall:model"
-    recorded = history.read_history(isolated_environment / "history.sqlite")
+    recorded = history.read_trials(load_settings().history)
     assert [row.id for row in recorded] == [summary["id"]]
     assert_no_process_left(process_marker)
 
@@ -764,7 +765,7 @@ def test_a_task_whose_worker_dies_too_often_fails_with_exit_1_in_one_line(
     errors = [line for line in lines if line.startswith("Error: ")]
     assert errors == [lines[-1]], lines
     assert "KilledWorker" in errors[0] and "'predict-" in errors[0]  # the task, by its key
-    assert history.read_history(isolated_environment / "history.sqlite") == []
+    assert history.read_trials(load_settings().history) == []
     assert_no_process_left(process_marker)
 
 
@@ -818,7 +819,7 @@ def test_overlapping_runs_all_succeed_and_each_lands_once(
     outcomes = finish_all([start(arguments) for arguments in runs])
     assert [code for code, _ in outcomes] == [0] * 4, outcomes
     assert not any("Traceback" in err for _, err in outcomes)
-    rows = history.read_history(data_dir / "history.sqlite")
+    rows = history.read_trials(load_settings().history)
     assert len(rows) == 4 and len({row.id for row in rows}) == 4
     assert sorted(row.runner for row in rows) == ["evaluate"] * 3 + ["run-local"]
     assert_no_process_left(process_marker)

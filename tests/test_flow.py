@@ -10,6 +10,7 @@ import pytest
 
 from ticketeval import flow, history, metrics, trial
 from ticketeval.errors import ExitCode
+from ticketeval.settings import load_settings
 
 from .conftest import assert_no_process_left, expect_error, invoke, run_ticketeval, table_value
 
@@ -27,7 +28,10 @@ def test_the_flow_has_the_seeds_tasks_and_parameters() -> None:
     metric_tasks = sorted(t.name for t in built.tasks if t.name.startswith("evaluate_model"))
     assert metric_tasks == [f"evaluate_model[{name}]" for name in sorted(metrics.METRIC_NAMES)]
     parameters = {p.name: p.default for p in built.parameters()}
-    assert parameters == {"batch-size": 250, "seed": None, "model": "heuristic"}
+    assert parameters == {
+        "batch-size": 250, "seed": None, "model": "heuristic",
+        "closed-from": None, "closed-to": None,
+    }  # fmt: skip
     assert built.schedule is None
     data_task = built.get_tasks(name="get_ticket_data_batch")[0]
     assert data_task.max_retries == 2
@@ -49,7 +53,9 @@ def test_serialize_round_trips_through_prefects_flow_schema() -> None:
     loaded = FlowSchema().load(serialized)
     assert loaded.name == "f"
     assert {t.name for t in loaded.tasks} == {t.name for t in built.tasks}
-    assert {p.name for p in loaded.parameters()} == {"batch-size", "seed", "model"}
+    assert {p.name for p in loaded.parameters()} == {
+        "batch-size", "seed", "model", "closed-from", "closed-to"
+    }  # fmt: skip
     assert len(loaded.edges) == len(built.edges)
     assert loaded.schedule.clocks[0].interval.total_seconds() == 6 * 3600
 
@@ -66,7 +72,7 @@ def test_run_local_runs_the_flow_on_a_local_cluster(data_dir: Path, process_mark
     evaluated = trial.score_trial(data_dir=data_dir, batch_size=1000, seed=3)
     assert summary["data"]["metrics"] == evaluated["data"]["metrics"]
     # The trial is in the history, and every process the run started is gone.
-    recorded = history.read_history(data_dir / "history.sqlite")
+    recorded = history.read_trials(load_settings().history)
     assert [row.runner for row in recorded] == ["run-local"]
     assert_no_process_left(process_marker)
 
@@ -96,7 +102,7 @@ def test_a_failing_task_is_named_with_its_error(
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 2  # the scheduler line, then the error
     assert_no_process_left(process_marker)
-    assert history.read_history(data_dir / "history.sqlite") == []
+    assert history.read_trials(load_settings().history) == []
 
 
 @pytest.fixture
@@ -153,7 +159,7 @@ def test_run_local_prints_a_table_and_the_dashboard_and_the_model_reaches_the_wo
     assert "Task 'predict'" not in result.stderr
     # The workers predicted with the model given: the recorded MAE is that model's.
     evaluated = trial.score_trial(data_dir=data_dir, batch_size=200, seed=4, model="hour:model")
-    [recorded] = history.read_history(data_dir / "history.sqlite")
+    [recorded] = history.read_trials(load_settings().history)
     assert recorded.MAE == evaluated["data"]["metrics"]["MAE"]
     assert (
         evaluated["data"]["metrics"]["MAE"]

@@ -1,71 +1,105 @@
-"""The trial history: durable, transactional, and safe under overlapping runs."""
+"""`ticketeval history`'s flags: like compared with like, beyond the intervals' noise."""
 
 from __future__ import annotations
 
-import multiprocessing
-import sqlite3
 import uuid
 from pathlib import Path
 
-from ticketeval import history
+from ticketeval import core
+from ticketeval.history import record_trial
+from ticketeval.settings import load_settings
+
+REAL = "fd184bbfd62329cfe093e99da2ea7071905f2ead91900b448eb2635870821bef"
+DEMO = "0" * 64
 
 
-def summary(mae: float | None, timestamp: str = "2026-01-01T00:00:00+00:00") -> dict:
+def summary(
+    mae: float,
+    interval: tuple[float, float] | None,
+    *,
+    day: int,
+    model: str = "heuristic",
+    data: str = REAL,
+    run_id: str | None = None,
+    alert: bool | None = None,
+) -> dict:
     metrics = {"MAE": mae, "MedAE": 1.0, "MSE": 2.0, "R2": 0.5, "RMSE": 1.4}
     return {
         "id": str(uuid.uuid4()),
-        "timestamp": timestamp,
+        "timestamp": f"2026-01-{day:02d}T00:00:00+00:00",
         "runner": "test",
-        "model": "heuristic",
+        "model": model,
         "batch_size": 10,
         "seed": 1,
-        "data": {"num_obs": 10, "metrics": metrics},
+        "source": {"name": "x", "csv_sha256": data, "matches_uci": data == REAL, "rows": 10},
+        "data": {
+            "num_obs": 10,
+            "metrics": metrics,
+            "metrics_ci": {"MAE": list(interval) if interval else None},
+            "baseline": {"MAE": 1.0, "skill": 0.0},
+        },
+        **({"run_id": run_id} if run_id else {}),
+        **({"alert": {"flagged": alert}} if alert is not None else {}),
     }
 
 
-def test_append_and_read_back_in_order(tmp_path: Path) -> None:
-    path = tmp_path / "deep" / "history.sqlite"
-    for day, mae in enumerate([100.0, 110.0, 90.0], start=1):
-        history.append_history(path, summary(mae, f"2026-01-0{day}T00:00:00+00:00"))
-    rows = history.read_history(path)
-    assert [row.MAE for row in rows] == [100.0, 110.0, 90.0]
-    assert [row.MAE for row in history.read_history(path, last=2)] == [110.0, 90.0]
+def write(*summaries: dict) -> None:
+    settings = load_settings()
+    for trial in summaries:
+        assert record_trial(trial, settings.history, settings.spool_dir).recorded
 
 
-def test_a_trial_worse_than_the_median_of_the_earlier_ones_is_flagged(tmp_path: Path) -> None:
-    path = tmp_path / "history.sqlite"
-    for day, mae in enumerate([100.0, 120.0, 80.0, 124.0, 126.0, None], start=1):
-        history.append_history(path, summary(mae, f"2026-01-0{day}T00:00:00+00:00"))
-    flags = [row.worse_than_median for row in history.read_history(path, threshold=0.25)]
-    # Medians of the earlier trials: -, 100, 110, 100, 110, ... ; 126 > 110 * 1.25 is false.
-    assert flags == [False, False, False, False, False, False]
-    flags = [row.worse_than_median for row in history.read_history(path, threshold=0.2)]
-    assert flags == [False, False, False, True, False, False]
+def flags(**options: object) -> list[bool]:
+    return core.history(load_settings(), **options).flagged  # type: ignore[arg-type]
 
 
-def test_reading_a_missing_history_creates_nothing(tmp_path: Path) -> None:
-    assert history.read_history(tmp_path / "none.sqlite") == []
-    assert not (tmp_path / "none.sqlite").exists()
+def test_a_trial_is_flagged_only_against_the_same_model_on_the_same_data(
+    isolated_environment: Path,
+) -> None:
+    write(
+        summary(100.0, (90.0, 110.0), day=1, model="challenger"),
+        summary(100.0, (90.0, 110.0), day=2, data=DEMO),
+        # The heuristic's first trial on the real data: nothing to compare it with.
+        summary(500.0, (450.0, 550.0), day=3),
+        # Worse beyond noise than the heuristic's earlier trial on the same data.
+        summary(900.0, (800.0, 1000.0), day=4),
+    )
+    assert flags() == [False, False, False, True]
+    assert flags(model="heuristic") == [False, False, True]
 
 
-def append_many(path: str, count: int, start: multiprocessing.synchronize.Event) -> None:
-    start.wait()
-    for _ in range(count):
-        history.append_history(Path(path), summary(1.0))
+def test_a_trial_whose_interval_overlaps_the_reference_is_not_flagged(
+    isolated_environment: Path,
+) -> None:
+    write(
+        summary(500.0, (450.0, 560.0), day=1),
+        # 40% worse, but its interval reaches into the earlier one's: noise, not a regression.
+        summary(700.0, (555.0, 850.0), day=2),
+        # Above the reference's upper bound (the median of 560 and 850): a regression.
+        summary(900.0, (706.0, 950.0), day=3),
+    )
+    assert flags() == [False, False, True]
 
 
-def test_concurrent_appends_from_many_processes_all_land(tmp_path: Path) -> None:
-    path = tmp_path / "history.sqlite"
-    context = multiprocessing.get_context("spawn")
-    start = context.Event()
-    workers = [context.Process(target=append_many, args=(str(path), 25, start)) for _ in range(8)]
-    for worker in workers:
-        worker.start()
-    start.set()  # all eight write at once
-    for worker in workers:
-        worker.join(timeout=120)
-        assert worker.exitcode == 0
-    assert len(history.read_history(path)) == 8 * 25
-    with sqlite3.connect(path) as connection:
-        assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        assert connection.execute("SELECT COUNT(DISTINCT id) FROM trials").fetchone() == (200,)
+def test_a_backtests_periods_keep_their_own_verdict(isolated_environment: Path) -> None:
+    run = str(uuid.uuid4())
+    write(
+        summary(100.0, (90.0, 110.0), day=1, run_id=run, alert=False),
+        # Far above the first period, but the backtest judged it within its band.
+        summary(900.0, (850.0, 950.0), day=2, run_id=run, alert=False),
+        summary(150.0, (140.0, 160.0), day=3, run_id=run, alert=True),
+        # A single trial is not compared with the backtest's periods.
+        summary(900.0, (850.0, 950.0), day=4),
+    )
+    assert flags() == [False, False, True, False]
+
+
+def test_last_keeps_the_flags_computed_on_the_whole_history(isolated_environment: Path) -> None:
+    write(
+        summary(100.0, (90.0, 110.0), day=1),
+        summary(300.0, (200.0, 400.0), day=2),
+        summary(100.0, (90.0, 110.0), day=3),
+    )
+    view = core.history(load_settings(), last=2)
+    assert [row.MAE for row in view.rows] == [300.0, 100.0]
+    assert view.flagged == [True, False]

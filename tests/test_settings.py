@@ -12,12 +12,16 @@ from ticketeval.settings import Settings, env_var_name, load_settings
 
 def test_defaults_need_no_saturn_or_prefect_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TICKETEVAL_DATA_DIR")
+    monkeypatch.delenv("TICKETEVAL_HISTORY_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", "/somewhere/cache")
+    monkeypatch.setenv("XDG_DATA_HOME", "/somewhere/data")
     settings = load_settings()
     assert settings.batch_size == 1000
     assert settings.seed is None
     assert settings.data_dir == Path("/somewhere/cache/ticketeval")
-    assert settings.history_file == Path("/somewhere/cache/ticketeval/history.sqlite")
+    # The history is no cache: it lives in the user's data directory.
+    assert settings.history == "sqlite:////somewhere/data/ticketeval/history.sqlite"
+    assert settings.spool_dir == Path("/somewhere/data/ticketeval/spool")
     assert settings.base_url is None and settings.saturn_token is None
 
 
@@ -59,8 +63,6 @@ def test_saturn_base_url_alone_is_accepted(monkeypatch: pytest.MonkeyPatch) -> N
     [
         ("TICKETEVAL_BATCH_SIZE", "abc", "TICKETEVAL_BATCH_SIZE: Input should be a valid integer"),
         ("TICKETEVAL_BATCH_SIZE", "0", "TICKETEVAL_BATCH_SIZE: Input should be greater than 0"),
-        ("BASE_URL", "https://app.example.test/", "BASE_URL: must not end with '/'"),
-        ("BASE_URL", "app.example.test", "BASE_URL: 'app.example.test' is not an http(s) URL"),
         ("TICKETEVAL_DATA_URL", "ftp://x", "TICKETEVAL_DATA_URL: 'ftp://x' is not an http(s) URL"),
     ],
 )
@@ -72,6 +74,26 @@ def test_an_invalid_value_names_the_variable(
         load_settings()
     assert str(raised.value).startswith(message)
     assert "\n" not in str(raised.value)
+    assert raised.value.exit_code == ExitCode.USAGE
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("https://app.example.test/", "BASE_URL: must not end with '/'"),
+        ("app.example.test", "BASE_URL: 'app.example.test' is not an http(s) URL"),
+    ],
+)
+def test_base_url_is_checked_where_saturn_uses_it(
+    monkeypatch: pytest.MonkeyPatch, value: str, message: str
+) -> None:
+    # A common variable name: commands that need no Saturn Cloud must not trip on it.
+    monkeypatch.setenv("BASE_URL", value)
+    monkeypatch.setenv("SATURN_TOKEN", "token")
+    settings = load_settings()
+    with pytest.raises(SettingsError) as raised:
+        settings.saturn_environment()
+    assert str(raised.value).startswith(message)
     assert raised.value.exit_code == ExitCode.USAGE
 
 

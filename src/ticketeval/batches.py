@@ -4,51 +4,107 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ticketeval.cache import CacheInfo, cache_path, read_cache_info
+from ticketeval.cache import CacheInfo, cache_path, read_cache_info, unreadable_cache
 from ticketeval.errors import DataError, UsageError
+from ticketeval.periods import Period
+from ticketeval.settings import check_seed
 
-# What every trial reads: the target's two columns and the priority the summary groups by; a
-# model may ask for more (see `model_columns`).
-TRIAL_COLUMNS = ("priority", "sys_updated_at", "closed_at")
+# What every trial reads: the target's two columns, the priority the summary groups by, and
+# the ticket and its state (counted, and shown among the worst predictions); a model may ask
+# for more (see `model_columns`).
+TRIAL_COLUMNS = ("number", "incident_state", "priority", "sys_updated_at", "closed_at")
 
 
 @dataclass
 class Batch:
-    """A sample of events, the seed that drew it, and the data it came from."""
+    """A sample of events, the seed that drew it, the data and the period it came from."""
 
     frame: pd.DataFrame
     seed: int
     cache: CacheInfo
+    period: Period = field(default_factory=Period)
 
 
 def load_batch(
-    data_dir: Path, batch_size: int, seed: int | None = None, columns: Sequence[str] | None = None
+    data_dir: Path,
+    batch_size: int | None,
+    seed: int | None = None,
+    columns: Sequence[str] | None = None,
+    period: Period | None = None,
+    *,
+    allow_fewer: bool = False,
+    demo: bool = False,
 ) -> Batch:
-    """`batch_size` events sampled without replacement from the cache, reproducible by seed.
+    """`batch_size` events (None: all of them) sampled without replacement from the cache,
+    reproducible by seed; with a bounded `period`, only from the events closed in it.
+    `allow_fewer` takes every event when fewer than `batch_size` are available (a default
+    batch size meeting a small period), instead of refusing.
 
     Only the needed columns are read, and rows are drawn before the conversion to pandas.
+    `demo` reads the demo data's cache instead of the real data's.
     """
-    info = read_cache_info(data_dir)
+    if seed is not None:
+        check_seed(seed)
+    info = read_cache_info(data_dir, demo=demo)
     if info is None:
         raise DataError(f"no data in {data_dir} yet: run `ticketeval fetch` (or `--source demo`).")
-    check_batch_size(batch_size, info)
+    period = period or Period()
+    path = Path(info.path)
+    candidates = closed_in(path, period) if period.bounded else None
+    available = info.rows if candidates is None else len(candidates)
+    if candidates is not None and available == 0:
+        raise DataError(f"no events {period.describe()} in the data ({describe_span(info)}).")
+    size = available if batch_size is None else batch_size
+    if allow_fewer:
+        size = min(size, available)
+    check_batch_size(size, available, period)
     wanted = None if columns is None else list(dict.fromkeys([*TRIAL_COLUMNS, *columns]))
     seed = secrets.randbits(32) if seed is None else seed
     # Rows in the cache's order: the metrics do not depend on it, and reading is sequential.
-    if batch_size == info.rows:
-        rows = np.arange(info.rows)  # the whole log; drawing a permutation would double memory
+    if size == available:
+        # All of them; drawing a permutation would double memory.
+        rows = np.arange(info.rows) if candidates is None else candidates
     else:
         rng = np.random.default_rng(seed)
-        rows = np.sort(rng.choice(info.rows, size=batch_size, replace=False))
-    return Batch(_read_rows(cache_path(data_dir), wanted, rows), seed, info)
+        drawn = np.sort(rng.choice(available, size=size, replace=False))
+        rows = drawn if candidates is None else candidates[drawn]
+    try:
+        frame = _read_rows(path, wanted, rows)
+    except (OSError, pa.ArrowException) as error:  # a damaged page, a truncated file
+        raise unreadable_cache(path, error, demo=demo) from None
+    return Batch(frame, seed, info, period)
+
+
+def closed_in(path: Path, period: Period) -> np.ndarray:
+    """The rows (in order) whose incident closed within the period."""
+    closed = pq.read_table(path, columns=["closed_at"]).column(0)
+    keep = pc.is_valid(closed)
+    if period.closed_from is not None:
+        keep = pc.and_(keep, pc.greater_equal(closed, pa.scalar(period.closed_from, closed.type)))
+    if period.closed_to is not None:
+        keep = pc.and_(keep, pc.less(closed, pa.scalar(period.closed_to, closed.type)))
+    return np.flatnonzero(keep.to_numpy(zero_copy_only=False))
+
+
+def closure_span(data_dir: Path, *, demo: bool = False) -> tuple[datetime, datetime] | None:
+    """The first and last closure in the cache, or None when nothing has closed."""
+    closed = pq.read_table(cache_path(data_dir, demo=demo), columns=["closed_at"]).column(0)
+    first, last = pc.min(closed).as_py(), pc.max(closed).as_py()
+    return None if first is None else (first, last)
+
+
+def describe_span(info: CacheInfo) -> str:
+    return f"{info.rows:,} events from {info.source}"
 
 
 def _read_rows(path: Path, columns: list[str] | None, rows: np.ndarray) -> pd.DataFrame:
@@ -57,7 +113,7 @@ def _read_rows(path: Path, columns: list[str] | None, rows: np.ndarray) -> pd.Da
     Read one column at a time, one row group at a time, so memory holds the finished columns
     plus one column's pieces: near the size of the rows wanted, not of the whole log.
     """
-    parquet = pq.ParquetFile(path)
+    parquet = pq.ParquetFile(path, page_checksum_verification=True)
     selections: list[tuple[int, pa.Array | None]] = []  # row group, rows in it (None: all)
     first_row = 0
     for group in range(parquet.num_row_groups):
@@ -93,12 +149,28 @@ def _read_rows(path: Path, columns: list[str] | None, rows: np.ndarray) -> pd.Da
     return pd.DataFrame(frame, copy=False)
 
 
-def check_batch_size(batch_size: int, cache: CacheInfo) -> None:
-    """Refuse a batch that cannot be drawn without replacement from the cached data."""
+def parse_batch_size(value: int | str | None) -> int | None:
+    """A whole number of events, or None for 'all'."""
+    if value is None or isinstance(value, int):
+        return value
+    text = value.strip().lower()
+    if text == "all":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise UsageError(
+            f"--batch-size {value!r} is not a number of events: give a whole number or 'all'."
+        ) from None
+
+
+def check_batch_size(batch_size: int, available: int, period: Period | None = None) -> None:
+    """Refuse a batch that cannot be drawn without replacement from the available events."""
     if batch_size < 1:
         raise UsageError(f"the batch size must be at least 1, not {batch_size}.")
-    if batch_size > cache.rows:
+    if batch_size > available:
+        where = f"{period.describe()}" if period and period.bounded else "in the data"
         raise UsageError(
-            f"the batch size {batch_size:,} is larger than the data ({cache.rows:,} events): "
-            f"use at most {cache.rows}."
+            f"the batch size {batch_size:,} is larger than the {available:,} events {where}: "
+            f"use at most {available}, or --batch-size all."
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from ticketeval.demo import DEFAULT_DEMO_EVENTS, DEMO_SOURCE, demo_event_log
 from ticketeval.errors import DataError, DownloadError
-from ticketeval.files import atomic_file
+from ticketeval.files import atomic_file, shorten, unwritable
 from ticketeval.parsing import parse_event_log
 from ticketeval.sources import (
     UCI_CSV_SHA256,
@@ -32,7 +32,14 @@ if TYPE_CHECKING:
     from ticketeval.settings import Settings
 
 CACHE_NAME = "events.parquet"
+# The demo data's own cache, so trying the demo never replaces the real data a nightly run
+# scores; read only when `--source demo` is given.
+DEMO_CACHE_NAME = "demo-events.parquet"
 CACHE_METADATA_KEY = b"ticketeval"
+DEMO_NOTE = (
+    "note: demo data is synthetic; it is cached apart from the real data and used only with "
+    "--source demo."
+)
 
 
 @dataclass(frozen=True)
@@ -63,23 +70,65 @@ class FetchResult:
     notes: list[str] = field(default_factory=list)
 
 
-def cache_path(data_dir: Path) -> Path:
-    return data_dir / CACHE_NAME
+def cache_path(data_dir: Path, *, demo: bool = False) -> Path:
+    """The cache file in `data_dir`: the real data's, or with `demo` the demo data's."""
+    return data_dir / (DEMO_CACHE_NAME if demo else CACHE_NAME)
 
 
-def read_cache_info(data_dir: Path) -> CacheInfo | None:
-    """The cache's metadata, or None when there is no (readable) cache."""
-    path = cache_path(data_dir)
+def read_cache_info(data_dir: Path, *, demo: bool = False) -> CacheInfo | None:
+    """The cache's metadata, or None when nothing is cached yet.
+
+    A file that is there but cannot be read is a DataError saying how to fetch it again, never
+    taken for "no cache". The path is where the cache is now (a data directory may have been
+    moved or copied since it was written).
+    """
+    path = cache_path(data_dir, demo=demo)
     try:
-        metadata = pq.read_schema(path).metadata or {}
-        return CacheInfo(**json.loads(metadata[CACHE_METADATA_KEY]))
-    except (FileNotFoundError, KeyError, TypeError, ValueError, pa.ArrowInvalid, OSError):
+        schema = pq.read_schema(path)
+    except FileNotFoundError:
         return None
+    except (OSError, ValueError, pa.ArrowException) as error:
+        raise unreadable_cache(path, error, demo=demo) from None
+    try:
+        info = CacheInfo(**json.loads((schema.metadata or {})[CACHE_METADATA_KEY]))
+    except (KeyError, TypeError, ValueError):
+        raise unreadable_cache(path, "it has no ticketeval provenance", demo=demo) from None
+    return replace(info, path=str(path))
 
 
-def write_cache(table: pa.Table, raw: RawLog, data_dir: Path, **extra: Any) -> CacheInfo:
-    """Write the typed table as Parquet, with its provenance, atomically."""
-    path = cache_path(data_dir)
+def unreadable_cache(path: Path, error: BaseException | str, *, demo: bool = False) -> DataError:
+    """The error for a cache file that is there but cannot be read, with the way out."""
+    detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+    if isinstance(error, OSError) and error.strerror:
+        detail = error.strerror
+    command = "ticketeval fetch --source demo --force" if demo else "ticketeval fetch --force"
+    return DataError(
+        f"the cache {shorten(path)} cannot be read ({detail}): run `{command}` to fetch the "
+        "data again."
+    )
+
+
+def _reusable(data_dir: Path, *, demo: bool = False) -> CacheInfo | None:
+    """The cache `fetch` may reuse: readable to the last page, else None (it is replaced)."""
+    try:
+        info = read_cache_info(data_dir, demo=demo)
+        if info is None:
+            return None
+        parquet = pq.ParquetFile(info.path, page_checksum_verification=True)
+        if parquet.metadata.num_rows != info.rows:
+            return None
+        for group in range(parquet.num_row_groups):
+            parquet.read_row_group(group)
+    except (DataError, OSError, ValueError, pa.ArrowException):
+        return None
+    return info
+
+
+def write_cache(
+    table: pa.Table, raw: RawLog, data_dir: Path, *, demo: bool = False, **extra: Any
+) -> CacheInfo:
+    """Write the typed table as Parquet, with its provenance and page checksums, atomically."""
+    path = cache_path(data_dir, demo=demo)
     updated = table["sys_updated_at"]
     first, last = pc.min(updated).as_py(), pc.max(updated).as_py()
     info = CacheInfo(
@@ -96,8 +145,10 @@ def write_cache(table: pa.Table, raw: RawLog, data_dir: Path, **extra: Any) -> C
         **extra,
     )
     schema_metadata = {CACHE_METADATA_KEY: json.dumps(asdict(info)).encode()}
-    with atomic_file(path) as out:
-        pq.write_table(table.replace_schema_metadata(schema_metadata), out)
+    with atomic_file(path) as out, unwritable(path):
+        pq.write_table(
+            table.replace_schema_metadata(schema_metadata), out, write_page_checksum=True
+        )
     return info
 
 
@@ -122,33 +173,33 @@ def fetch(
     then its legacy one) is downloaded. The cache is replaced only once the new data has been
     read and validated in full.
     """
-    cached = read_cache_info(data_dir)
     if source == DEMO_SOURCE:
-        if (
-            not force
-            and cached
-            and cached.source == DEMO_SOURCE
-            and cached.demo_seed == demo_seed
-            and cached.rows == demo_events
-        ):
-            return FetchResult(cached, reused=True)
-        raw = RawLog(demo_event_log(demo_events, demo_seed), DEMO_SOURCE)
-        return FetchResult(
-            write_cache(parse_event_log(raw.csv, name="demo"), raw, data_dir, demo_seed=demo_seed),
-            reused=False,
-        )
+        return _fetch_demo(data_dir, force, demo_seed, demo_events)
+    cached = None if force else _reusable(data_dir)
     if source is not None:
         return _fetch_local(Path(source).expanduser(), data_dir, cached, force)
     return _fetch_url(url, data_dir, cached, force, timeout, retry_backoff, progress)
 
 
+def _fetch_demo(data_dir: Path, force: bool, demo_seed: int, demo_events: int) -> FetchResult:
+    cached = None if force else _reusable(data_dir, demo=True)
+    if cached and (cached.demo_seed, cached.rows) == (demo_seed, demo_events):
+        return FetchResult(cached, reused=True, notes=[DEMO_NOTE])
+    raw = RawLog(demo_event_log(demo_events, demo_seed), DEMO_SOURCE)
+    table = parse_event_log(raw.csv, name="demo")
+    info = write_cache(table, raw, data_dir, demo=True, demo_seed=demo_seed)
+    return FetchResult(info, reused=False, notes=[DEMO_NOTE])
+
+
 def _fetch_local(path: Path, data_dir: Path, cached: CacheInfo | None, force: bool) -> FetchResult:
     try:
         stat = path.stat()
-    except OSError:
+    except FileNotFoundError:
         raise DataError(
-            f"{path} does not exist: give a .zip or .csv of the event log, or 'demo'."
+            f"{shorten(path)} does not exist: give a .zip or .csv of the event log, or 'demo'."
         ) from None
+    except OSError as error:
+        raise DataError(f"cannot read {shorten(path)}: {error.strerror or error}.") from None
     resolved = str(path.resolve())
     if (
         not force
@@ -176,7 +227,8 @@ def _fetch_url(
     progress: ProgressCallback | None,
 ) -> FetchResult:
     candidates = [url] if url else list(UCI_URLS)
-    if not force and cached and cached.source in candidates:
+    # UCI's data is reused whichever way it came (a download, or a local copy of the zip).
+    if cached and (cached.source in candidates or (url is None and cached.matches_uci)):
         return FetchResult(cached, reused=True)
     # A name of its own, so overlapping fetches cannot delete each other's download.
     download_path = data_dir / f".download-{uuid.uuid4().hex}.zip"
@@ -226,13 +278,16 @@ def _difference_note(info: CacheInfo) -> list[str]:
 
 def ensure_cache(settings: Settings, source: str | None = None) -> FetchResult:
     """The cache for `source`, fetched with the settings' URL, timeout and retries when it is
-    missing or holds other data; whatever is cached when no source is named.
+    missing or holds other data; the real data's cache when no source is named (never the demo
+    data's: that is read only with `source="demo"`). A cache that is there but unreadable is a
+    DataError, not a reason to download.
 
     The one way every command and every flow task (also on a remote worker) gets its data.
     """
-    cached = read_cache_info(settings.data_dir)
-    if source is None and cached is not None:
-        return FetchResult(cached, reused=True)
+    if source is None:
+        cached = read_cache_info(settings.data_dir)
+        if cached is not None:
+            return FetchResult(cached, reused=True)
     return fetch(
         source,
         data_dir=settings.data_dir,

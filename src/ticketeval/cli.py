@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ticketeval import __version__, core
-from ticketeval.errors import ExitCode, TicketevalError
+from ticketeval.errors import ExitCode, TicketevalError, UsageError
 from ticketeval.render import (
     Reporter,
     describe_cache,
     download_progress,
+    render_backtest,
     render_history,
     render_registration,
     render_sizes,
@@ -63,10 +64,10 @@ DataDirOption = Annotated[
     ),
 ]
 BatchSizeOption = Annotated[
-    int | None,
+    str | None,
     typer.Option(
         "--batch-size",
-        help="Events to sample. \\[default: TICKETEVAL_BATCH_SIZE or 1000]",
+        help="Events to sample, or 'all'. \\[default: TICKETEVAL_BATCH_SIZE or 1000]",
         show_default=False,
     ),
 ]
@@ -107,6 +108,60 @@ FailIfMaeAboveOption = Annotated[
         "is above this.",
         show_default=False,
         min=0,
+    ),
+]
+
+
+ClosedFromOption = Annotated[
+    str | None,
+    typer.Option(
+        "--closed-from",
+        help="Only tickets closed from this date (YYYY-MM-DD[THH:MM]), included.",
+        show_default=False,
+    ),
+]
+ClosedToOption = Annotated[
+    str | None,
+    typer.Option(
+        "--closed-to",
+        help="Only tickets closed before this date (YYYY-MM-DD[THH:MM]), excluded.",
+        show_default=False,
+    ),
+]
+SinceLastOption = Annotated[
+    bool,
+    typer.Option(
+        "--since-last",
+        help="Every ticket closed since the previous trial of this model on this data "
+        "(for cron); nothing new: exit 0, nothing recorded.",
+    ),
+]
+ReportOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--report",
+        help="Also write the trial's report page (self-contained HTML) to this file.",
+        show_default=False,
+    ),
+]
+WorkersOption = Annotated[
+    int | None,
+    typer.Option(help="Dask worker processes to start. \\[default: 1]", show_default=False),
+]
+ThreadsPerWorkerOption = Annotated[
+    int | None,
+    typer.Option(
+        min=1, help="Threads per worker. \\[default: one per core, at most 4]", show_default=False
+    ),
+]
+MemoryLimitOption = Annotated[
+    str | None,
+    typer.Option(help="Memory limit per worker, e.g. 2GiB. \\[default: auto]", show_default=False),
+]
+AddressOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Run on an existing Dask scheduler, e.g. tcp://host:8786.", show_default=False
     ),
 ]
 
@@ -240,6 +295,10 @@ def evaluate(
     seed: SeedOption = None,
     model: ModelOption = "heuristic",
     source: SourceOption = None,
+    closed_from: ClosedFromOption = None,
+    closed_to: ClosedToOption = None,
+    since_last: SinceLastOption = False,
+    report: ReportOption = None,
     data_dir: DataDirOption = None,
     fail_if_mae_above: FailIfMaeAboveOption = None,
     json_output: JsonOption = False,
@@ -258,6 +317,10 @@ def evaluate(
             seed=seed,
             model=model,
             source=source,
+            closed_from=closed_from,
+            closed_to=closed_to,
+            since_last=since_last,
+            report=report,
             on_fetch=lambda result: report_fetch(result, reporter),
         )
         report_trial(summary, reporter, json_output=json_output, limit=fail_if_mae_above)
@@ -270,30 +333,14 @@ def run_local(
     seed: SeedOption = None,
     model: ModelOption = "heuristic",
     source: SourceOption = None,
-    workers: Annotated[
-        int | None,
-        typer.Option(help="Dask worker processes to start. \\[default: 1]", show_default=False),
-    ] = None,
-    threads_per_worker: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            help="Threads per worker. \\[default: one per core, at most 4]",
-            show_default=False,
-        ),
-    ] = None,
-    memory_limit: Annotated[
-        str | None,
-        typer.Option(
-            help="Memory limit per worker, e.g. 2GiB. \\[default: auto]", show_default=False
-        ),
-    ] = None,
-    address: Annotated[
-        str | None,
-        typer.Option(
-            help="Run on an existing Dask scheduler, e.g. tcp://host:8786.", show_default=False
-        ),
-    ] = None,
+    closed_from: ClosedFromOption = None,
+    closed_to: ClosedToOption = None,
+    since_last: SinceLastOption = False,
+    report: ReportOption = None,
+    workers: WorkersOption = None,
+    threads_per_worker: ThreadsPerWorkerOption = None,
+    memory_limit: MemoryLimitOption = None,
+    address: AddressOption = None,
     data_dir: DataDirOption = None,
     fail_if_mae_above: FailIfMaeAboveOption = None,
     json_output: JsonOption = False,
@@ -319,10 +366,90 @@ def run_local(
             seed=seed,
             model=model,
             source=source,
+            closed_from=closed_from,
+            closed_to=closed_to,
+            since_last=since_last,
+            report=report,
             on_fetch=lambda result: report_fetch(result, reporter),
             on_cluster=lambda address, dashboard: announce(reporter, address, dashboard),
         )
         report_trial(summary, reporter, json_output=json_output, limit=fail_if_mae_above)
+
+
+@app.command()
+def backtest(
+    *,
+    every: Annotated[
+        str,
+        typer.Option(
+            help="Period length: 'month' (calendar months), 'week' (from Monday) or '<N>d'."
+        ),
+    ] = "month",
+    closed_from: ClosedFromOption = None,
+    closed_to: ClosedToOption = None,
+    model: ModelOption = "heuristic",
+    batch_size: Annotated[
+        str,
+        typer.Option("--batch-size", help="Events to sample per period, or 'all'."),
+    ] = "all",
+    seed: SeedOption = None,
+    reference: Annotated[
+        int | None,
+        typer.Option(
+            help="Periods that set the alert band (mean ± 3 SD of MAE). \\[default: first third]",
+            show_default=False,
+        ),
+    ] = None,
+    min_events: Annotated[
+        int,
+        typer.Option(help="Fewer events than this: shown, marked too small to judge."),
+    ] = 100,
+    source: SourceOption = None,
+    report: ReportOption = None,
+    workers: WorkersOption = None,
+    threads_per_worker: ThreadsPerWorkerOption = None,
+    memory_limit: MemoryLimitOption = None,
+    address: AddressOption = None,
+    data_dir: DataDirOption = None,
+    json_output: JsonOption = False,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
+    log_file: LogFileOption = None,
+) -> None:
+    """Replay the log period by period (a Prefect flow, the periods in parallel on Dask).
+
+    Example: [bold]ticketeval backtest --every month --source demo[/bold]
+    """
+    reporter = Reporter(quiet=quiet, log_file=log_file)
+    with reported_errors(reporter):
+        from ticketeval.cluster import ClusterOptions
+
+        cluster = ClusterOptions(workers, threads_per_worker, memory_limit, address, verbose)
+        settings = settings_for(data_dir)
+        quiet_prefect_logs(verbose)
+        result = core.backtest(
+            settings,
+            every=every,
+            cluster=cluster,
+            closed_from=closed_from,
+            closed_to=closed_to,
+            model=model,
+            batch_size=batch_size,
+            seed=seed,
+            reference=reference,
+            min_events=min_events,
+            source=source,
+            report=report,
+            on_fetch=lambda fetched: report_fetch(fetched, reporter),
+            on_cluster=lambda address, dashboard: announce(reporter, address, dashboard),
+        )
+        reporter.log(json.dumps(result))
+        if json_output:
+            print(json.dumps(result))
+        else:
+            render_backtest(result)
+        if "report" in result:
+            reporter.info(f"Report: {result['report']['page']}")
 
 
 def announce(reporter: Reporter, address: str, dashboard: str | None) -> None:
@@ -338,17 +465,41 @@ def report_fetch(result: FetchResult, reporter: Reporter) -> None:
 
 
 def report_trial(
-    summary: dict[str, Any], reporter: Reporter, *, json_output: bool, limit: float | None
+    summary: dict[str, Any] | core.NothingNew,
+    reporter: Reporter,
+    *,
+    json_output: bool,
+    limit: float | None,
 ) -> None:
+    if isinstance(summary, core.NothingNew):
+        reporter.info(summary.message)
+        if json_output:
+            print(json.dumps(summary.to_dict()))
+        return
     reporter.log(json.dumps(summary))
     if json_output:
         print(json.dumps(summary))
     else:
         render_summary(summary)
+    recorded = summary.get("recorded") or {}
+    for note in recorded.get("notes", []):
+        reporter.info(note)
+    if "report" in summary:
+        reporter.info(f"Report: {summary['report']['page']}")
+    if recorded.get("spooled"):
+        reporter.error(recorded["message"])
     mae = summary["data"]["metrics"]["MAE"]
+    if limit is not None and mae is None:
+        reporter.error(
+            "no row of the batch could be scored (each lacks closed_at or sys_updated_at), so "
+            f"there is no MAE to hold to the limit of {limit:,.0f} s."
+        )
+        raise typer.Exit(code=int(ExitCode.MAE_ABOVE_LIMIT))
     if limit is not None and mae is not None and mae > limit:
         reporter.error(f"MAE {mae:,.0f} s is above the limit of {limit:,.0f} s.")
         raise typer.Exit(code=int(ExitCode.MAE_ABOVE_LIMIT))
+    if recorded.get("spooled"):
+        raise typer.Exit(code=int(ExitCode.SPOOLED))
 
 
 # --- history -----------------------------------------------------------------------------------
@@ -364,10 +515,13 @@ def history(
         float,
         typer.Option(
             min=0,
-            help="Flag a trial whose MAE exceeds the median of the "
-            "earlier ones by more than this fraction.",
+            help="For trials without an interval: flag an MAE above the median of earlier "
+            "trials of the same model on the same data by more than this fraction.",
         ),
     ] = 0.25,
+    model: Annotated[
+        str | None, typer.Option(help="Only this model's trials.", show_default=False)
+    ] = None,
     data_dir: DataDirOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -377,15 +531,57 @@ def history(
     """
     reporter = Reporter()
     with reported_errors(reporter):
-        settings = settings_for(data_dir)
-        rows = core.history(settings, last=last, threshold=threshold)
+        view = core.history(settings_for(data_dir), last=last, threshold=threshold, model=model)
+        if view.pending:
+            reporter.info(
+                f"{view.pending} trial(s) wait in the spool: they are sent with the next trial "
+                "that reaches the history."
+            )
         if json_output:
-            print(json.dumps([vars(row) for row in rows]))
+            print(json.dumps(view.records(), allow_nan=False))
             return
-        if not rows:
-            reporter.info(f"No trials recorded yet in {settings.history_file}.")
+        if not view.rows:
+            reporter.info(f"No trials recorded yet in {view.history}.")
             return
-        render_history(rows, settings.history_file)
+        render_history(view)
+
+
+@app.command()
+def report(
+    *,
+    trial: Annotated[
+        str | None,
+        typer.Option(help="The trial's id (a unique prefix will do).", show_default=False),
+    ] = None,
+    last: Annotated[bool, typer.Option("--last", help="The last trial recorded.")] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="The page to write. \\[default: report.html, without --png]"),
+    ] = None,
+    png: Annotated[
+        Path | None,
+        typer.Option("--png", help="Also write each chart as a PNG in this directory (mail)."),
+    ] = None,
+    data_dir: DataDirOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Write a trial's report: one self-contained HTML page, readable offline, and PNGs.
+
+    Example: [bold]ticketeval report --last --out report.html --png charts/[/bold]
+    """
+    reporter = Reporter()
+    with reported_errors(reporter):
+        if trial is not None and last:
+            raise UsageError("--trial and --last name the trial two ways: give one.")
+        if out is None and png is None:
+            out = Path("report.html")
+        written = core.report(settings_for(data_dir), trial_id=trial, out=out, png_dir=png)
+        if json_output:
+            print(json.dumps(written))
+            return
+        for path in [written["page"], *written["charts"]]:
+            if path:
+                reporter.info(f"Wrote {path}")
 
 
 # --- Saturn Cloud and Prefect Cloud -------------------------------------------------------------

@@ -88,9 +88,10 @@ def run_flow(
     cluster: ClusterOptions,
     *,
     on_cluster: Callable[[str, str | None], None] | None = None,
-) -> dict[str, Any]:
+    result_task: str = "get_trial_summary",
+) -> Any:
     """Start (or connect to) the Dask cluster, build the flow, run it with Prefect's
-    DaskExecutor, and return the trial summary.
+    DaskExecutor, and return the result of its task named `result_task`.
 
     The cluster starts first and its workers import the tasks' libraries while this process
     imports Prefect and builds the flow. By default one worker process runs a thread per core:
@@ -136,26 +137,33 @@ def run_flow(
         prefect_logs_to_stderr()
         warm_up.join()
         state = flow.run(executor=DaskExecutor(address=address))
-    return _flow_summary(flow, state)
+    return _flow_summary(flow, state, result_task)
 
 
-def _flow_summary(flow: Flow, state: Any) -> dict[str, Any]:
+def _flow_summary(flow: Flow, state: Any, result_task: str) -> Any:
     task_states = state.result if isinstance(state.result, dict) else {}
     for task in flow.sorted_tasks():
         task_state = task_states.get(task)
-        if task_state is not None and task_state.is_failed():
-            error = task_state.result
-            if isinstance(error, TicketevalError):
-                failure = FlowError(f"task {task.name!r} failed: {error}")
-                failure.exit_code = error.exit_code
-                raise failure
-            detail = (
-                f"{type(error).__name__}: {error}"
-                if isinstance(error, BaseException)
-                else task_state.message
-            )
-            raise FlowError(f"task {task.name!r} failed: {detail}")
+        if task_state is None:
+            continue
+        # A mapped task's own state succeeds when its children fail: look at each child.
+        children = getattr(task_state, "map_states", None) or []
+        for child in [task_state, *children]:
+            if child.is_failed():
+                raise _task_failure(task.name, child)
     if not state.is_successful():
         raise FlowError(f"the flow did not succeed: {state.message}")
-    summary_task = flow.get_tasks(name="get_trial_summary")[0]
-    return task_states[summary_task].result
+    return task_states[flow.get_tasks(name=result_task)[0]].result
+
+
+def _task_failure(name: str, task_state: Any) -> FlowError:
+    error = task_state.result
+    if isinstance(error, TicketevalError):
+        failure = FlowError(f"task {name!r} failed: {error}")
+        failure.exit_code = error.exit_code
+        return failure
+    if isinstance(error, BaseException):
+        detail = f"{type(error).__name__}: {error}"
+    else:
+        detail = task_state.message
+    return FlowError(f"task {name!r} failed: {detail}")

@@ -15,15 +15,22 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from ticketeval.errors import UsageError
 
 if TYPE_CHECKING:
     from ticketeval.cache import CacheInfo, FetchResult
     from ticketeval.cluster import ClusterOptions
     from ticketeval.history import HistoryRow
+    from ticketeval.periods import Period
     from ticketeval.saturn import Registration, SaturnClusterOptions
     from ticketeval.settings import Settings
     from ticketeval.sources import ProgressCallback
+    from ticketeval.trial import ResultsKeeping
 
 FetchCallback = Callable[["FetchResult"], None]
 
@@ -41,11 +48,14 @@ def fetch(
     """`ticketeval fetch`: get the event log into the cache (reused unless `force`)."""
     from ticketeval import cache
     from ticketeval.demo import DEFAULT_DEMO_EVENTS
+    from ticketeval.sources import check_url
 
+    if url is not None:
+        check_url(url)
     return cache.fetch(
         source,
         data_dir=settings.data_dir,
-        url=url or settings.data_url,
+        url=settings.data_url if url is None else url,
         force=force,
         demo_seed=demo_seed,
         demo_events=DEFAULT_DEMO_EVENTS if demo_events is None else demo_events,
@@ -66,73 +76,415 @@ def _prepare_data(
     return result.cache
 
 
+@dataclass(frozen=True)
+class NothingNew:
+    """`--since-last` found no ticket closed since the previous trial: nothing is recorded."""
+
+    model: str
+    since: str
+    newest: str | None
+
+    @property
+    def message(self) -> str:
+        newest = f" (the newest closure is {self.newest})" if self.newest else ""
+        return f"Nothing new for {self.model}: no ticket closed since {self.since}{newest}."
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"nothing_new": True, **asdict(self)}
+
+
+@dataclass(frozen=True)
+class TrialPlan:
+    """What one trial scores, with every default resolved."""
+
+    batch_size: int | None
+    allow_fewer: bool
+    seed: int | None
+    period: Period
+    demo: bool  # the demo data's cache, not the real data's
+
+
+def _plan_trial(
+    settings: Settings,
+    *,
+    batch_size: int | str | None,
+    seed: int | None,
+    model: str,
+    closed_from: str | None,
+    closed_to: str | None,
+    since_last: bool,
+    source: str | None = None,
+) -> TrialPlan | NothingNew:
+    """The batch and period of a trial: a sample of the data, of a period, or of every ticket
+    closed since the previous trial of `model` on the same data (`since_last`)."""
+    from ticketeval.batches import closure_span, parse_batch_size
+    from ticketeval.cache import read_cache_info
+    from ticketeval.demo import DEMO_SOURCE
+    from ticketeval.periods import Period, iso, parse_date
+
+    demo = source == DEMO_SOURCE
+    size = parse_batch_size(batch_size)
+    period = Period(parse_date(closed_from, "closed_from"), parse_date(closed_to, "closed_to"))
+    if since_last:
+        if period.bounded:
+            raise UsageError("--since-last sets the period itself: drop --closed-from/--closed-to.")
+        cache = read_cache_info(settings.data_dir, demo=demo)
+        assert cache is not None
+        span = closure_span(settings.data_dir, demo=demo)
+        start = _last_period_end(settings, model=model, data_sha256=cache.csv_sha256)
+        newest = span[1] if span else None
+        if newest is None or (start is not None and parse_date(start) > newest):
+            return NothingNew(model, start or "the first closure", iso(newest))
+        # To the newest closure, included: the next --since-last starts just after it.
+        period = Period(parse_date(start), newest + timedelta(seconds=1))
+        if batch_size is None:
+            return TrialPlan(None, False, seed, period, demo)  # every new ticket
+    default = size is None and batch_size is None
+    return TrialPlan(
+        settings.batch_size if default else size,
+        # A default batch meeting a small period takes the period's events; an asked-for
+        # size larger than the period is refused.
+        default and period.bounded,
+        settings.seed if seed is None else seed,
+        period,
+        demo,
+    )
+
+
 def evaluate(
     settings: Settings,
     *,
-    batch_size: int | None = None,
+    batch_size: int | str | None = None,
     seed: int | None = None,
     model: str = "heuristic",
     source: str | None = None,
+    closed_from: str | None = None,
+    closed_to: str | None = None,
+    since_last: bool = False,
+    report: Path | None = None,
     on_fetch: FetchCallback | None = None,
-) -> dict[str, Any]:
-    """`ticketeval evaluate`: score `model` on one batch in this process, record the trial,
-    and return its summary."""
-    from ticketeval.history import append_history
+) -> dict[str, Any] | NothingNew:
+    """`ticketeval evaluate`: score `model` on one batch in this process, record the trial
+    (and write its report), and return its summary (or NothingNew, recording nothing)."""
+    from ticketeval.settings import check_seed
     from ticketeval.trial import score_trial
 
+    if seed is not None:
+        check_seed(seed)  # before any work: a trial is never computed only to be refused
     _prepare_data(settings, source, on_fetch)
+    plan = _plan_trial(
+        settings,
+        batch_size=batch_size,
+        seed=seed,
+        model=model,
+        closed_from=closed_from,
+        closed_to=closed_to,
+        since_last=since_last,
+        source=source,
+    )
+    if isinstance(plan, NothingNew):
+        return plan
     summary = score_trial(
         data_dir=settings.data_dir,
-        batch_size=settings.batch_size if batch_size is None else batch_size,
-        seed=settings.seed if seed is None else seed,
+        batch_size=plan.batch_size,
+        seed=plan.seed,
         model=model,
+        period=plan.period,
+        allow_fewer=plan.allow_fewer,
+        results=_results_keeping(settings),
+        demo=plan.demo,
     )
-    append_history(settings.history_file, summary)
-    return summary
+    recorded = record(settings, summary)
+    if report is not None:
+        recorded["report"] = _report_of(settings, recorded, report)
+    return recorded
 
 
 def run_local(
     settings: Settings,
     *,
     cluster: ClusterOptions,
-    batch_size: int | None = None,
+    batch_size: int | str | None = None,
     seed: int | None = None,
     model: str = "heuristic",
     source: str | None = None,
+    closed_from: str | None = None,
+    closed_to: str | None = None,
+    since_last: bool = False,
+    report: Path | None = None,
     on_fetch: FetchCallback | None = None,
     on_cluster: Callable[[str, str | None], None] | None = None,
-) -> dict[str, Any]:
+) -> dict[str, Any] | NothingNew:
     """`ticketeval run-local`: the same trial as a Prefect flow on Dask (the flow records it);
     returns its summary. Everything that can be checked is checked before a cluster starts."""
-    from ticketeval.batches import check_batch_size
+    from ticketeval.batches import check_batch_size, closed_in
     from ticketeval.cluster import run_flow
     from ticketeval.flow import build_flow, flow_name
-    from ticketeval.models import load_model
+    from ticketeval.models import load_model, model_columns
+    from ticketeval.settings import check_seed
 
+    if seed is not None:
+        check_seed(seed)
     cache = _prepare_data(settings, source, on_fetch)
-    size = settings.batch_size if batch_size is None else batch_size
-    check_batch_size(size, cache)
-    load_model(model)
+    plan = _plan_trial(
+        settings,
+        batch_size=batch_size,
+        seed=seed,
+        model=model,
+        closed_from=closed_from,
+        closed_to=closed_to,
+        since_last=since_last,
+        source=source,
+    )
+    if isinstance(plan, NothingNew):
+        return plan
+    available = len(closed_in(Path(cache.path), plan.period)) if plan.period.bounded else cache.rows
+    size = plan.batch_size
+    if size is not None:
+        if plan.allow_fewer:
+            size = min(size, available)
+        check_batch_size(size, available, plan.period)
+    model_columns(load_model(model), name=model)
     build = functools.partial(
         build_flow,
         name=flow_name(settings.username),
         batch_size=size,
+        seed=plan.seed,
+        model=model,
+        period=plan.period,
+        # A scheduler given by address may be another machine: its workers read their own
+        # data directory and, unless this one names a shared history, their own history.
+        data_dir=None if cluster.address else settings.data_dir,
+        history_url=_history_for_workers(settings, cluster),
+        results=None if cluster.address else _results_keeping(settings),
+        report=report,
+        runner="run-local",
+        demo=plan.demo,
+    )
+    last_task = "write_trial_summary" if report is None else "write_report"
+    written = run_flow(build, cluster, on_cluster=on_cluster, result_task=last_task)
+    recorded = _complete(settings, written)
+    if report is not None:
+        recorded["report"] = written["report"]
+    return recorded
+
+
+def backtest(
+    settings: Settings,
+    *,
+    every: str,
+    cluster: ClusterOptions,
+    closed_from: str | None = None,
+    closed_to: str | None = None,
+    model: str = "heuristic",
+    batch_size: int | str | None = "all",
+    seed: int | None = None,
+    reference: int | None = None,
+    min_events: int | None = None,
+    source: str | None = None,
+    report: Path | None = None,
+    on_fetch: FetchCallback | None = None,
+    on_cluster: Callable[[str, str | None], None] | None = None,
+) -> dict[str, Any]:
+    """`ticketeval backtest`: replay the log period by period as one Prefect flow (a mapped
+    task per period, on Dask), judge each period against the reference periods' band, record
+    the run, and return its periods and thresholds."""
+    from ticketeval.backtest import DEFAULT_MIN_EVENTS, backtest_periods
+    from ticketeval.batches import parse_batch_size
+    from ticketeval.cluster import run_flow
+    from ticketeval.demo import DEMO_SOURCE
+    from ticketeval.flow import build_backtest_flow, flow_name
+    from ticketeval.models import load_model
+    from ticketeval.periods import parse_date, parse_every
+    from ticketeval.trial import new_trial_id
+
+    parse_every(every)
+    size = parse_batch_size(batch_size)
+    if size is not None and size < 1:
+        raise UsageError(f"the batch size must be at least 1, not {size}.")
+    if reference is not None and reference < 1:
+        raise UsageError(f"--reference must be at least 1 period, not {reference}.")
+    if min_events is not None and min_events < 0:
+        raise UsageError(f"--min-events must be 0 or more, not {min_events}.")
+    cache = _prepare_data(settings, source, on_fetch)
+    load_model(model)
+    demo = source == DEMO_SOURCE
+    periods = backtest_periods(
+        settings.data_dir,
+        every,
+        parse_date(closed_from, "closed_from"),
+        parse_date(closed_to, "closed_to"),
+        demo=demo,
+    )
+    run_id = new_trial_id()
+    build = functools.partial(
+        build_backtest_flow,
+        name=f"{flow_name(settings.username)}-backtest",
+        periods=periods,
+        batch_size=size,
         seed=settings.seed if seed is None else seed,
         model=model,
-        data_dir=settings.data_dir,
-        history_path=settings.history_file,
-        runner="run-local",
+        run_id=run_id,
+        reference=reference,
+        min_events=DEFAULT_MIN_EVENTS if min_events is None else min_events,
+        data_dir=None if cluster.address else settings.data_dir,
+        history_url=_history_for_workers(settings, cluster),
+        results=None if cluster.address else _results_keeping(settings),
+        report=report,
+        demo=demo,
     )
-    return run_flow(build, cluster, on_cluster=on_cluster)
+    last_task = "write_backtest" if report is None else "write_report"
+    verdict = run_flow(build, cluster, on_cluster=on_cluster, result_task=last_task)
+    recorded = [_complete(settings, written)["recorded"] for written in verdict.pop("written")]
+    return {
+        "run_id": run_id,
+        "model": model,
+        "every": every,
+        "source": {"name": cache.source, "csv_sha256": cache.csv_sha256},
+        **verdict,
+        "recorded": {
+            "history": recorded[0]["history"] if recorded else None,
+            "spooled": sum(outcome["spooled"] for outcome in recorded),
+            "notes": [note for outcome in recorded for note in outcome["notes"]],
+        },
+        **({"report": verdict["report"]} if report is not None else {}),
+    }
+
+
+def report(
+    settings: Settings,
+    *,
+    trial_id: str | None = None,
+    out: Path | None = None,
+    png_dir: Path | None = None,
+) -> dict[str, Any]:
+    """`ticketeval report`: the page (and PNG charts) of a recorded trial, the last by
+    default, drawn from its summary, its per-event results and the history around it."""
+    from ticketeval.report import find_trial, history_points, write_trial_report
+
+    summary = find_trial(settings.history, trial_id)
+    points, band = history_points(settings.history, summary)
+    written = write_trial_report(
+        summary, over_time=points, thresholds=band, out=out, png_dir=png_dir
+    )
+    return written.to_dict()
+
+
+def _report_of(settings: Settings, summary: dict[str, Any], out: Path) -> dict[str, Any]:
+    from ticketeval.report import history_points, write_trial_report
+
+    points, band = history_points(settings.history, summary)
+    return write_trial_report(summary, over_time=points, thresholds=band, out=out).to_dict()
+
+
+def _results_keeping(settings: Settings) -> ResultsKeeping:
+    from ticketeval.trial import ResultsKeeping
+
+    return ResultsKeeping(settings.results_dir, settings.results_keep)
+
+
+def record(settings: Settings, summary: dict[str, Any]) -> dict[str, Any]:
+    """Record a trial in the history, or keep it in the spool when the history cannot be
+    reached; the summary comes back with where it went (`recorded`)."""
+    from ticketeval.history import move_legacy_history, record_trial
+
+    notes = []
+    if settings.history_url is None and settings.history_path is None:
+        moved = move_legacy_history(settings.data_dir, settings.history_dir)
+        if moved:
+            notes.append(moved)
+    outcome = record_trial(summary, settings.history, settings.spool_dir)
+    if outcome.recorded and outcome.sent_from_spool:
+        notes.append(outcome.message)
+    return {
+        **summary,
+        "recorded": {
+            "history": outcome.history,
+            "spooled": outcome.spooled,
+            "message": None if outcome.recorded else outcome.message,
+            "notes": notes,
+        },
+    }
+
+
+def _complete(settings: Settings, written: dict[str, Any]) -> dict[str, Any]:
+    """A trial a flow's worker wrote, or here, what it could not write (nothing is lost)."""
+    summary = written["summary"]
+    if not written["recorded"]:
+        return record(settings, summary)
+    return {
+        **summary,
+        "recorded": {"history": written["history"], "spooled": False, "message": None, "notes": []},
+    }
+
+
+def _history_for_workers(settings: Settings, cluster: ClusterOptions) -> str | None:
+    """The history the flow's workers write to: this machine's, except that a scheduler given
+    by address gets it only when it is a server (a SQLite path there would be its own disk)."""
+    if cluster.address and not settings.history.startswith(("postgresql:", "postgres:")):
+        return None
+    return settings.history
+
+
+def _last_period_end(settings: Settings, *, model: str, data_sha256: str) -> str | None:
+    """Where the latest trial of `model` on this data that had a period ended (ISO)."""
+    from ticketeval.history import read_trials
+
+    ends = [
+        row.closed_to
+        for row in read_trials(settings.history, model=model)
+        if row.data_sha256 == data_sha256 and row.closed_to
+    ]
+    return max(ends, default=None)
+
+
+@dataclass(frozen=True)
+class HistoryView:
+    """The recorded trials as `ticketeval history` shows them."""
+
+    history: str  # the URL, password redacted
+    rows: list[HistoryRow]
+    flagged: list[bool]
+    pending: int  # trials waiting in the spool
+
+    def records(self) -> list[dict[str, Any]]:
+        """The rows as plain dicts (the same on every backend), each with its flag."""
+        return [
+            {**asdict(row), "flagged": flagged}
+            for row, flagged in zip(self.rows, self.flagged, strict=True)
+        ]
 
 
 def history(
-    settings: Settings, *, last: int | None = None, threshold: float = 0.25
-) -> list[HistoryRow]:
-    """`ticketeval history`: the recorded trials, oldest first, with their regression flags."""
-    from ticketeval.history import read_history
+    settings: Settings,
+    *,
+    last: int | None = None,
+    threshold: float = 0.25,
+    model: str | None = None,
+) -> HistoryView:
+    """`ticketeval history`: the recorded trials, oldest first, each flagged when it is worse
+    than earlier trials of the same model on the same data beyond their intervals."""
+    from ticketeval.history import flag_regressions, pending_spool, read_trials, redact_url
 
-    return read_history(settings.history_file, last=last, threshold=threshold)
+    # A backtest's periods run in parallel: show them together, in the order of the periods.
+    rows = read_trials(settings.history, model=model)
+    run_start: dict[str, str] = {}
+    for row in rows:
+        if row.run_id:
+            run_start.setdefault(row.run_id, row.timestamp)
+    rows.sort(
+        key=lambda row: (run_start.get(row.run_id or "", row.timestamp), row.closed_from or "")
+    )
+    # A backtest's periods were judged by the backtest, against its own band; a single trial
+    # is compared with the earlier single trials only (like with like).
+    singles = [row for row in rows if row.run_id is None]
+    single_flags = dict(
+        zip(map(id, singles), flag_regressions(singles, threshold=threshold), strict=True)
+    )
+    flags = [bool(row.alert) if row.run_id else single_flags[id(row)] for row in rows]
+    if last:
+        rows, flags = rows[-last:], flags[-last:]
+    return HistoryView(redact_url(settings.history), rows, flags, pending_spool(settings.spool_dir))
 
 
 def describe_sizes(settings: Settings) -> dict[str, str]:

@@ -75,3 +75,27 @@ class UnreachableError(TicketevalError):
     """Saturn Cloud or Prefect Cloud could not be reached."""
 
     exit_code = ExitCode.NETWORK
+
+
+class HistoryError(TicketevalError):
+    """The history cannot be used: corrupt, not ticketeval's, newer, read-only, full or locked."""
+
+    exit_code = ExitCode.DATA
+
+
+class HistoryUnreachable(HistoryError):
+    """The history's server could not be reached or refused the login."""
+
+    exit_code = ExitCode.NETWORK
+
+
+class HistoryUnavailable(TicketevalError):
+    """The trial was computed but the history could not be reached: it is spooled."""
+
+    exit_code = ExitCode.SPOOLED
+
+
+class SummaryError(TicketevalError):
+    """A trial summary lacks what the history needs (a bug in its producer, not an outage)."""
+
+    exit_code = ExitCode.FAILED

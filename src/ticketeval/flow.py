@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ticketeval.batches import Batch, load_batch
+from ticketeval.batches import Batch, load_batch, parse_batch_size
 from ticketeval.cache import ensure_cache
-from ticketeval.errors import UsageError
-from ticketeval.history import append_history
+from ticketeval.demo import DEMO_SOURCE
+from ticketeval.errors import HistoryError, UsageError
 from ticketeval.metrics import METRIC_NAMES, score_metric
 from ticketeval.models import load_model, model_columns, predict
-from ticketeval.trial import compute_target, new_trial_id, summarize
+from ticketeval.periods import Period, iso, parse_date
+from ticketeval.trial import ResultsKeeping, compute_target, new_trial_id, summarize
 
 if TYPE_CHECKING:
     from prefect import Flow
@@ -38,14 +39,36 @@ def _worker_settings(data_dir: Path | None) -> Settings:
     return load_settings(**({"data_dir": data_dir} if data_dir is not None else {}))
 
 
+def _task_get_trial_id() -> str:
+    """The flow run's id where there is one (Prefect Cloud), so that a write Dask re-runs
+    after losing a worker records the same trial; a fresh id for a local run."""
+    import prefect
+
+    return str(prefect.context.get("flow_run_id") or new_trial_id())
+
+
 def _task_get_ticket_data_batch(
-    batch_size: int, seed: int | None, model: str, data_dir: Path | None
+    batch_size: int | str | None,
+    seed: int | None,
+    model: str,
+    data_dir: Path | None,
+    closed_from: str | None = None,
+    closed_to: str | None = None,
+    demo: bool = False,
 ) -> Batch:
     settings = _worker_settings(data_dir)
     # On a fresh remote worker this fetches, with the worker's URL, timeout and retries;
     # run-local fetched on the client first.
-    ensure_cache(settings)
-    return load_batch(settings.data_dir, int(batch_size), seed, model_columns(load_model(model)))
+    ensure_cache(settings, DEMO_SOURCE if demo else None)
+    period = Period(parse_date(closed_from, "closed_from"), parse_date(closed_to, "closed_to"))
+    return load_batch(
+        settings.data_dir,
+        parse_batch_size(batch_size),
+        seed,
+        model_columns(load_model(model), name=model),
+        period,
+        demo=demo,
+    )
 
 
 def _task_get_target(batch: Batch) -> pd.Series:
@@ -64,8 +87,9 @@ def _task_get_trial_summary(
     metrics: dict[str, float | None],
     model: str,
     runner: str,
+    results: ResultsKeeping | None = None,
 ) -> dict[str, Any]:
-    return summarize(
+    summary = summarize(
         trial_id=trial_id,
         batch=batch,
         target=actuals,
@@ -74,17 +98,58 @@ def _task_get_trial_summary(
         model=model,
         runner=runner,
     )
+    if results is None:
+        return summary
+    kept = results.write(trial_id, batch, actuals, predictions, model)
+    return {**summary, "results_path": str(kept)}
 
 
-def _task_write_trial_summary(trial_summary: dict[str, Any], history_path: Path | None) -> None:
+def _task_write_report(
+    written: dict[str, Any], history_url: str | None, out: Path
+) -> dict[str, Any]:
+    """The trial's page, from the summary just written and the history around it."""
+    from ticketeval.report import history_points, write_trial_report
+
+    url = history_url or _worker_settings(None).history
+    points, band = history_points(url, written["summary"])
+    report = write_trial_report(written["summary"], over_time=points, thresholds=band, out=out)
+    return {**written, "report": report.to_dict()}
+
+
+def _task_write_backtest_report(verdict: dict[str, Any], out: Path) -> dict[str, Any]:
+    """The backtest's page: its last period with events, and every period over time."""
+    from ticketeval.report import backtest_points, write_trial_report
+
+    points, band = backtest_points(verdict)
+    current = next(i for i, point in enumerate(points) if point["current"])
+    summary = verdict["written"][current]["summary"]
+    report = write_trial_report(summary, over_time=points, thresholds=band, out=out)
+    return {**verdict, "report": report.to_dict()}
+
+
+def _task_write_trial_summary(
+    trial_summary: dict[str, Any], history_url: str | None, must_record: bool
+) -> dict[str, Any]:
+    """Record the trial in the history from the worker; returns the summary and where it went.
+
+    `must_record` (a registered flow, where no client waits): a history that cannot be reached
+    fails the task, so that Prefect retries it and shows the failure; the spool would be the
+    pod's disk. Otherwise the client records what the worker could not (`core.run_local`).
+    """
     import prefect
 
-    prefect.context.get("logger").info(json.dumps(trial_summary))
-    if history_path is None:
-        from ticketeval.settings import load_settings
+    from ticketeval.history import open_history, redact_url
 
-        history_path = load_settings().history_file
-    append_history(history_path, trial_summary)
+    prefect.context.get("logger").info(json.dumps(trial_summary))
+    url = history_url or _worker_settings(None).history
+    try:
+        with open_history(url) as store:
+            store.append(trial_summary)
+    except (HistoryError, UsageError) as error:
+        if must_record:
+            raise
+        return {"summary": trial_summary, "recorded": False, "reason": str(error)}
+    return {"summary": trial_summary, "recorded": True, "history": redact_url(url)}
 
 
 def flow_name(username: str) -> str:
@@ -94,18 +159,24 @@ def flow_name(username: str) -> str:
 def build_flow(
     *,
     name: str,
-    batch_size: int,
+    batch_size: int | None,
     seed: int | None = None,
     model: str = "heuristic",
+    period: Period | None = None,
     data_dir: Path | None = None,
-    history_path: Path | None = None,
+    history_url: str | None = None,
+    must_record: bool = False,
+    results: ResultsKeeping | None = None,
+    report: Path | None = None,
     schedule_hours: float | None = None,
     runner: str = "prefect",
+    demo: bool = False,
 ) -> Flow:
     """The seed's pipeline as a Prefect 1 flow. Nothing runs until the flow is run.
 
-    `data_dir`/`history_path` of None mean "the settings of the machine the task runs on",
-    which is what a flow registered with Prefect Cloud needs.
+    `data_dir`/`history_url` of None mean "the settings of the machine the task runs on",
+    which is what a flow registered with Prefect Cloud needs; there `history_url` is a
+    parameter without a password (the pod supplies it). `demo` scores the demo data.
     """
     from datetime import timedelta
 
@@ -117,7 +188,7 @@ def build_flow(
         if schedule_hours <= 0:
             raise UsageError(f"the schedule interval must be positive, not {schedule_hours} hours.")
         schedule = IntervalSchedule(interval=timedelta(hours=schedule_hours))
-    get_trial_id = task(new_trial_id, name="get_trial_id")
+    get_trial_id = task(_task_get_trial_id, name="get_trial_id")
     get_ticket_data_batch = task(
         _task_get_ticket_data_batch,
         name="get_ticket_data_batch",
@@ -128,15 +199,30 @@ def build_flow(
     predict_task = task(_task_predict, name="predict")
     evaluate_model = task(score_metric, name="evaluate_model")
     get_trial_summary = task(_task_get_trial_summary, name="get_trial_summary")
-    write_trial_summary = task(_task_write_trial_summary, name="write_trial_summary")
+    write_trial_summary = task(
+        _task_write_trial_summary,
+        name="write_trial_summary",
+        **({"max_retries": 2, "retry_delay": timedelta(seconds=30)} if must_record else {}),
+    )
 
     with Flow(name, schedule=schedule) as flow:
-        batch_size_parameter = Parameter("batch-size", default=batch_size)
+        period = period or Period()
+        batch_size_parameter = Parameter(
+            "batch-size", default="all" if batch_size is None else batch_size
+        )
         seed_parameter = Parameter("seed", default=seed)
         model_parameter = Parameter("model", default=model)
+        closed_from = Parameter("closed-from", default=iso(period.closed_from))
+        closed_to = Parameter("closed-to", default=iso(period.closed_to))
         trial_id = get_trial_id()
         batch = get_ticket_data_batch(
-            batch_size_parameter, seed_parameter, model_parameter, data_dir
+            batch_size_parameter,
+            seed_parameter,
+            model_parameter,
+            data_dir,
+            closed_from,
+            closed_to,
+            demo,
         )
         actuals = get_target(batch)
         predictions = predict_task(batch, model_parameter)
@@ -147,7 +233,101 @@ def build_flow(
             for name in METRIC_NAMES
         }
         summary = get_trial_summary(
-            trial_id, batch, actuals, predictions, metrics, model_parameter, runner
+            trial_id, batch, actuals, predictions, metrics, model_parameter, runner, results
         )
-        write_trial_summary(summary, history_path)
+        history = Parameter("history-url", default=history_url) if must_record else history_url
+        written = write_trial_summary(summary, history, must_record)
+        if report is not None:
+            task(_task_write_report, name="write_report")(written, history, report)
+    return flow
+
+
+# --- The backtest: one mapped task per period ---------------------------------------------------
+
+
+def _task_score_period(
+    period: dict[str, Any],
+    batch_size: int | None,
+    seed: int | None,
+    model: str,
+    data_dir: Path | None,
+    run_id: str,
+    results: ResultsKeeping | None = None,
+    demo: bool = False,
+) -> dict[str, Any]:
+    from ticketeval.backtest import score_period
+
+    settings = _worker_settings(data_dir)
+    ensure_cache(settings, DEMO_SOURCE if demo else None)
+    return score_period(
+        data_dir=settings.data_dir,
+        period=Period.from_dict(period),
+        batch_size=batch_size,
+        seed=seed,
+        model=model,
+        run_id=run_id,
+        results=results,
+        demo=demo,
+    )
+
+
+def _task_judge_backtest(
+    summaries: list[dict[str, Any]], reference: int | None, min_events: int
+) -> dict[str, Any]:
+    from ticketeval.backtest import judge
+
+    return judge(summaries, reference=reference, min_events=min_events)
+
+
+def _task_write_backtest(
+    summaries: list[dict[str, Any]], verdict: dict[str, Any], history_url: str | None
+) -> dict[str, Any]:
+    """Record every period as one run; the outcome of each, for the client to complete."""
+    from ticketeval.backtest import with_alerts
+
+    written = [
+        _task_write_trial_summary(summary, history_url, must_record=False)
+        for summary in with_alerts(summaries, verdict)
+    ]
+    return {**verdict, "written": written}
+
+
+def build_backtest_flow(
+    *,
+    name: str,
+    periods: list[Period],
+    batch_size: int | None,
+    seed: int | None,
+    model: str,
+    run_id: str,
+    reference: int | None,
+    min_events: int,
+    data_dir: Path | None = None,
+    history_url: str | None = None,
+    results: ResultsKeeping | None = None,
+    report: Path | None = None,
+    demo: bool = False,
+) -> Flow:
+    """The backtest as a Prefect 1 flow: the periods scored in parallel by one mapped task,
+    then judged against the reference periods' band and recorded as one run."""
+    from prefect import Flow, task, unmapped
+
+    score = task(_task_score_period, name="score_period")
+    judge_task = task(_task_judge_backtest, name="judge_backtest")
+    write = task(_task_write_backtest, name="write_backtest")
+    with Flow(name) as flow:
+        summaries = score.map(
+            [period.to_dict() for period in periods],
+            unmapped(batch_size),
+            unmapped(seed),
+            unmapped(model),
+            unmapped(data_dir),
+            unmapped(run_id),
+            unmapped(results),
+            unmapped(demo),
+        )
+        verdict = judge_task(summaries, reference, min_events)
+        written = write(summaries, verdict, history_url)
+        if report is not None:
+            task(_task_write_backtest_report, name="write_report")(written, report)
     return flow

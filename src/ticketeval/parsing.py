@@ -56,7 +56,14 @@ def parse_event_log(csv: bytes | Path, *, name: str = CSV_NAME) -> pa.Table:
         if "Empty CSV file" in detail:
             raise DataError(f"{name} is empty: expected the incident event log CSV.") from None
         raise DataError(f"{name} is not a readable CSV ({detail}).") from None
-    missing = [column for column in COLUMNS if column not in table.column_names]
+    names = table.column_names
+    repeated = [column for column in COLUMNS if names.count(column) > 1]
+    if repeated:
+        raise DataError(
+            f"{name} has the column(s) {', '.join(repeated)} more than once in its header: "
+            "keep one of each and fetch again."
+        )
+    missing = [column for column in COLUMNS if column not in names]
     if missing:
         raise DataError(
             f"{name} lacks the required column(s) {', '.join(missing)}: "

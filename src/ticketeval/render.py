@@ -17,7 +17,7 @@ from rich.text import Text
 
 if TYPE_CHECKING:
     from ticketeval.cache import CacheInfo
-    from ticketeval.history import HistoryRow
+    from ticketeval.core import HistoryView
 
 stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True, soft_wrap=True)
@@ -86,6 +86,21 @@ def seconds(value: float | None) -> str:
     return f"{value:,.0f} s"
 
 
+def with_interval(value: float | None, interval: list[float] | None) -> str:
+    """A duration and its 95% interval: `152,942 s (1.8 d), 95% CI 131,000–178,000 s`."""
+    if value is None or not interval:
+        return seconds(value)
+    return f"{seconds(value)}, 95% CI {interval[0]:,.0f}–{interval[1]:,.0f} s"
+
+
+def period_text(period: dict[str, Any] | None) -> str:
+    period = period or {}
+    start, end = period.get("closed_from"), period.get("closed_to")
+    if not start and not end:
+        return "all closures"
+    return f"closed {(start or '…')[:16]} to {(end or '…')[:16]}".replace("T", " ")
+
+
 def number(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}"
 
@@ -93,6 +108,7 @@ def number(value: float | None, digits: int = 3) -> str:
 def render_summary(summary: dict[str, Any]) -> None:
     data = summary["data"]
     metrics, target, baseline = data["metrics"], data["target"], data["baseline"]
+    intervals = data.get("metrics_ci") or {}
     table = Table(title=f"Trial {summary['id']}", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column(justify="right")
@@ -105,9 +121,10 @@ def render_summary(summary: dict[str, Any]) -> None:
         ("model", summary["model"]),
         ("seed", str(summary["seed"])),
         ("source", summary["source"]["name"]),
-        ("MAE", seconds(metrics["MAE"])),
-        ("MedAE", seconds(metrics["MedAE"])),
-        ("RMSE", seconds(metrics["RMSE"])),
+        ("period", period_text(summary.get("period"))),
+        ("MAE", with_interval(metrics["MAE"], intervals.get("MAE"))),
+        ("MedAE", with_interval(metrics["MedAE"], intervals.get("MedAE"))),
+        ("RMSE", with_interval(metrics["RMSE"], intervals.get("RMSE"))),
         ("MSE", number(metrics["MSE"], 0)),
         ("R2", number(metrics["R2"])),
         ("MAE of the median", seconds(baseline["MAE"])),
@@ -147,26 +164,70 @@ def sparkline(values: list[float | None]) -> str:
     )
 
 
-def render_history(rows: list[HistoryRow], history_file: Path | str) -> None:
-    table = Table(title=f"Trials in {history_file}", title_justify="left")
-    for column in ("when", "runner", "model", "num_obs", "MAE", "MedAE", "R2", ""):
-        table.add_column(
-            column, justify="left" if column in ("when", "runner", "model") else "right"
+def render_backtest(result: dict[str, Any]) -> None:
+    band = result["thresholds"]
+    title = f"Backtest {result['run_id']}: {result['model']} every {result['every']}"
+    table = Table(title=title, title_justify="left")
+    for column in ("period", "events", "incidents", "MAE", "95% CI", "constant MAE", "skill", ""):
+        table.add_column(column, justify="left" if column in ("period", "") else "right")
+    for row in result["periods"]:
+        if row["too_small"]:
+            mark = Text("too small", style="dim")
+        elif row["alert"]:
+            mark = Text("ALERT", style="bold red")
+        else:
+            mark = Text("reference" if row["reference"] else "", style="dim")
+        interval = "" if row["MAE_low"] is None else f"{row['MAE_low']:,.0f}–{row['MAE_high']:,.0f}"
+        table.add_row(
+            row["label"],
+            f"{row['events']:,}",
+            "" if row["incidents"] is None else f"{row['incidents']:,}",
+            seconds(row["MAE"]),
+            interval,
+            seconds(row["baseline_MAE"]),
+            number(row["skill"]),
+            mark,
         )
-    for row in rows:
-        flag = Text("worse", style="bold red") if row.worse_than_median else Text("")
+    stdout.print(table)
+    if band is None:
+        stdout.print(
+            "No alert band: fewer than two reference periods with enough events "
+            f"(--reference, --min-events {result['min_events']})."
+        )
+    else:
+        stdout.print(
+            f"Alert band from the first {result['reference_periods']} periods: MAE "
+            f"{band['lower']:,.0f}–{band['upper']:,.0f} s (mean ± 3 SD); "
+            f"{result['alerts']} alert(s)."
+        )
+
+
+def render_history(view: HistoryView) -> None:
+    table = Table(title=f"Trials in {view.history}", title_justify="left")
+    columns = ("when", "runner", "model", "period", "events", "MAE", "95% CI", "skill", "")
+    for column in columns:
+        table.add_column(column, justify="left" if column in columns[:4] else "right")
+    for row, flagged in zip(view.rows, view.flagged, strict=True):
+        period = row.period_label or period_text(
+            {"closed_from": row.closed_from, "closed_to": row.closed_to}
+        )
+        interval = "" if row.MAE_low is None else f"{row.MAE_low:,.0f}–{row.MAE_high:,.0f}"
         table.add_row(
             row.timestamp.replace("T", " ")[:19],
             row.runner or "",
             row.model or "",
+            period,
             f"{row.num_obs:,}" if row.num_obs is not None else "",
             seconds(row.MAE),
-            seconds(row.MedAE),
-            number(row.R2),
-            flag,
+            interval,
+            number(row.skill),
+            Text("worse", style="bold red") if flagged else Text(""),
         )
     stdout.print(table)
-    stdout.print(Text.assemble(("MAE trend ", "bold"), sparkline([row.MAE for row in rows])))
+    # One trend per model: trials of different models are not one series.
+    for model in dict.fromkeys(row.model for row in view.rows):
+        maes = [row.MAE for row in view.rows if row.model == model]
+        stdout.print(Text.assemble((f"MAE trend {model} ", "bold"), sparkline(maes)))
 
 
 def render_sizes(sizes: dict[str, str]) -> None:

@@ -14,9 +14,19 @@ from urllib.parse import urlparse
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ticketeval.errors import SettingsError
+from ticketeval.errors import SettingsError, UsageError
 
 ENV_PREFIX = "TICKETEVAL_"
+# Seeds are whole numbers from 0 to 2**63 - 1: NumPy takes 0 <= seed < 2**64, but SQLite's
+# integers (the history) and many JSON readers stop at signed 64 bits.
+MAX_SEED = 2**63 - 1
+
+
+def default_history_dir() -> Path:
+    """The user's data directory for ticketeval (platformdirs): the history is no cache."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("ticketeval", appauthor=False))
 
 
 def default_data_dir() -> Path:
@@ -48,6 +58,8 @@ class Settings(BaseSettings):
         default=None, validation_alias="PREFECT_USER_TOKEN"
     )
     # dask-saturn reads SATURN_BASE_URL; accept it when BASE_URL is not set.
+    # Checked only by the commands that use it (`saturn_environment`): BASE_URL is a common
+    # name, and an unrelated one must not stop fetch, evaluate or history.
     base_url: str | None = Field(
         default=None, validation_alias=AliasChoices("BASE_URL", "SATURN_BASE_URL")
     )
@@ -57,39 +69,71 @@ class Settings(BaseSettings):
     data_url: str | None = None
     data_dir: Path = Field(default_factory=default_data_dir)
     batch_size: int = Field(default=1000, gt=0)
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
     history_path: Path | None = None
-    timeout: float = Field(default=30.0, gt=0)
+    # A URL: sqlite:///path or postgresql://user:password@host:5432/db. Secret: the password.
+    history_url: SecretStr | None = None
+    history_dir: Path = Field(default_factory=default_history_dir)
+    results_keep: int = Field(default=100, ge=0)
+    timeout: float = Field(default=30.0, gt=0, allow_inf_nan=False)
     # urllib3's backoff factor between download retries (0.5 s, 1 s, 2 s); tests set 0.
-    retry_backoff: float = Field(default=0.5, ge=0, le=60)
+    retry_backoff: float = Field(default=0.5, ge=0, le=60, allow_inf_nan=False)
 
-    @field_validator("base_url", "data_url")
+    @field_validator("data_url")
     @classmethod
     def _must_be_http_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        parsed = urlparse(value)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise ValueError(f"{value!r} is not an http(s) URL")
+        if value is not None:
+            check_http_url(value)
         return value
 
-    @field_validator("base_url")
-    @classmethod
-    def _no_trailing_slash(cls, value: str | None) -> str | None:
-        # prefect-saturn builds its Webhook storage URL as "${BASE_URL}/api/...".
-        if value is not None and value.endswith("/"):
-            raise ValueError(f"must not end with '/': use {value.rstrip('/')!r}")
-        return value
-
-    @field_validator("data_dir", "history_path")
+    @field_validator("data_dir", "history_path", "history_dir")
     @classmethod
     def _expand_user(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
 
+    @field_validator("data_dir")
+    @classmethod
+    def _usable_directory(cls, value: Path) -> Path:
+        # A missing directory is created when something is written; anything else in the way
+        # is refused now, before any work is done.
+        try:
+            if value.exists() and not value.is_dir():
+                raise ValueError(
+                    f"{str(value)!r} is not a directory: give a directory (--data-dir or "
+                    "TICKETEVAL_DATA_DIR)"
+                )
+        except OSError as error:  # e.g. a name longer than the system allows
+            shown = str(value) if len(str(value)) <= 80 else f"{str(value)[:60]}…"
+            raise ValueError(
+                f"{shown!r} cannot be used ({error.strerror or error}): "
+                "give another directory (--data-dir or TICKETEVAL_DATA_DIR)"
+            ) from None
+        return value
+
     @property
-    def history_file(self) -> Path:
-        """Where the trial history lives: TICKETEVAL_HISTORY_PATH, else in the data directory."""
-        return self.history_path or self.data_dir / "history.sqlite"
+    def history(self) -> str:
+        """The history's URL (it may hold a password: show it only through `redact_url`):
+        TICKETEVAL_HISTORY_URL, else the SQLite file TICKETEVAL_HISTORY_PATH, else
+        `history.sqlite` in the history directory."""
+        if self.history_url is not None:
+            return self.history_url.get_secret_value()
+        path = self.history_path or self.history_dir / "history.sqlite"
+        return f"sqlite:///{path.resolve()}"
+
+    @property
+    def spool_dir(self) -> Path:
+        """Where trials wait while the history cannot be reached."""
+        return self.history_dir / "spool"
+
+    @property
+    def results_dir(self) -> Path:
+        """Where each trial's per-event results are kept (for `ticketeval report`)."""
+        return self.history_dir / "results"
+
+    @property
+    def legacy_history_file(self) -> Path:
+        """Where releases up to 0.1 kept the history: in the cache directory."""
+        return self.data_dir / "history.sqlite"
 
     @property
     def username(self) -> str:
@@ -112,8 +156,31 @@ class Settings(BaseSettings):
         """
         self.require("base_url", "saturn_token")
         assert self.base_url is not None and self.saturn_token is not None
+        try:
+            check_http_url(self.base_url)
+            # prefect-saturn builds its Webhook storage URL as "${BASE_URL}/api/...".
+            if self.base_url.endswith("/"):
+                raise ValueError(f"must not end with '/': use {self.base_url.rstrip('/')!r}")
+        except ValueError as error:
+            raise SettingsError(f"{env_var_name('base_url')}: {error}.") from None
         token = self.saturn_token.get_secret_value()
         return {"BASE_URL": self.base_url, "SATURN_BASE_URL": self.base_url, "SATURN_TOKEN": token}
+
+
+def check_http_url(value: str) -> None:
+    """Raise ValueError unless `value` is an http(s) URL with a host."""
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ValueError(f"{value!r} is not an http(s) URL")
+
+
+def check_seed(seed: int, *, option: str = "--seed") -> None:
+    """Raise a UsageError unless `seed` is one ticketeval can draw with and record."""
+    if not 0 <= seed <= MAX_SEED:
+        raise UsageError(
+            f"{option} {seed} is out of range: give a whole number from 0 to {MAX_SEED} "
+            "(2**63 - 1)."
+        )
 
 
 def env_var_name(field_name: str) -> str:
@@ -131,6 +198,15 @@ def load_settings(**overrides: object) -> Settings:
     """Read the settings now; an invalid value becomes one line naming the variable."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
+    except UnicodeDecodeError as error:  # pydantic-settings reads .env as UTF-8
+        raise SettingsError(
+            f".env in {Path.cwd()} is not UTF-8 text (byte {error.object[error.start]:#04x} at "
+            f"position {error.start}): fix or remove it."
+        ) from None
+    except OSError as error:  # e.g. a .env nobody may read
+        raise SettingsError(
+            f"cannot read .env in {Path.cwd()} ({error.strerror or error}): fix or remove it."
+        ) from None
     except ValidationError as error:
         first = error.errors()[0]
         field_name = str(first["loc"][0]) if first["loc"] else ""

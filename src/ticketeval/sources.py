@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
+import os
+import stat
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ticketeval.errors import DataError, DownloadError
-from ticketeval.files import atomic_file
-from ticketeval.parsing import CSV_NAME
+from ticketeval.errors import DataError, DownloadError, UsageError
+from ticketeval.files import atomic_file, shorten
+from ticketeval.parsing import COLUMNS, CSV_NAME
 
 UCI_URLS = (
     # UCI's current address for data set 498, then the legacy one the seed used.
@@ -53,27 +56,111 @@ def read_zip(data: bytes, *, source: str) -> RawLog:
     members = [
         info.filename
         for info in archive.infolist()
-        if info.filename.lower().endswith(".csv") and not info.filename.startswith("__MACOSX/")
+        if info.filename.lower().endswith(".csv")
+        and not info.is_dir()
+        and not info.filename.startswith("__MACOSX/")
     ]
     if not members:
         raise DataError(f"{source} holds no CSV file: expected {CSV_NAME}.")
-    member = next((m for m in members if Path(m).name == CSV_NAME), members[0])
+    member = members[0] if len(members) == 1 else _choose_event_log(archive, members, source)
     try:
         csv = archive.read(member)
-    except (zipfile.BadZipFile, OSError, EOFError) as error:
+    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError) as error:
         raise DataError(f"{source} is corrupt: reading {member} failed ({error}).") from None
     return RawLog(csv, source, Path(member).name, hashlib.sha256(data).hexdigest())
 
 
-def read_local(path: Path) -> RawLog:
-    """A local `.zip` or `.csv`, told apart by content so a misnamed file still works."""
+def _choose_event_log(archive: zipfile.ZipFile, members: list[str], source: str) -> str:
+    """The one CSV member whose header has every column of the event log; several or none
+    is an error naming them, never a guess."""
+    candidates = [member for member in members if set(COLUMNS) <= _header(archive, member)]
+    if len(candidates) == 1:
+        return candidates[0]
+    names = ", ".join(members if not candidates else candidates)
+    if candidates:
+        raise DataError(
+            f"{source} holds several CSV files with the event log's columns ({names}): "
+            "keep one in the zip, or extract the one you mean and give it with --source."
+        )
+    raise DataError(
+        f"{source} holds several CSV files and none has the event log's columns ({names}): "
+        "is this the UCI incident event log?"
+    )
+
+
+def _header(archive: zipfile.ZipFile, member: str) -> set[str]:
+    """The column names on a CSV member's first line (its first 64 KiB at most)."""
     try:
-        data = path.read_bytes()
+        with archive.open(member) as stream:
+            first = stream.readline(1 << 16)
+    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError):
+        return set()
+    text = first.decode("utf-8-sig", errors="replace")
+    return {name.strip() for row in csv.reader([text]) for name in row}
+
+
+def read_local(path: Path) -> RawLog:
+    """A local `.zip` or `.csv`, told apart by content so a misnamed file still works.
+
+    Only a regular file is read: a FIFO or a device would block or never end, a directory
+    cannot be read at all.
+    """
+    try:
+        with open(path, "rb", opener=_open_without_blocking) as stream:
+            kind = _file_kind(os.fstat(stream.fileno()).st_mode)
+            if kind:
+                raise DataError(
+                    f"{shorten(path)} is {kind}: give a regular .zip or .csv file of the event "
+                    "log, or 'demo'."
+                )
+            data = stream.read()
+    except IsADirectoryError:
+        raise DataError(
+            f"{shorten(path)} is a directory: give a regular .zip or .csv file of the event log, "
+            "or 'demo'."
+        ) from None
+    except FileNotFoundError:
+        raise DataError(
+            f"{shorten(path)} does not exist: give a .zip or .csv of the event log, or 'demo'."
+        ) from None
     except OSError as error:
-        raise DataError(f"cannot read {path}: {error.strerror or error}.") from None
+        raise DataError(f"cannot read {shorten(path)}: {error.strerror or error}.") from None
     if data[:4] == b"PK\x03\x04" or path.suffix.lower() == ".zip":
         return read_zip(data, source=str(path))
     return RawLog(data, str(path), path.name)
+
+
+def _open_without_blocking(path: str, flags: int) -> int:
+    # Opening a FIFO for reading blocks until a writer comes; O_NONBLOCK lets it return so
+    # fstat can refuse it. Regular files ignore the flag.
+    return os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
+
+
+def _file_kind(mode: int) -> str | None:
+    """What a non-regular file is, in words; None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def check_url(url: str, *, option: str = "--url") -> None:
+    """Refuse a URL option that cannot be downloaded from, before anything is tried."""
+    from ticketeval.settings import check_http_url
+
+    if not url.strip():
+        raise UsageError(f"{option} is empty: give an http(s) URL, or leave {option} out for UCI.")
+    try:
+        check_http_url(url)
+    except ValueError as error:
+        raise UsageError(f"{option}: {error}, like https://example.org/log.zip.") from None
 
 
 def download(
@@ -110,22 +197,23 @@ def download(
                 response.raise_for_status()
                 total = int(response.headers.get("Content-Length") or 0) or None
                 with atomic_file(destination) as out:
-                    done = 0
                     try:
                         for chunk in response.iter_content(chunk_size=1 << 16):
                             out.write(chunk)
-                            done += len(chunk)
                             if progress:
-                                progress(done, total)
+                                progress(_received(response), total)
                     except requests.RequestException as error:
-                        if _timed_out(error):
+                        if _failure(error, timeout) is not None:
                             raise
                         # The server closed or reset the connection mid-body.
                         expected = f" of {total:,}" if total else ""
                         raise DownloadError(
-                            f"downloading {url} failed: the connection broke after {done:,}"
-                            f"{expected} bytes."
+                            f"downloading {url} failed: the connection broke after "
+                            f"{_received(response):,}{expected} bytes."
                         ) from None
+                    # Content-Length counts the bytes on the wire, compressed when the server
+                    # sent Content-Encoding: gzip; iter_content yields them decoded.
+                    done = _received(response)
                     if total is not None and done != total:
                         raise DownloadError(
                             f"downloading {url} failed: it sent {done:,} of {total:,} bytes."
@@ -134,27 +222,52 @@ def download(
             status = error.response.status_code if error.response is not None else "?"
             raise DownloadError(f"downloading {url} failed: HTTP {status}.") from None
         except requests.RequestException as error:
-            if _timed_out(error):
-                raise DownloadError(
-                    f"downloading {url} timed out after {timeout:g} s (TICKETEVAL_TIMEOUT)."
-                ) from None
-            reason = _root_cause(error)
+            reason = _failure(error, timeout)
+            if reason is not None and reason.startswith("timed out"):
+                raise DownloadError(f"downloading {url} {reason}.") from None
+            reason = reason or _root_cause(error)
             raise DownloadError(f"downloading {url} failed: {reason}.") from None
 
 
-def _timed_out(error: BaseException) -> bool:
-    """Whether a requests error is a timeout, also when urllib3 gave up retrying one (requests
-    then raises a ConnectionError around urllib3's MaxRetryError, not a Timeout)."""
+def _received(response: object) -> int:
+    """Bytes of the body read from the wire so far (before any Content-Encoding is undone)."""
+    return int(response.raw.tell())  # type: ignore[attr-defined]
+
+
+def _failure(error: BaseException, timeout: float) -> str | None:
+    """What went wrong with a connection, truthfully: a timeout, a refused connection or a name
+    that does not resolve; None for anything else.
+
+    urllib3's NewConnectionError (and NameResolutionError) derive from ConnectTimeoutError for
+    old callers' sake, so they are told apart before a timeout is assumed; after its retries,
+    urllib3 raises MaxRetryError around the last error, which requests wraps again.
+    """
     import requests
-    from urllib3.exceptions import MaxRetryError
+    from urllib3.exceptions import MaxRetryError, NameResolutionError, NewConnectionError
     from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
-    if isinstance(error, requests.Timeout):
-        return True
-    cause = error.args[0] if error.args else None
-    if isinstance(cause, MaxRetryError):
-        cause = cause.reason
-    return isinstance(cause, Urllib3Timeout | TimeoutError)
+    cause: BaseException | None = error
+    seen = 0
+    while cause is not None and seen < 10:
+        seen += 1
+        if isinstance(cause, NameResolutionError):
+            return f"the name {cause.conn.host!r} does not resolve (no network, or a wrong URL)"
+        if isinstance(cause, NewConnectionError):
+            if isinstance(cause.__context__, ConnectionRefusedError) or "refused" in str(cause):
+                return f"connection refused by {cause.conn.host}:{cause.conn.port}"
+            return None
+        if isinstance(cause, Urllib3Timeout | TimeoutError) and not isinstance(
+            cause, ConnectionError
+        ):
+            return f"timed out after {timeout:g} s (TICKETEVAL_TIMEOUT)"
+        if isinstance(cause, MaxRetryError):
+            cause = cause.reason
+        elif isinstance(cause, requests.RequestException) and cause.args:
+            inner = cause.args[0]
+            cause = inner if isinstance(inner, BaseException) else cause.__context__
+        else:
+            cause = cause.__context__
+    return None
 
 
 def _root_cause(error: BaseException) -> str:

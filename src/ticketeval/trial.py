@@ -3,17 +3,31 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from ticketeval.batches import Batch, load_batch
-from ticketeval.metrics import METRIC_NAMES, plain, score_metric, with_rmse
+from ticketeval.metrics import (
+    INTERVAL_METRICS,
+    METRIC_NAMES,
+    bootstrap_intervals,
+    plain,
+    score_metric,
+    with_rmse,
+)
 from ticketeval.models import load_model, model_columns, predict
+from ticketeval.periods import Period
+
+if TYPE_CHECKING:
+    from ticketeval.cache import CacheInfo
+
+# What the summary reads of the batch, besides the target.
+SUMMARY_COLUMNS = ("priority", "number")
 
 
 def compute_target(batch: pd.DataFrame) -> pd.Series:
@@ -44,6 +58,7 @@ def summarize(
     skill = None
     if metrics.get("MAE") is not None and baseline_mae:
         skill = plain(1 - metrics["MAE"] / baseline_mae)
+    constant = np.median(y_scored) if len(y_scored) else np.nan
     by_priority: dict[str, Any] = {}
     priority = batch.frame["priority"].astype("category")
     codes = priority.cat.codes.to_numpy()
@@ -53,20 +68,26 @@ def summarize(
         if not rows.any():
             continue
         by_priority[label] = {
-            "num_obs": int((rows & scored).sum()),
+            "num_obs": int(rows.sum()),
+            "num_scored": int((rows & scored).sum()),
             **with_rmse(
                 {name: score_metric(name, y[rows], predictions[rows]) for name in METRIC_NAMES}
             ),
+            # The constant (the batch's median) on the same rows: the bar to beat per priority.
+            "baseline_MAE": score_metric("MAE", y[rows], np.full(rows.sum(), constant)),
         }
-    cache = batch.cache
     return {
         "id": trial_id,
-        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "timestamp": now(),
         "data": {
             "num_obs": len(batch.frame),
             "num_scored": int(scored.sum()),
             "num_dropped": int((~scored).sum()),
+            "num_incidents": (
+                int(batch.frame["number"].nunique()) if "number" in batch.frame else None
+            ),
             "metrics": metrics,
+            "metrics_ci": bootstrap_intervals(y, predictions, seed=batch.seed),
             "target": {
                 stat: plain(getattr(np, stat)(y_scored)) if len(y_scored) else None
                 for stat in ("mean", "median", "min", "max")
@@ -74,10 +95,54 @@ def summarize(
             "baseline": {"MAE": baseline_mae, "skill": skill},
             "by_priority": by_priority,
         },
-        "model": model,
-        "seed": batch.seed,
+        **_context(batch.cache, model=model, seed=batch.seed, runner=runner, period=batch.period),
         "batch_size": len(batch.frame),
+    }
+
+
+def empty_summary(
+    *,
+    data_dir: Path,
+    model: str,
+    period: Period,
+    runner: str,
+    trial_id: str | None = None,
+    demo: bool = False,
+) -> dict[str, Any]:
+    """The summary of a period in which no event closed: nothing scored, nothing undefined
+    pretended."""
+    from ticketeval.cache import read_cache_info
+
+    cache = read_cache_info(data_dir, demo=demo)
+    assert cache is not None
+    return {
+        "id": trial_id or new_trial_id(),
+        "timestamp": now(),
+        "data": {
+            "num_obs": 0,
+            "num_scored": 0,
+            "num_dropped": 0,
+            "num_incidents": 0,
+            "metrics": dict.fromkeys([*METRIC_NAMES, "RMSE"]),
+            "metrics_ci": dict.fromkeys(INTERVAL_METRICS),
+            "target": dict.fromkeys(("mean", "median", "min", "max")),
+            "baseline": {"MAE": None, "skill": None},
+            "by_priority": {},
+        },
+        **_context(cache, model=model, seed=None, runner=runner, period=period),
+        "batch_size": 0,
+    }
+
+
+def _context(
+    cache: CacheInfo, *, model: str, seed: int | None, runner: str, period: Period
+) -> dict[str, Any]:
+    """Which model, data and period a trial is about: what makes two trials comparable."""
+    return {
+        "model": model,
+        "seed": seed,
         "runner": runner,
+        "period": period.to_dict(),
         "source": {
             "name": cache.source,
             "csv_sha256": cache.csv_sha256,
@@ -87,6 +152,11 @@ def summarize(
     }
 
 
+def now() -> str:
+    # To the microsecond: trials run in the same second still sort in the order they ran.
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
 def new_trial_id() -> str:
     return str(uuid.uuid4())
 
@@ -94,22 +164,33 @@ def new_trial_id() -> str:
 def score_trial(
     *,
     data_dir: Path,
-    batch_size: int,
+    batch_size: int | None,
     seed: int | None = None,
     model: str = "heuristic",
     runner: str = "evaluate",
+    period: Period | None = None,
+    allow_fewer: bool = False,
+    results: ResultsKeeping | None = None,
+    demo: bool = False,
 ) -> dict[str, Any]:
-    """Score `model` on one batch from the cache, in this process, and summarize the trial."""
+    """Score `model` on one batch from the cache (the demo data's with `demo`; None: every
+    event of the period), in this process, and summarize the trial (keeping its per-event
+    results when asked)."""
     model_function = load_model(model)
-    batch = load_batch(data_dir, batch_size, seed, model_columns(model_function))
+    columns = model_columns(model_function, name=model)
+    batch = load_batch(
+        data_dir, batch_size, seed, columns, period, allow_fewer=allow_fewer, demo=demo
+    )
     target = compute_target(batch.frame)
     predictions = predict(model_function, batch.frame, name=model)
+    trial_id = new_trial_id()
+    kept = results.write(trial_id, batch, target, predictions, model) if results else None
     # From here on only the priority is read (by the summary): free the other columns before
     # the metrics make their temporaries.
-    batch = replace(batch, frame=batch.frame[["priority"]])
+    batch = replace(batch, frame=batch.frame[list(SUMMARY_COLUMNS)])
     metrics = {name: score_metric(name, target, predictions) for name in METRIC_NAMES}
-    return summarize(
-        trial_id=new_trial_id(),
+    summary = summarize(
+        trial_id=trial_id,
         batch=batch,
         target=target,
         predictions=predictions,
@@ -117,3 +198,38 @@ def score_trial(
         model=model,
         runner=runner,
     )
+    return summary if kept is None else {**summary, "results_path": str(kept)}
+
+
+@dataclass(frozen=True)
+class ResultsKeeping:
+    """Where trials keep their per-event results (for `ticketeval report`), and how many."""
+
+    directory: Path
+    retain: int | None  # how many trials keep theirs (None: all)
+
+    def write(
+        self,
+        trial_id: str,
+        batch: Batch,
+        target: pd.Series,
+        predictions: np.ndarray,
+        model: str,
+    ) -> Path:
+        """Write this trial's results, then drop the oldest beyond the retention."""
+        from ticketeval.results import prune_results, write_results
+
+        frame = batch.frame
+        per_event = pd.DataFrame(
+            {
+                "number": frame["number"],
+                "sys_updated_at": frame["sys_updated_at"],
+                "priority": frame["priority"],
+                "incident_state": frame["incident_state"],
+                "actual": target,
+                "predicted": predictions,
+            }
+        )
+        path = write_results(self.directory, trial_id, per_event, model=model)
+        prune_results(self.directory, self.retain)
+        return path

@@ -1,0 +1,207 @@
+"""Replaying the log period by period: one trial per period, thresholds, and alerts.
+
+Thresholds follow NannyML's default for realized performance: the mean of the metric over the
+reference periods plus or minus three standard deviations; a later period outside the band is
+an alert. A period with fewer events than `min_events` is shown but not judged.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ticketeval.batches import closure_span
+from ticketeval.errors import DataError
+from ticketeval.periods import Period, split_periods
+
+if TYPE_CHECKING:
+    from ticketeval.trial import ResultsKeeping
+
+DEFAULT_MIN_EVENTS = 100
+_ONE_SECOND = timedelta(seconds=1)
+THRESHOLD_STDS = 3.0
+
+
+def backtest_periods(
+    data_dir: Path,
+    every: str,
+    closed_from: Any = None,
+    closed_to: Any = None,
+    *,
+    demo: bool = False,
+) -> list[Period]:
+    """The periods covering the cache's closures, clipped to `[closed_from, closed_to)`."""
+    bounds = Period(closed_from, closed_to)
+    span = closure_span(data_dir, demo=demo)
+    if span is None:
+        raise DataError("no event in the data has a closed_at: there is nothing to backtest.")
+    first = max(span[0], bounds.closed_from) if bounds.closed_from else span[0]
+    last = span[1]
+    if bounds.closed_to is not None:
+        last = min(last, bounds.closed_to - _ONE_SECOND)
+    if first > last:
+        raise DataError(f"no events {bounds.describe()} in the data.")
+    periods = split_periods(first, last, every)
+    if bounds.closed_from or bounds.closed_to:
+        clip_from = bounds.closed_from
+        clip_to = bounds.closed_to
+        periods = [
+            Period(
+                max(p.closed_from, clip_from) if clip_from and p.closed_from else p.closed_from,
+                min(p.closed_to, clip_to) if clip_to and p.closed_to else p.closed_to,
+                p.label,
+            )
+            for p in periods
+        ]
+    return periods
+
+
+def score_period(
+    *,
+    data_dir: Path,
+    period: Period,
+    batch_size: int | None,
+    seed: int | None,
+    model: str,
+    run_id: str,
+    results: ResultsKeeping | None = None,
+    demo: bool = False,
+) -> dict[str, Any]:
+    """One period's trial summary, or a summary with no events when none closed in it."""
+    from ticketeval.trial import empty_summary, score_trial
+
+    try:
+        summary = score_trial(
+            data_dir=data_dir,
+            batch_size=batch_size,
+            seed=seed,
+            model=model,
+            runner="backtest",
+            period=period,
+            results=results,
+            demo=demo,
+        )
+    except DataError:
+        if not _has_no_events(data_dir, period, demo):
+            raise
+        summary = empty_summary(
+            data_dir=data_dir, model=model, period=period, runner="backtest", demo=demo
+        )
+    summary["run_id"] = run_id
+    summary["period_label"] = period.label
+    return summary
+
+
+def _has_no_events(data_dir: Path, period: Period, demo: bool) -> bool:
+    from ticketeval.batches import closed_in
+    from ticketeval.cache import cache_path
+
+    return len(closed_in(cache_path(data_dir, demo=demo), period)) == 0
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The band of MAE the reference periods set."""
+
+    lower: float
+    upper: float
+    mean: float
+    std: float
+    reference_periods: int
+
+
+def thresholds(maes: list[float]) -> Thresholds | None:
+    """Mean ± 3 standard deviations (population, as NumPy's and NannyML's), lower bound
+    clipped at 0; None with fewer than two reference values."""
+    if len(maes) < 2:
+        return None
+    mean = statistics.fmean(maes)
+    std = statistics.pstdev(maes)
+    return Thresholds(
+        lower=max(0.0, mean - THRESHOLD_STDS * std),
+        upper=mean + THRESHOLD_STDS * std,
+        mean=mean,
+        std=std,
+        reference_periods=len(maes),
+    )
+
+
+def judge(
+    summaries: list[dict[str, Any]],
+    *,
+    reference: int | None = None,
+    min_events: int = DEFAULT_MIN_EVENTS,
+) -> dict[str, Any]:
+    """The backtest's rows, thresholds and alerts from its periods' summaries (in order).
+
+    The first `reference` periods (default: the first third) set the band; every later period
+    with at least `min_events` events whose MAE is outside it is an alert.
+    """
+    count = len(summaries)
+    reference = max(1, count // 3) if reference is None else min(reference, count)
+    rows = [_row(summary, min_events) for summary in summaries]
+    reference_maes = [
+        row["MAE"]
+        for row in rows[:reference]
+        if not row["too_small"] and row["MAE"] is not None and math.isfinite(row["MAE"])
+    ]
+    band = thresholds(reference_maes)
+    for index, row in enumerate(rows):
+        row["reference"] = index < reference
+        row["alert"] = bool(
+            band is not None
+            and not row["reference"]
+            and not row["too_small"]
+            and row["MAE"] is not None
+            and not band.lower <= row["MAE"] <= band.upper
+        )
+    return {
+        "reference_periods": reference,
+        "min_events": min_events,
+        "thresholds": None if band is None else vars(band),
+        "alerts": sum(row["alert"] for row in rows),
+        "periods": rows,
+    }
+
+
+def _row(summary: dict[str, Any], min_events: int) -> dict[str, Any]:
+    data = summary["data"]
+    interval = (data.get("metrics_ci") or {}).get("MAE") or [None, None]
+    period = summary.get("period") or {}
+    return {
+        "label": summary.get("period_label") or period.get("label"),
+        "closed_from": period.get("closed_from"),
+        "closed_to": period.get("closed_to"),
+        "trial_id": summary["id"],
+        "events": data["num_obs"],
+        "incidents": data.get("num_incidents"),
+        "MAE": data["metrics"]["MAE"],
+        "MAE_low": interval[0],
+        "MAE_high": interval[1],
+        "baseline_MAE": data["baseline"]["MAE"],
+        "skill": data["baseline"]["skill"],
+        "too_small": data["num_obs"] < min_events,
+    }
+
+
+def with_alerts(summaries: list[dict[str, Any]], verdict: dict[str, Any]) -> list[dict[str, Any]]:
+    """The periods' summaries, each with its verdict, as the history records them."""
+    band = verdict["thresholds"]
+    marked = []
+    for summary, row in zip(summaries, verdict["periods"], strict=True):
+        reason = None
+        if row["alert"]:
+            reason = f"MAE outside the reference band {band['lower']:,.0f}–{band['upper']:,.0f} s"
+        marked.append(
+            {
+                **summary,
+                "alert": {"flagged": row["alert"], "reason": reason},
+                "too_small": row["too_small"],
+                "band": None if band is None else {"lower": band["lower"], "upper": band["upper"]},
+            }
+        )
+    return marked

@@ -1,0 +1,114 @@
+"""Time periods of closure: a trial's `[closed_from, closed_to)` and a backtest's steps.
+
+A period selects the events whose incident closed in it: the tickets whose outcome (the
+target) was known by its end. Timestamps are naive, as the event log writes them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from ticketeval.errors import UsageError
+
+EVERY_HELP = "'month' (calendar months), 'week' (weeks from Monday) or '<N>d' (N-day steps)"
+
+
+@dataclass(frozen=True)
+class Period:
+    """Closures from `closed_from` (inclusive) to `closed_to` (exclusive); None is open."""
+
+    closed_from: datetime | None = None
+    closed_to: datetime | None = None
+    label: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.closed_from and self.closed_to and self.closed_from >= self.closed_to:
+            raise UsageError(
+                f"--closed-from {self.closed_from:%Y-%m-%d %H:%M} is not before --closed-to "
+                f"{self.closed_to:%Y-%m-%d %H:%M}: the period would be empty."
+            )
+
+    @property
+    def bounded(self) -> bool:
+        return self.closed_from is not None or self.closed_to is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "closed_from": iso(self.closed_from),
+            "closed_to": iso(self.closed_to),
+            **({"label": self.label} if self.label else {}),
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> Period:
+        values = values or {}
+        return cls(
+            parse_date(values.get("closed_from"), "closed_from"),
+            parse_date(values.get("closed_to"), "closed_to"),
+            values.get("label"),
+        )
+
+    def describe(self) -> str:
+        start = f"{self.closed_from:%Y-%m-%d %H:%M}" if self.closed_from else "the first closure"
+        end = f"{self.closed_to:%Y-%m-%d %H:%M}" if self.closed_to else "the last closure"
+        return f"closed from {start} to {end}"
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat(timespec="seconds") if value is not None else None
+
+
+def parse_date(value: str | datetime | None, option: str = "date") -> datetime | None:
+    """An ISO date or date-time (`2016-03-01`, `2016-03-01T12:00`, `2016-03-01 12:00`)."""
+    if value is None or isinstance(value, datetime):
+        return value
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise UsageError(
+            f"--{option.replace('_', '-')} {value!r} is not a date: use YYYY-MM-DD "
+            "or YYYY-MM-DDTHH:MM."
+        ) from None
+    # The log's timestamps are naive local times: compare like with like.
+    return parsed.replace(tzinfo=None)
+
+
+def parse_every(every: str) -> str | int:
+    """'month', 'week', or a whole number of days from '<N>d'."""
+    text = every.strip().lower()
+    if text in ("month", "week"):
+        return text
+    match = re.fullmatch(r"(\d+)d", text)
+    if match and int(match.group(1)) >= 1:
+        return int(match.group(1))
+    raise UsageError(f"--every {every!r} is not a period: use {EVERY_HELP}.")
+
+
+def split_periods(first: datetime, last: datetime, every: str) -> list[Period]:
+    """Consecutive periods covering the closures from `first` to `last` (both included)."""
+    step = parse_every(every)
+    if step == "month":
+        start = first.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    elif step == "week":
+        day = first.replace(hour=0, minute=0, second=0, microsecond=0)
+        start = day - timedelta(days=day.weekday())
+    else:
+        start = first
+    periods = []
+    while start <= last:
+        if step == "month":
+            end = start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)
+            label = f"{start:%Y-%m}"
+        elif step == "week":
+            end = start + timedelta(days=7)
+            label = f"{start:%G-W%V}"
+        else:
+            assert isinstance(step, int)
+            end = start + timedelta(days=step)
+            label = f"{start:%Y-%m-%d}"
+        periods.append(Period(start, end, label))
+        start = end
+    return periods

@@ -1,0 +1,160 @@
+"""`ticketeval report`: a trial's page, from what the history and the trial's results keep.
+
+Finds the trial (by id, or the last one), its per-event results (`results.py`), and the trials
+around it for the over-time chart: earlier trials of the same model on the same data, or, for a
+backtest's period, the backtest's periods with its alert band; then builds the page
+(`page.py`) and writes it. matplotlib is imported only when a page is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ticketeval.errors import DataError, UsageError
+
+# Earlier trials shown in the over-time chart of a single trial.
+OVER_TIME_TRIALS = 30
+
+
+@dataclass(frozen=True)
+class WrittenReport:
+    """What `report` wrote, for the CLI to say."""
+
+    trial_id: str
+    page: str | None
+    charts: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"trial_id": self.trial_id, "page": self.page, "charts": self.charts}
+
+
+def write_trial_report(
+    summary: Mapping[str, Any],
+    *,
+    over_time: Sequence[Mapping[str, Any]] = (),
+    thresholds: Mapping[str, Any] | None = None,
+    out: Path | None = None,
+    png_dir: Path | None = None,
+) -> WrittenReport:
+    """Build and write the page (and the PNGs) of one trial, with its results when kept."""
+    from ticketeval.page import build_report, write_report
+    from ticketeval.results import read_results
+
+    if out is None and png_dir is None:
+        raise UsageError("nothing to write: give --out PATH, --png DIR, or both.")
+    results_path = summary.get("results_path")
+    results = None
+    if results_path and Path(results_path).exists():
+        results = read_results(Path(results_path))
+    built = build_report(summary, results, over_time, thresholds=thresholds)
+    written = write_report(built, out, png_dir)
+    page = str(written[0]) if out is not None else None
+    charts = [str(path) for path in written[1:]] if out is not None else list(map(str, written))
+    return WrittenReport(str(summary["id"]), page, charts)
+
+
+def find_trial(history_url: str, trial_id: str | None) -> dict[str, Any]:
+    """The summary of trial `trial_id` (a unique prefix will do), or of the last trial."""
+    from ticketeval.history import open_history, read_trials, redact_url
+
+    summaries = []
+    if read_trials(history_url, last=1):  # a history not created yet reads as empty
+        with open_history(history_url, create=False) as store:
+            summaries = store.summaries()
+    if not summaries:
+        raise DataError(
+            f"no trials recorded yet in {redact_url(history_url)}: run `ticketeval evaluate`."
+        )
+    if trial_id is None:
+        return summaries[-1]
+    found = [summary for summary in summaries if str(summary["id"]).startswith(trial_id)]
+    if len(found) != 1:
+        problem = "no trial" if not found else f"{len(found)} trials"
+        raise UsageError(
+            f"{problem} with id {trial_id!r} in {redact_url(history_url)}: "
+            "see `ticketeval history --json` for the ids."
+        )
+    return found[0]
+
+
+def history_points(
+    history_url: str, summary: Mapping[str, Any]
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """The over-time chart's points around `summary`, and the alert band when there is one:
+    the backtest's periods for one of its periods, else the earlier trials of the same model
+    on the same data (the trial itself last, even when it is not recorded yet)."""
+    from ticketeval.history import HistoryRow, flag_regressions, read_trials
+
+    model = str(summary.get("model"))
+    data = (summary.get("source") or {}).get("csv_sha256")
+    rows = [row for row in read_trials(history_url, model=model) if row.data_sha256 == data]
+    run_id = summary.get("run_id")
+    if run_id:
+        periods = sorted(
+            (row for row in rows if row.run_id == run_id), key=lambda row: row.closed_from or ""
+        )
+        return [_point(row, bool(row.alert), summary) for row in periods], summary.get("band")
+    singles = [row for row in rows if row.run_id is None]
+    flags = flag_regressions(singles)
+    flagged = {row.id: flag for row, flag in zip(singles, flags, strict=True)}
+    position = next((i for i, row in enumerate(singles) if row.id == summary["id"]), None)
+    earlier: list[HistoryRow] = singles[:position] if position is not None else singles
+    points = [_point(row, flagged[row.id], summary) for row in earlier[-OVER_TIME_TRIALS + 1 :]]
+    current = singles[position] if position is not None else None
+    points.append(
+        _point(current, flagged[current.id], summary)
+        if current is not None
+        else _summary_point(summary)
+    )
+    return points, None
+
+
+def backtest_points(verdict: Mapping[str, Any]) -> tuple[list[dict[str, Any]], Any]:
+    """A backtest's periods as over-time points, the last period with events as current."""
+    rows = verdict["periods"]
+    last = max((i for i, row in enumerate(rows) if row["events"]), default=len(rows) - 1)
+    points = [
+        {
+            "label": row["label"],
+            "MAE": row["MAE"],
+            "MAE_low": row["MAE_low"],
+            "MAE_high": row["MAE_high"],
+            "events": row["events"],
+            "alert": row["alert"],
+            "too_small": row["too_small"],
+            "current": index == last,
+        }
+        for index, row in enumerate(rows)
+    ]
+    return points, verdict.get("thresholds")
+
+
+def _point(row: Any, flagged: bool, current: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "label": row.period_label or row.timestamp[:16].replace("T", " "),
+        "MAE": row.MAE,
+        "MAE_low": row.MAE_low,
+        "MAE_high": row.MAE_high,
+        "events": row.num_obs or 0,
+        "alert": flagged,
+        "too_small": False,
+        "current": row.id == current["id"],
+    }
+
+
+def _summary_point(summary: Mapping[str, Any]) -> dict[str, Any]:
+    data = summary["data"]
+    low, high = (data.get("metrics_ci") or {}).get("MAE") or (None, None)
+    return {
+        "label": str(summary.get("timestamp", ""))[:16].replace("T", " "),
+        "MAE": data["metrics"]["MAE"],
+        "MAE_low": low,
+        "MAE_high": high,
+        "events": data["num_obs"],
+        "alert": bool((summary.get("alert") or {}).get("flagged")),
+        "too_small": False,
+        "current": True,
+    }
