@@ -36,6 +36,10 @@ TASKS = {
     "get_trial_summary",
     "write_trial_summary",
 }
+# The flow's parameters as registered with --batch-size 500: a number of events, not text.
+PARAMETERS = {
+    "batch-size": 500, "seed": None, "model": "heuristic", "closed-from": None, "closed-to": None,
+}  # fmt: skip
 REGISTER = (
     "register", "--workers", "3", "--worker-size", "xlarge", "--scheduler-size", "medium",
     "--no-spot", "--adapt-min", "1", "--adapt-max", "4", "--instance-size", "large",
@@ -197,7 +201,7 @@ def test_register_sends_the_flow_to_prefect_cloud_and_saturn(
     assert registered.serialized["name"] == FLOW_NAME
     assert registered.project_id == cloud.projects[PROJECT]
     parameters = {p["name"]: p["default"] for p in registered.serialized["parameters"]}
-    assert parameters == {"batch-size": 500, "seed": None, "model": "heuristic"}
+    assert parameters == PARAMETERS
     registered_tasks = {task["name"] for task in registered.tasks}
     assert registered_tasks >= TASKS
     assert len(registered.edges) >= 15
@@ -354,7 +358,7 @@ def test_register_dry_run_makes_no_network_call(
     assert cloud.received == []
     assert details["dry_run"] is True
     assert set(details["tasks"]) == TASKS
-    assert details["parameters"] == {"batch-size": 500, "model": "heuristic", "seed": None}
+    assert details["parameters"] == PARAMETERS
     assert details["cluster_class"] == "dask_saturn.SaturnCluster"
     assert details["cluster_kwargs"] == {
         "n_workers": 3,
