@@ -10,13 +10,16 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ticketeval import __version__
+from ticketeval import __version__, history
 from ticketeval.cli import app
 from ticketeval.errors import ExitCode
+from ticketeval.settings import load_settings
 
-from .conftest import run_ticketeval
+from .conftest import invoke, run_ticketeval, table_value
 
 runner = CliRunner()
+
+
 COMMANDS = ("fetch", "evaluate", "run-local", "history")
 
 
@@ -73,7 +76,8 @@ def test_evaluate_renders_a_table(data_dir: Path) -> None:
     assert result.exit_code == 0, result.output
     for label in ("num_obs", "MAE", "MedAE", "R2", "skill vs the median", "By priority"):
         assert label in result.stdout
-    assert "300" in result.stdout
+    assert table_value(result.stdout, "num_obs") == "300"
+    assert table_value(result.stdout, "seed") == "42"
 
 
 def test_evaluate_with_the_demo_source_works_from_nothing(isolated_environment: Path) -> None:
@@ -155,24 +159,31 @@ def test_an_invalid_setting_is_one_line_and_exit_2(data_dir: Path) -> None:
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_the_installed_executable_evaluates(data_dir: Path) -> None:
-    result = run_ticketeval("evaluate", "--batch-size", "100", "--seed", "5", "--json")
+def test_the_installed_executable_runs_the_readmes_quick_start(isolated_environment: Path) -> None:
+    """Exit code 0 from the installed executable, with the README's first command."""
+    result = run_ticketeval("evaluate", "--batch-size", "1000", "--source", "demo")
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["data"]["num_obs"] == 100
+    assert "Fetched 20,000 events of" in result.stderr
+    assert table_value(result.stdout, "num_obs") == "1,000"
     # Not a terminal: no colour codes in what cron would mail.
-    table = run_ticketeval("evaluate", "--batch-size", "100", "--seed", "5")
-    assert table.returncode == 0 and "\x1b[" not in table.stdout + table.stderr
+    assert "\x1b[" not in result.stdout + result.stderr
+    as_json = run_ticketeval(
+        "evaluate", "--batch-size", "100", "--seed", "5", "--json", "--source", "demo"
+    )
+    assert as_json.returncode == 0, as_json.stderr
+    summary = json.loads(as_json.stdout)
+    assert (summary["data"]["num_obs"], summary["seed"]) == (100, 5)
+    recorded = history.read_trials(load_settings().history)
+    assert [row.num_obs for row in recorded] == [1000, 100]
 
 
 def test_fetch_reports_what_it_cached(isolated_environment: Path) -> None:
-    result = run_ticketeval("fetch", "--source", "demo", "--demo-events", "400")
-    assert result.returncode == 0, result.stderr
+    result = invoke("fetch", "--source", "demo", "--demo-events", "400")
+    assert result.exit_code == 0, result.output
     assert "Fetched 400 events of" in result.stderr
-    again = run_ticketeval("fetch", "--source", "demo", "--demo-events", "400")
+    again = invoke("fetch", "--source", "demo", "--demo-events", "400")
     assert "Reusing the cache of 400 events" in again.stderr
-    info = json.loads(
-        run_ticketeval("fetch", "--source", "demo", "--demo-events", "400", "--json").stdout
-    )
+    info = json.loads(invoke("fetch", "--source", "demo", "--demo-events", "400", "--json").stdout)
     assert info["rows"] == 400 and info["reused"] is True
 
 

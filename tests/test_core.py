@@ -17,12 +17,12 @@ import pytest
 from ticketeval import batches, cache, demo, metrics, models, parsing, sources, trial
 from ticketeval.errors import DataError, ModelError, UsageError
 
-from .conftest import REAL_INCIDENTS, REAL_ROWS
+from .conftest import REAL_INCIDENTS, REAL_ROWS, csv_bytes
 
 HEADER = ",".join(parsing.COLUMNS)
 
 
-def event_row(**values: str) -> str:
+def event_row(**values: str) -> list[str]:
     """One CSV row with plausible defaults, overridden by `values`."""
     row = dict.fromkeys(parsing.COLUMNS, "?")
     row.update(
@@ -32,16 +32,17 @@ def event_row(**values: str) -> str:
         sys_updated_at="29/2/2016 01:23", closed_at="5/3/2016 12:00",
     )  # fmt: skip
     row.update(values)
-    return ",".join(row[column] for column in parsing.COLUMNS)
+    return [row[column] for column in parsing.COLUMNS]
 
 
-def csv_bytes(*rows: str) -> bytes:
-    return "\n".join([HEADER, *rows]).encode() + b"\n"
+def event_log(*rows: list[str]) -> bytes:
+    """A CSV file of the event log's header and `rows`."""
+    return csv_bytes([parsing.COLUMNS, *rows])
 
 
 def test_parse_types_missing_values_and_unpadded_leap_day() -> None:
     table = parsing.parse_event_log(
-        csv_bytes(
+        event_log(
             event_row(),
             event_row(sys_mod_count="2", active="false", closed_at="?", priority="4 - Low"),
         )
@@ -62,11 +63,11 @@ def test_parse_types_missing_values_and_unpadded_leap_day() -> None:
 
 def test_parse_refuses_an_unreadable_date_naming_column_and_value() -> None:
     with pytest.raises(DataError, match=r"'closed_at'.*'2016-03-05 12:00'.*day-first"):
-        parsing.parse_event_log(csv_bytes(event_row(closed_at="2016-03-05 12:00")))
+        parsing.parse_event_log(event_log(event_row(closed_at="2016-03-05 12:00")))
 
 
 def test_parse_names_missing_columns() -> None:
-    text = csv_bytes(event_row()).decode().replace("priority", "prio", 1).encode()
+    text = event_log(event_row()).decode().replace("priority", "prio", 1).encode()
     with pytest.raises(DataError, match="lacks the required column.*priority"):
         parsing.parse_event_log(text)
 
@@ -83,10 +84,10 @@ def test_read_zip_finds_the_csv_member_wherever_it_is() -> None:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("README.txt", "not the data")
-        archive.writestr("nested/incident_event_log.csv", csv_bytes(event_row()))
+        archive.writestr("nested/incident_event_log.csv", event_log(event_row()))
     raw = sources.read_zip(buffer.getvalue(), source="test.zip")
     assert raw.csv_name == "incident_event_log.csv"
-    assert raw.csv == csv_bytes(event_row())
+    assert raw.csv == event_log(event_row())
     assert raw.zip_sha256 == hashlib.sha256(buffer.getvalue()).hexdigest()
 
 
@@ -289,7 +290,7 @@ def test_fetch_demo_reuses_the_cache_until_forced(tmp_path: Path) -> None:
 
 def test_fetch_a_local_csv_notes_it_differs_from_uci(tmp_path: Path) -> None:
     source = tmp_path / "mine.csv"
-    source.write_bytes(csv_bytes(event_row(), event_row(number="INC0000047")))
+    source.write_bytes(event_log(event_row(), event_row(number="INC0000047")))
     result = cache.fetch(str(source), data_dir=tmp_path / "data")
     assert result.cache.rows == 2 and result.cache.incidents == 2
     assert result.cache.source == str(source.resolve())

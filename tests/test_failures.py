@@ -1,14 +1,14 @@
 """Reliability: bad data, re-exported data, bad options and settings, kill -9, Ctrl-C, a dead
-Dask worker, and overlapping runs. Real files, real processes, the installed executable.
+Dask worker, and overlapping runs, with real files and real processes.
 
 Every failing command must exit with its documented code (README, errors.ExitCode) and print
-one line on stderr, never a traceback, and change nothing it was not asked to change.
+one line on stderr, never a traceback, and change nothing it was not asked to change. The many
+bad inputs run in-process (CliRunner); the installed executable runs where a process is the
+point: one test per exit code, kill -9, Ctrl-C, a killed worker and overlapping runs.
 """
 
 from __future__ import annotations
 
-import csv
-import importlib.util
 import io
 import json
 import os
@@ -17,95 +17,37 @@ import re
 import signal
 import subprocess
 import threading
-import uuid
-import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
 import psutil
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ticketeval import cache, demo, parsing
+from ticketeval import cache, demo, history, parsing
 from ticketeval.errors import DataError, ExitCode
+from ticketeval.settings import load_settings
 
-from .conftest import run_ticketeval, ticketeval_executable
+from .conftest import (
+    DEMO_ROWS,
+    assert_no_process_left,
+    csv_bytes,
+    csv_rows,
+    expect_error,
+    invoke,
+    run_ticketeval,
+    snapshot,
+    ticketeval_executable,
+    zip_of,
+)
 
-DEMO_ROWS = 2_000  # what the `data_dir` fixture's demo cache holds
-MARKER = "TICKETEVAL_TEST_MARKER"  # set in a child's environment to find all its descendants
-
+__all__ = ["expect_error", "snapshot"]  # other test modules import them from here too
 
 # --- Helpers -----------------------------------------------------------------------------------
-
-
-def expect_error(result: subprocess.CompletedProcess[str], code: int, *fragments: str) -> str:
-    """The command failed with `code` and said so in one line naming `fragments`."""
-    assert result.returncode == code, (result.returncode, result.stderr)
-    assert "Traceback" not in result.stderr, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, lines
-    line = lines[0]
-    assert line.startswith("Error: "), line
-    for fragment in fragments:
-        assert fragment in line, (fragment, line)
-    return line
-
-
-def snapshot(directory: Path) -> dict[str, bytes]:
-    """Every file of a directory (recursively), name → bytes."""
-    if not directory.exists():
-        return {}
-    return {
-        str(path.relative_to(directory)): path.read_bytes()
-        for path in sorted(directory.rglob("*"))
-        if path.is_file()
-    }
-
-
-def csv_rows(data: bytes) -> list[list[str]]:
-    return list(csv.reader(io.StringIO(data.decode("utf-8"))))
-
-
-def csv_bytes(rows: Sequence[Sequence[str]], *, line_end: str = "\n") -> bytes:
-    out = io.StringIO()
-    csv.writer(out, lineterminator=line_end).writerows(rows)
-    return out.getvalue().encode("utf-8")
-
-
-def zip_of(members: dict[str, bytes]) -> bytes:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return out.getvalue()
-
-
-def marked_environment() -> tuple[dict[str, str], str]:
-    """The test's environment plus a unique marker every descendant process inherits."""
-    marker = uuid.uuid4().hex
-    return {**os.environ, MARKER: marker}, marker
-
-
-def processes_marked(marker: str) -> list[psutil.Process]:
-    found = []
-    for process in psutil.process_iter():
-        try:
-            if process.environ().get(MARKER) == marker:
-                found.append(process)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-    return found
-
-
-def assert_no_process_left(marker: str) -> None:
-    """No process started by the run is still alive (waiting a bounded time for exits)."""
-    _, alive = psutil.wait_procs(processes_marked(marker), timeout=30)
-    for process in alive:  # do not leak them into the next test
-        process.kill()
-    assert not alive, [process.cmdline() for process in alive]
 
 
 def exited_within(process: subprocess.Popen[str] | subprocess.Popen[bytes], seconds: float) -> bool:
@@ -267,24 +209,23 @@ def test_bad_data_is_refused_with_exit_3_and_changes_nothing(
     source = tmp_path / name
     source.write_bytes(make(demo_csv))
     before = snapshot(data_dir)
-    result = run_ticketeval("fetch", "--source", str(source))
-    expect_error(result, ExitCode.DATA, *fragments)
+    expect_error(invoke("fetch", "--source", str(source)), ExitCode.DATA, *fragments)
     assert snapshot(data_dir) == before
     # `evaluate --source` goes through the same checks.
-    result = run_ticketeval("evaluate", "--batch-size", "10", "--source", str(source))
+    result = invoke("evaluate", "--batch-size", "10", "--source", str(source))
     expect_error(result, ExitCode.DATA, *fragments)
     assert snapshot(data_dir) == before
 
 
 def test_a_missing_source_file_is_a_data_error(data_dir: Path, tmp_path: Path) -> None:
     before = snapshot(data_dir)
-    result = run_ticketeval("fetch", "--source", str(tmp_path / "nowhere.zip"))
+    result = invoke("fetch", "--source", str(tmp_path / "nowhere.zip"))
     expect_error(result, ExitCode.DATA, "nowhere.zip does not exist")
     assert snapshot(data_dir) == before
 
 
 def test_evaluate_with_nothing_cached_says_what_to_do(isolated_environment: Path) -> None:
-    result = run_ticketeval(
+    result = invoke(
         "evaluate", "--batch-size", "10", env={"TICKETEVAL_DATA_URL": "http://127.0.0.1:9/x.zip"}
     )
     expect_error(result, ExitCode.NETWORK, "--source demo", "No data was changed")
@@ -329,11 +270,12 @@ REEXPORTS: dict[str, tuple[Callable[[bytes], bytes], bytes]] = {
 
 
 def _trial_data(data_dir: Path, source: Path) -> dict[str, object]:
-    env = {"TICKETEVAL_DATA_DIR": str(data_dir)}
-    fetched = run_ticketeval("fetch", "--source", str(source), env=env)
-    assert fetched.returncode == 0, fetched.stderr
-    result = run_ticketeval("evaluate", "--batch-size", "500", "--seed", "3", "--json", env=env)
-    assert result.returncode == 0, result.stderr
+    fetched = invoke("fetch", "--source", str(source), "--data-dir", str(data_dir))
+    assert fetched.exit_code == 0, fetched.output
+    result = invoke(
+        "evaluate", "--batch-size", "500", "--seed", "3", "--json", "--data-dir", str(data_dir)
+    )
+    assert result.exit_code == 0, result.output
     return json.loads(result.stdout)["data"]
 
 
@@ -371,7 +313,7 @@ def test_an_unknown_date_format_is_refused_naming_the_expected_ones(
     source.write_bytes(csv_bytes(rows))
     before = snapshot(data_dir)
     line = expect_error(
-        run_ticketeval("fetch", "--source", str(source)),
+        invoke("fetch", "--source", str(source)),
         ExitCode.DATA,
         "iso.csv",
         "'opened_at'",
@@ -394,7 +336,7 @@ def test_an_unknown_date_format_is_refused_naming_the_expected_ones(
         (
             ["evaluate", "--batch-size", "5000"],
             ExitCode.USAGE,
-            ("batch size 5,000", f"({DEMO_ROWS:,} events)"),
+            ("batch size 5,000", f"the {DEMO_ROWS:,} events in the data"),
         ),
         (["run-local", "--batch-size", "5000"], ExitCode.USAGE, ("5,000", f"{DEMO_ROWS:,}")),
         (["evaluate", "--model", "nosuch"], ExitCode.MODEL, ("'nosuch'", "heuristic")),
@@ -422,7 +364,7 @@ def test_bad_options_are_refused_in_one_line(
     data_dir: Path, arguments: list[str], code: ExitCode, fragments: tuple[str, ...]
 ) -> None:
     before = snapshot(data_dir)
-    expect_error(run_ticketeval(*arguments), code, *fragments)
+    expect_error(invoke(*arguments), code, *fragments)
     assert snapshot(data_dir) == before  # no trial recorded, no cache touched
 
 
@@ -438,22 +380,15 @@ def test_bad_options_are_refused_in_one_line(
 def test_bad_settings_are_refused_naming_the_variable(
     data_dir: Path, variable: str, value: str, fragment: str
 ) -> None:
-    result = run_ticketeval("evaluate", env={variable: value})
+    result = invoke("evaluate", env={variable: value})
     expect_error(result, ExitCode.USAGE, f"{variable}: ", fragment)
 
 
 def test_a_bad_setting_in_dot_env_is_refused_too(data_dir: Path, tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("TICKETEVAL_BATCH_SIZE=abc\n")
-    expect_error(run_ticketeval("evaluate"), ExitCode.USAGE, "TICKETEVAL_BATCH_SIZE")
+    expect_error(invoke("evaluate"), ExitCode.USAGE, "TICKETEVAL_BATCH_SIZE")
 
 
-needs_saturn = pytest.mark.skipif(
-    importlib.util.find_spec("ticketeval.saturn") is None,
-    reason="ticketeval.saturn (describe-sizes) is not written yet",
-)
-
-
-@needs_saturn
 @pytest.mark.parametrize(
     ("value", "fragment"),
     [
@@ -462,18 +397,16 @@ needs_saturn = pytest.mark.skipif(
     ],
 )
 def test_describe_sizes_refuses_a_bad_base_url(value: str, fragment: str) -> None:
-    result = run_ticketeval("describe-sizes", env={"BASE_URL": value, "SATURN_TOKEN": "t"})
+    result = invoke("describe-sizes", env={"BASE_URL": value, "SATURN_TOKEN": "t"})
     expect_error(result, ExitCode.USAGE, "BASE_URL: ", fragment)
 
 
-@needs_saturn
 def test_describe_sizes_with_nothing_set_names_the_missing_variable() -> None:
-    expect_error(run_ticketeval("describe-sizes"), ExitCode.USAGE, "BASE_URL is not set")
+    expect_error(invoke("describe-sizes"), ExitCode.USAGE, "BASE_URL is not set")
 
 
-@needs_saturn
 def test_describe_sizes_without_a_token_names_it() -> None:
-    result = run_ticketeval("describe-sizes", env={"BASE_URL": "https://x.example"})
+    result = invoke("describe-sizes", env={"BASE_URL": "https://x.example"})
     expect_error(result, ExitCode.USAGE, "SATURN_TOKEN is not set")
 
 
@@ -656,8 +589,8 @@ def test_sigkill_mid_parse_leaves_the_previous_cache(data_dir: Path, big_csv: Pa
     assert {name: after[name] for name in before} == before
     info = cache.read_cache_info(data_dir)
     assert info is not None and info.rows == DEMO_ROWS and info.source == "demo"
-    result = run_ticketeval("evaluate", "--batch-size", "100", "--json")
-    assert result.returncode == 0, result.stderr
+    result = invoke("evaluate", "--batch-size", "100", "--json")
+    assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["source"]["rows"] == DEMO_ROWS
 
 
@@ -669,10 +602,47 @@ def test_temporary_files_a_killed_fetch_left_are_removed_later(data_dir: Path) -
     fresh.write_bytes(b"PAR1 being written right now")
     two_hours_ago = old.stat().st_mtime - 2 * 3600
     os.utime(old, (two_hours_ago, two_hours_ago))
-    result = run_ticketeval("fetch", "--source", "demo", "--demo-events", "500")
-    assert result.returncode == 0, result.stderr
+    result = invoke("fetch", "--source", "demo", "--demo-events", "500")
+    assert result.exit_code == 0, result.output
     assert not old.exists()  # abandoned long ago: removed
     assert fresh.exists()  # maybe another fetch's, still being written: left alone
+
+
+# --- The installed executable: the exit codes no other process test gives -----------------------
+# (0: test_cli; 1, 130 and the killed worker: below; 4: test_fetch; 5: test_flow; 6: test_saturn)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "code", "fragments"),
+    [
+        (["evaluate", "--batch-size", "0"], ExitCode.USAGE, ("at least 1, not 0",)),
+        (["fetch", "--source", "bad-date.csv"], ExitCode.DATA, ("'sys_updated_at'", "'31/13")),
+        (
+            ["evaluate", "--quiet", "--json", "--batch-size", "100", "--fail-if-mae-above", "1"],
+            ExitCode.MAE_ABOVE_LIMIT,
+            ("is above the limit of 1 s",),
+        ),
+    ],
+    ids=["2-usage", "3-data", "10-mae-above-limit"],
+)
+def test_the_executable_exits_with_the_documented_code(
+    data_dir: Path,
+    tmp_path: Path,
+    demo_csv: bytes,
+    arguments: list[str],
+    code: ExitCode,
+    fragments: tuple[str, ...],
+) -> None:
+    (tmp_path / "bad-date.csv").write_bytes(
+        _with_value(demo_csv, "sys_updated_at", "31/13/2016 25:61")
+    )
+    result = run_ticketeval(*arguments)
+    expect_error(result, code, *fragments)
+    recorded = history.read_trials(load_settings().history)
+    if code == ExitCode.MAE_ABOVE_LIMIT:  # the trial is still recorded, and printed
+        assert [row.id for row in recorded] == [json.loads(result.stdout)["id"]]
+    else:
+        assert recorded == [] and result.stdout == ""
 
 
 # --- Ctrl-C and a dead worker during run-local -------------------------------------------------
@@ -687,35 +657,25 @@ def restore_sigint() -> Callable[[], None]:
 
 
 def start(
-    arguments: Sequence[str], env: dict[str, str], **options: object
+    arguments: Sequence[str], env: dict[str, str] | None = None, **options: object
 ) -> subprocess.Popen[str]:
+    """Start the installed executable with the test's environment (plus `env`)."""
     return subprocess.Popen(
         [ticketeval_executable(), *arguments],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=env,
+        env={**os.environ, **(env or {})},
         **options,  # type: ignore[call-overload]
     )
 
 
-@pytest.fixture
-def marked() -> Iterator[tuple[dict[str, str], str]]:
-    env, marker = marked_environment()
-    yield env, marker
-    for process in processes_marked(marker):  # whatever the test's outcome
-        process.kill()
-
-
 def test_ctrl_c_during_run_local_exits_130_and_stops_the_cluster(
-    isolated_environment: Path,
-    restore_sigint: Callable[[], None],
-    marked: tuple[dict[str, str], str],
+    isolated_environment: Path, restore_sigint: Callable[[], None], process_marker: str
 ) -> None:
-    env, marker = marked
     process = start(
-        ["run-local", "--batch-size", "200", "--source", "demo"], env, preexec_fn=restore_sigint
+        ["run-local", "--batch-size", "200", "--source", "demo"], preexec_fn=restore_sigint
     )
     stderr = StderrLines(process)
     try:
@@ -731,61 +691,88 @@ def test_ctrl_c_during_run_local_exits_130_and_stops_the_cluster(
     assert not any("Traceback" in line for line in lines), lines
     after = lines[lines.index(next(x for x in lines if "Dask scheduler" in x)) + 1 :]
     assert after == ["Error: interrupted."], lines
-    assert_no_process_left(marker)
+    assert_no_process_left(process_marker)
 
 
-def test_a_killed_dask_worker_is_survived_or_reported_in_one_line(
-    isolated_environment: Path, marked: tuple[dict[str, str], str]
-) -> None:
-    env, marker = marked
-    fetched = run_ticketeval("fetch", "--source", "demo", "--demo-events", "5000")
-    assert fetched.returncode == 0, fetched.stderr
-    process = start(["run-local", "--batch-size", "200", "--json"], env)
-    stderr = StderrLines(process)
-    killed = []
+STALLING_MODEL = """
+import os
+from pathlib import Path
+
+import numpy as np
+import time
+
+
+def model(batch):
+    # The first call marks itself and stalls until its worker is killed; the rerun goes on.
+    started = Path(os.environ["STALL_DIR"]) / "started"
+    if not started.exists():
+        started.write_text(str(os.getpid()))
+        while True:
+            time.sleep(0.05)
+    return np.full(len(batch), 3600.0)
+"""
+
+
+def run_and_kill_the_worker_of_predict(
+    tmp_path: Path, model_dir: Path, env: dict[str, str] | None = None
+) -> tuple[int, str, list[str]]:
+    """run-local with a model that stalls in `predict`; kill -9 the worker process running it
+    (the pid the model wrote) once it is there. Returns the exit code, stdout, stderr lines."""
+    (model_dir / "stall.py").write_text(STALLING_MODEL)
+    started = tmp_path / "started"
+    arguments = ["run-local", "--batch-size", "200", "--json", "--source", "demo"]
+    process = start(
+        [*arguments, "--model", "stall:model"], env={"STALL_DIR": str(tmp_path), **(env or {})}
+    )
     try:
-        assert stderr.wait_for("Dask scheduler tcp://"), stderr.rest()
-        for _ in range(3000):  # bounded: the worker may start just after the scheduler
-            workers = [
-                child
-                for child in psutil.Process(process.pid).children(recursive=True)
-                if "spawn_main" in " ".join(child.cmdline())
-            ]
-            if workers or exited_within(process, 0.02):
+        for _ in range(6000):  # bounded: about two minutes of polling
+            if (started.exists() and started.read_text()) or exited_within(process, 0.02):
                 break
-        assert workers, "no Dask worker process appeared"
-        for worker in workers:
-            worker.kill()
-            killed.append(worker)
-        stdout, _ = process.communicate(timeout=300)
+        assert started.exists(), process.communicate(timeout=300)
+        psutil.Process(int(started.read_text())).kill()
+        stdout, stderr = process.communicate(timeout=300)
     finally:
         if process.poll() is None:
             process.kill()
-    lines = stderr.rest()
-    assert killed
+    return process.returncode, stdout, stderr.splitlines()
+
+
+def test_a_worker_killed_during_a_task_is_survived_and_the_trial_recorded_once(
+    isolated_environment: Path, tmp_path: Path, model_dir: Path, process_marker: str
+) -> None:
+    """The LocalCluster's nanny restarts the worker and Dask reruns the lost tasks (up to
+    `distributed.scheduler.allowed-failures`, 3, deaths per task): the run succeeds."""
+    code, stdout, lines = run_and_kill_the_worker_of_predict(tmp_path, model_dir)
+    assert code == 0, lines
+    assert not any("Traceback" in line or "Error" in line for line in lines), lines
+    summary = json.loads(stdout)
+    assert summary["data"]["num_obs"] == 200 and summary["model"] == "stall:model"
+    recorded = history.read_trials(load_settings().history)
+    assert [row.id for row in recorded] == [summary["id"]]
+    assert_no_process_left(process_marker)
+
+
+def test_a_task_whose_worker_dies_too_often_fails_with_exit_1_in_one_line(
+    isolated_environment: Path, tmp_path: Path, model_dir: Path, process_marker: str
+) -> None:
+    """With no worker death allowed (Dask's own setting), the same kill fails the flow."""
+    code, stdout, lines = run_and_kill_the_worker_of_predict(
+        tmp_path, model_dir, env={"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"}
+    )
+    assert code == ExitCode.FAILED, lines
+    assert stdout == ""
     assert not any("Traceback" in line for line in lines), lines
-    if process.returncode == 0:
-        assert json.loads(stdout)["data"]["num_obs"] == 200
-    else:
-        errors = [line for line in lines if line.startswith("Error: ")]
-        assert len(errors) == 1 and lines[-1] == errors[0], lines
-    assert_no_process_left(marker)
+    errors = [line for line in lines if line.startswith("Error: ")]
+    assert errors == [lines[-1]], lines
+    assert "KilledWorker" in errors[0] and "'predict-" in errors[0]  # the task, by its key
+    assert history.read_trials(load_settings().history) == []
+    assert_no_process_left(process_marker)
 
 
 # --- Overlapping runs --------------------------------------------------------------------------
 
 
-def test_overlapping_runs_all_succeed_and_each_lands_once(
-    data_dir: Path, marked: tuple[dict[str, str], str]
-) -> None:
-    env, marker = marked
-    cache = data_dir / "events.parquet"
-    before = cache.stat()
-    cache_bytes = cache.read_bytes()
-    runs = [["evaluate", "--batch-size", "200"]] * 8 + [
-        ["run-local", "--batch-size", "200", "--workers", "1"]
-    ] * 2
-    processes = [start(arguments, env) for arguments in runs]
+def finish_all(processes: list[subprocess.Popen[str]]) -> list[tuple[int, str]]:
     outcomes = []
     try:
         for process in processes:
@@ -795,14 +782,44 @@ def test_overlapping_runs_all_succeed_and_each_lands_once(
         for process in processes:
             if process.poll() is None:
                 process.kill()
-    assert [code for code, _ in outcomes] == [0] * 10, outcomes
+    return outcomes
+
+
+def test_overlapping_forced_fetches_leave_one_whole_cache(
+    isolated_environment: Path, tmp_path: Path, process_marker: str
+) -> None:
+    """Two sources fetched with --force by overlapping processes: whichever rename comes last
+    wins, and the cache is that source's whole file, never a mix or a torn write."""
+    sources = {}
+    for name, events, seed in (("a.csv", 1_500, 1), ("b.csv", 2_500, 2)):
+        path = tmp_path / name
+        path.write_bytes(demo.demo_event_log(events, seed=seed))
+        alone = tmp_path / f"alone-{name}"  # what a fetch of this source alone caches
+        cache.fetch(str(path), data_dir=alone)
+        sources[str(path.resolve())] = pq.read_table(cache.cache_path(alone))
+    processes = [
+        start(["fetch", "--force", "--source", source]) for _ in range(2) for source in sources
+    ]
+    outcomes = finish_all(processes)
+    assert [code for code, _ in outcomes] == [0] * 4, outcomes
+    info = cache.read_cache_info(isolated_environment)
+    assert info is not None and info.source in sources
+    table = pq.read_table(cache.cache_path(isolated_environment))
+    assert table.equals(sources[info.source]) and info.rows == table.num_rows
+    assert sorted(os.listdir(isolated_environment)) == ["events.parquet"]  # no temporary left
+    assert_no_process_left(process_marker)
+
+
+def test_overlapping_runs_all_succeed_and_each_lands_once(
+    data_dir: Path, process_marker: str
+) -> None:
+    runs = [["evaluate", "--batch-size", "200"]] * 3 + [
+        ["run-local", "--batch-size", "200", "--workers", "1"]
+    ]
+    outcomes = finish_all([start(arguments) for arguments in runs])
+    assert [code for code, _ in outcomes] == [0] * 4, outcomes
     assert not any("Traceback" in err for _, err in outcomes)
-    history = run_ticketeval("history", "--json")
-    assert history.returncode == 0, history.stderr
-    rows = json.loads(history.stdout)
-    assert len(rows) == 10 and len({row["id"] for row in rows}) == 10
-    assert sorted(row["runner"] for row in rows) == ["evaluate"] * 8 + ["run-local"] * 2
-    after = cache.stat()
-    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
-    assert cache.read_bytes() == cache_bytes
-    assert_no_process_left(marker)
+    rows = history.read_trials(load_settings().history)
+    assert len(rows) == 4 and len({row.id for row in rows}) == 4
+    assert sorted(row.runner for row in rows) == ["evaluate"] * 3 + ["run-local"]
+    assert_no_process_left(process_marker)

@@ -1,18 +1,19 @@
 """`fetch --url` against a real HTTP server on 127.0.0.1 that misbehaves on purpose.
 
-Every test runs the installed executable. A failed download must exit 4 with one line on
-stderr, leave the previous cache byte for byte, leave no temporary file, and `evaluate` must
-still work on the old cache.
+A failed download must exit 4 with one line on stderr, leave the previous cache byte for byte,
+leave no temporary file, and `evaluate` must still work on the old cache. The command runs
+in-process (CliRunner), except where the process is the point: exit code 4 from the installed
+executable, and kill -9 in the middle of a download.
 """
 
 from __future__ import annotations
 
-import io
+import json
+import logging
 import os
 import signal
 import subprocess
-import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,9 +21,8 @@ import pytest
 from ticketeval import cache, demo, parsing
 from ticketeval.errors import ExitCode
 
-from .conftest import run_ticketeval, ticketeval_executable
+from .conftest import expect_error, invoke, run_ticketeval, snapshot, ticketeval_executable, zip_of
 from .loopback import LoopbackServer, Response, drop, error, hang, loopback, serve, short
-from .test_failures import expect_error, snapshot
 
 __all__ = ["loopback"]  # the fixture, imported so pytest finds it here
 
@@ -31,10 +31,7 @@ DEMO_EVENTS = 2_000
 
 def demo_zip(events: int = DEMO_EVENTS, seed: int = 5) -> bytes:
     """A zip of demo CSV bytes, built here as UCI's would be (the CSV under its real name)."""
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr(parsing.CSV_NAME, demo.demo_event_log(events, seed=seed))
-    return out.getvalue()
+    return zip_of({parsing.CSV_NAME: demo.demo_event_log(events, seed=seed)})
 
 
 @pytest.fixture(scope="module")
@@ -45,18 +42,17 @@ def body() -> bytes:
 def assert_old_cache_still_works(data_dir: Path, before: dict[str, bytes]) -> None:
     """The data directory is exactly as before (no temporary file) and still usable."""
     assert snapshot(data_dir) == before
-    result = run_ticketeval("evaluate", "--batch-size", "100", "--seed", "1", "--json")
-    assert result.returncode == 0, result.stderr
-    assert "Traceback" not in result.stderr
+    result = invoke("evaluate", "--batch-size", "100", "--seed", "1", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["source"]["rows"] == DEMO_EVENTS
 
 
 def test_fetch_url_downloads_parses_and_reports_rows(
     loopback: type[LoopbackServer], body: bytes, isolated_environment: Path
 ) -> None:
     with loopback([serve(body)]) as server:
-        result = run_ticketeval("fetch", "--url", server.url("/x.zip"))
-    assert result.returncode == 0, result.stderr
-    assert "Traceback" not in result.stderr
+        result = invoke("fetch", "--url", server.url("/x.zip"))
+    assert result.exit_code == 0, result.output
     assert f"Fetched {DEMO_EVENTS:,} events" in result.stderr
     assert server.url("/x.zip") in result.stderr
     assert "differs from UCI's published file" in result.stderr  # a note, not an error
@@ -67,12 +63,21 @@ def test_fetch_url_downloads_parses_and_reports_rows(
     assert info.source == server.url("/x.zip")
 
 
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """--verbose configures the root logger (and urllib3's) for the process: put them back."""
+    root, urllib3 = logging.getLogger(), logging.getLogger("urllib3")
+    saved = (root.handlers[:], root.level, urllib3.level)
+    yield
+    root.handlers[:], (root.level, urllib3.level) = saved[0], saved[1:]
+
+
 def test_fetch_url_retries_server_errors_and_says_so_with_verbose(
-    loopback: type[LoopbackServer], body: bytes, isolated_environment: Path
+    loopback: type[LoopbackServer], body: bytes, isolated_environment: Path, restore_logging: None
 ) -> None:
     with loopback([error(500), error(500), serve(body)]) as server:
-        result = run_ticketeval("fetch", "--url", server.url(), "--verbose")
-    assert result.returncode == 0, result.stderr
+        result = invoke("fetch", "--url", server.url(), "--verbose")
+    assert result.exit_code == 0, result.output
     assert len(server.requests) == 3
     assert result.stderr.count("Retry: /x.zip") == 2  # urllib3's log of each retry
     assert " 500 " in result.stderr
@@ -83,6 +88,7 @@ def test_fetch_url_retries_server_errors_and_says_so_with_verbose(
 def test_fetch_url_that_always_fails_with_500_is_a_network_error(
     loopback: type[LoopbackServer], data_dir: Path
 ) -> None:
+    """The installed executable's exit code 4 (a download failed)."""
     before = snapshot(data_dir)
     with loopback([error(500)]) as server:
         result = run_ticketeval("fetch", "--url", server.url(), "--force")
@@ -96,12 +102,12 @@ def test_a_hanging_server_times_out_with_a_clear_message(
 ) -> None:
     before = snapshot(data_dir)
     with loopback([hang()]) as server:
-        result = run_ticketeval(
-            "fetch", "--url", server.url(), "--force", env={"TICKETEVAL_TIMEOUT": "1"}
+        result = invoke(
+            "fetch", "--url", server.url(), "--force", env={"TICKETEVAL_TIMEOUT": "0.2"}
         )
-    expect_error(result, ExitCode.NETWORK, f"downloading {server.url()} timed out after 1 s")
+    expect_error(result, ExitCode.NETWORK, f"downloading {server.url()} timed out after 0.2 s")
     assert "No data was changed" in result.stderr
-    assert server.requests  # it did reach the server
+    assert len(server.requests) == 4  # it did reach the server, and retried three times
     assert_old_cache_still_works(data_dir, before)
 
 
@@ -114,7 +120,7 @@ def test_a_body_cut_short_is_a_network_error_and_changes_nothing(
 ) -> None:
     before = snapshot(data_dir)
     with loopback([misbehaviour(body)]) as server:
-        result = run_ticketeval("fetch", "--url", server.url(), "--force")
+        result = invoke("fetch", "--url", server.url(), "--force")
     expect_error(
         result,
         ExitCode.NETWORK,
@@ -132,7 +138,7 @@ def test_a_download_that_is_not_a_zip_is_a_data_error(
     before = snapshot(data_dir)
     page = b"<!DOCTYPE html><html><body>Maintenance</body></html>"
     with loopback([serve(page)]) as server:
-        result = run_ticketeval("fetch", "--url", server.url(), "--force")
+        result = invoke("fetch", "--url", server.url(), "--force")
     expect_error(result, ExitCode.DATA, "not a valid zip file", "HTML page")
     assert_old_cache_still_works(data_dir, before)
 
@@ -147,7 +153,7 @@ def test_sigkill_mid_download_keeps_the_previous_cache(
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-            env=os.environ.copy(),
+            env=os.environ.copy(),  # with TICKETEVAL_RETRY_BACKOFF=0, as every test
         )
         try:
             # The server has the request and has sent half the body; the client is reading.

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 
 from ticketeval import flow, history, metrics, trial
 from ticketeval.errors import ExitCode
 from ticketeval.settings import load_settings
 
-from .conftest import run_ticketeval
+from .conftest import assert_no_process_left, expect_error, invoke, run_ticketeval, table_value
 
 SEED_TASKS = {
     "get_trial_id", "get_ticket_data_batch", "get_target", "predict", "evaluate_model",
@@ -63,26 +60,6 @@ def test_serialize_round_trips_through_prefects_flow_schema() -> None:
     assert loaded.schedule.clocks[0].interval.total_seconds() == 6 * 3600
 
 
-@pytest.fixture
-def process_marker(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """An environment marker inherited by ticketeval and every process it starts, so that
-    anything left behind can be found afterwards."""
-    marker = uuid.uuid4().hex
-    monkeypatch.setenv("TICKETEVAL_TEST_MARKER", marker)
-    yield marker
-
-
-def processes_with(marker: str) -> list[psutil.Process]:
-    found = []
-    for process in psutil.process_iter():
-        try:
-            if process.environ().get("TICKETEVAL_TEST_MARKER") == marker:
-                found.append(process)
-        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
-            continue
-    return found
-
-
 def test_run_local_runs_the_flow_on_a_local_cluster(data_dir: Path, process_marker: str) -> None:
     result = run_ticketeval(
         "run-local", "--batch-size", "1000", "--workers", "2", "--seed", "3", "--json"
@@ -97,17 +74,7 @@ def test_run_local_runs_the_flow_on_a_local_cluster(data_dir: Path, process_mark
     # The trial is in the history, and every process the run started is gone.
     recorded = history.read_trials(load_settings().history)
     assert [row.runner for row in recorded] == ["run-local"]
-    assert processes_with(process_marker) == []
-
-
-def test_run_local_prints_a_table_and_the_dashboard(data_dir: Path) -> None:
-    result = run_ticketeval("run-local", "--batch-size", "200", "--workers", "1")
-    assert result.returncode == 0, result.stderr
-    assert "num_obs" in result.stdout and "200" in result.stdout
-    assert "Dask scheduler tcp://127.0.0.1:" in result.stderr
-    assert "dashboard http://127.0.0.1:" in result.stderr
-    # Prefect's own log lines are quiet by default...
-    assert "Task 'predict'" not in result.stderr
+    assert_no_process_left(process_marker)
 
 
 def test_verbose_shows_prefects_log_on_stderr_only(data_dir: Path) -> None:
@@ -125,6 +92,7 @@ def test_a_failing_task_is_named_with_its_error(
     (model_dir / "broken.py").write_text(
         "def model(batch):\n    raise ValueError('the crystal ball is cloudy')\n"
     )
+    # The installed executable's exit code 5 (the model failed).
     result = run_ticketeval(
         "run-local", "--batch-size", "50", "--workers", "1", "--model", "broken:model"
     )
@@ -133,7 +101,7 @@ def test_a_failing_task_is_named_with_its_error(
     assert "the crystal ball is cloudy" in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 2  # the scheduler line, then the error
-    assert processes_with(process_marker) == []
+    assert_no_process_left(process_marker)
     assert history.read_trials(load_settings().history) == []
 
 
@@ -167,31 +135,36 @@ def test_run_local_on_an_existing_scheduler_leaves_it_running(
 
 
 def test_run_local_refuses_a_bad_address(data_dir: Path) -> None:
-    malformed = run_ticketeval("run-local", "--address", "localhost")
-    assert malformed.returncode == ExitCode.USAGE
-    assert "is not a Dask scheduler address like tcp://host:8786" in malformed.stderr
+    malformed = invoke("run-local", "--address", "localhost")
+    expect_error(malformed, ExitCode.USAGE, "is not a Dask scheduler address like tcp://host:8786")
 
 
-def test_the_model_parameter_reaches_the_workers(data_dir: Path, model_dir: Path) -> None:
+def test_run_local_prints_a_table_and_the_dashboard_and_the_model_reaches_the_workers(
+    data_dir: Path, model_dir: Path
+) -> None:
     (model_dir / "hour.py").write_text(
         "import numpy as np\n"
         "def model(batch):\n    return np.full(len(batch), 3600.0)\n"
         "model.columns = ('priority',)\n"
     )
-    env = {"PYTHONPATH": os.environ["PYTHONPATH"]}
     result = run_ticketeval(
-        "run-local",
-        "--batch-size",
-        "80",
-        "--workers",
-        "1",
-        "--model",
-        "hour:model",
-        "--json",
-        env=env,
+        "run-local", "--batch-size", "200", "--seed", "4", "--workers", "1", "--model", "hour:model"
     )
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["model"] == "hour:model"
+    assert table_value(result.stdout, "num_obs") == "200"
+    assert table_value(result.stdout, "model") == "hour:model"
+    assert "Dask scheduler tcp://127.0.0.1:" in result.stderr
+    assert "dashboard http://127.0.0.1:" in result.stderr
+    # Prefect's own log lines are quiet by default...
+    assert "Task 'predict'" not in result.stderr
+    # The workers predicted with the model given: the recorded MAE is that model's.
+    evaluated = trial.score_trial(data_dir=data_dir, batch_size=200, seed=4, model="hour:model")
+    [recorded] = history.read_trials(load_settings().history)
+    assert recorded.MAE == evaluated["data"]["metrics"]["MAE"]
+    assert (
+        evaluated["data"]["metrics"]["MAE"]
+        != trial.score_trial(data_dir=data_dir, batch_size=200, seed=4)["data"]["metrics"]["MAE"]
+    )  # and not the heuristic's
 
 
 @pytest.mark.realdata

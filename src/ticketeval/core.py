@@ -500,19 +500,21 @@ def register(
     cluster: SaturnClusterOptions,
     instance_size: str | None = None,
     schedule_hours: float | None = None,
-    batch_size: int | None = None,
+    batch_size: int | str | None = None,
     project: str | None = None,
     dry_run: bool = False,
 ) -> Registration:
     """`ticketeval register`: the flow registered with Prefect Cloud for a Saturn cluster."""
     from ticketeval import saturn
+    from ticketeval.batches import parse_batch_size
 
     return saturn.register(
         settings,
         cluster=cluster,
         instance_size=instance_size,
         schedule_hours=schedule_hours,
-        batch_size=settings.batch_size if batch_size is None else batch_size,
+        # The option's text ('500', 'all') becomes the flow parameter's number (None: all).
+        batch_size=settings.batch_size if batch_size is None else parse_batch_size(batch_size),
         project=project,
         dry_run=dry_run,
     )
