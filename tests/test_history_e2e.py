@@ -14,14 +14,20 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pytest
+
 from ticketeval.history import read_trials, record_trial, redact_url
 from ticketeval.spool import spooled_files
 
 from .conftest import run_ticketeval, ticketeval_executable
+from .emulator import CloudEmulator
 from .test_history_store import awkward_trials
+from .test_saturn import REGISTER, cloud, cloud_env, home
 
 if TYPE_CHECKING:
     from tests.postgres import PostgresServer
+
+__all__ = ["cloud", "cloud_env", "home"]  # the emulator's fixtures, imported so pytest finds them
 
 pytest_plugins = ("tests.postgres",)
 
@@ -176,3 +182,46 @@ def test_postgresql_and_the_default_sqlite_show_the_same_history_json(
     assert (code, pg_code) == (0, 0), pg_stderr
     assert len(json.loads(sqlite_json)) == 6
     assert postgres_json == sqlite_json
+
+
+# -- register: where a registered flow's trials go ---------------------------------------------
+
+TEAM_URL = "postgresql://ada:pod-s3cret-91c2@db.example.org:5432/tickets"
+
+
+def test_register_gives_the_flow_the_team_history_without_its_password(
+    cloud: CloudEmulator, cloud_env: dict[str, str]
+) -> None:
+    result = run_ticketeval(*REGISTER, env={**cloud_env, "TICKETEVAL_HISTORY_URL": TEAM_URL})
+
+    assert result.returncode == 0, result.stderr
+    assert "Warning" not in result.stderr
+    details = json.loads(result.stdout)
+    assert details["history"] == "postgresql://ada@db.example.org:5432/tickets"
+    [registered] = cloud.flows
+    parameters = {p["name"]: p["default"] for p in registered.serialized["parameters"]}
+    assert parameters["history-url"] == details["history"]
+    # The password is nowhere: not printed, not in Prefect Cloud's copy, not in Saturn's pickle.
+    sent = [
+        result.stdout,
+        result.stderr,
+        *(r.body.decode(errors="replace") for r in cloud.received),
+    ]
+    sent += [content.decode("latin-1") for content in cloud.contents.values()]
+    assert all("pod-s3cret-91c2" not in text for text in sent)
+
+
+@pytest.mark.parametrize("url", [None, "sqlite:////srv/history.sqlite"])
+def test_register_warns_when_the_trials_would_stay_on_the_pods_disk(
+    cloud: CloudEmulator, cloud_env: dict[str, str], url: str | None
+) -> None:
+    env = {**cloud_env, **({"TICKETEVAL_HISTORY_URL": url} if url else {})}
+    result = run_ticketeval(*REGISTER, "--dry-run", env=env)
+
+    assert result.returncode == 0, result.stderr
+    [line] = error_lines(result.stderr)
+    assert line.startswith("Warning:") and "TICKETEVAL_HISTORY_URL" in line
+    details = json.loads(result.stdout)
+    assert details["parameters"]["history-url"] is None
+    assert details["history"].startswith("the pod's own")
+    assert cloud.received == []

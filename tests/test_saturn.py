@@ -8,15 +8,23 @@ from __future__ import annotations
 
 import gc
 import json
+import shutil
 import socket
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.conftest import run_ticketeval
 from tests.emulator import SATURN_IMAGE, SIZES, TENANT_SLUG, CloudEmulator, running_emulator
+from ticketeval.history import read_trials
+
+if TYPE_CHECKING:
+    from tests.postgres import PostgresServer
+
+pytest_plugins = ("tests.postgres",)  # the end-to-end run records in a real PostgreSQL
 
 SATURN_TOKEN = "saturn-token-5f3a9c"
 PREFECT_API_KEY = "pcu_api_key_81b2e7"
@@ -34,6 +42,8 @@ TASKS = {
     "get_trial_summary",
     "write_trial_summary",
 }
+# No TICKETEVAL_HISTORY_URL: the flow records in the pod's own history.
+NO_PERIOD = {"closed-from": None, "closed-to": None, "history-url": None}
 REGISTER = (
     "register", "--workers", "3", "--worker-size", "xlarge", "--scheduler-size", "medium",
     "--no-spot", "--adapt-min", "1", "--adapt-max", "4", "--instance-size", "large",
@@ -194,7 +204,7 @@ def test_register_sends_the_flow_to_prefect_cloud_and_saturn(
     assert registered.serialized["name"] == FLOW_NAME
     assert registered.project_id == cloud.projects[PROJECT]
     parameters = {p["name"]: p["default"] for p in registered.serialized["parameters"]}
-    assert parameters == {"batch-size": 500, "seed": None, "model": "heuristic"}
+    assert parameters == {"batch-size": 500, "seed": None, "model": "heuristic", **NO_PERIOD}
     registered_tasks = {task["name"] for task in registered.tasks}
     assert registered_tasks >= TASKS
     assert len(registered.edges) >= 15
@@ -352,7 +362,12 @@ def test_register_dry_run_makes_no_network_call(
     assert cloud.received == []
     assert details["dry_run"] is True
     assert set(details["tasks"]) == TASKS
-    assert details["parameters"] == {"batch-size": 500, "model": "heuristic", "seed": None}
+    assert details["parameters"] == {
+        "batch-size": 500,
+        "model": "heuristic",
+        "seed": None,
+        **NO_PERIOD,
+    }
     assert details["cluster_class"] == "dask_saturn.SaturnCluster"
     assert details["cluster_kwargs"] == {
         "n_workers": 3,
@@ -370,16 +385,29 @@ def test_the_registered_flow_runs_on_its_saturn_cluster_end_to_end(
     cloud: CloudEmulator,
     cloud_env: dict[str, str],
     data_dir: Path,
+    demo_cache: Path,
+    postgres_server: PostgresServer,
+    postgres_url: str,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """What Saturn's agent does with a registered flow: load it from Webhook storage and run it.
     Its DaskExecutor starts a dask_saturn.SaturnCluster, which asks the emulator's Saturn for a
-    cluster; the emulator starts a real Dask cluster on 127.0.0.1 and the tasks run there."""
-    registration = run_ticketeval(*REGISTER, env=cloud_env)
+    cluster; the emulator starts a real Dask cluster on 127.0.0.1 and the tasks run there, with
+    a pod's own environment (HOME, data), recording in the team's PostgreSQL history with the
+    password from the pod's PGPASSWORD."""
+    env = {**cloud_env, "TICKETEVAL_HISTORY_URL": postgres_url}
+    registration = run_ticketeval(*REGISTER, env=env)
     assert registration.returncode == 0, registration.stderr
     flow = load_stored_flow(cloud, monkeypatch)
     for name in ("SATURN_BASE_URL", "SATURN_IS_INTERNAL"):
         monkeypatch.setenv(name, cloud_env[name])
+    pod = tmp_path / "pod"
+    shutil.copytree(demo_cache, pod / "data")
+    cloud.worker_env = {
+        "HOME": str(pod), "TICKETEVAL_DATA_DIR": str(pod / "data"),
+        "TICKETEVAL_HISTORY_DIR": str(pod / "history"), "PGPASSWORD": postgres_server.password,
+    }  # fmt: skip
 
     state = flow.run(run_on_schedule=False)
 
@@ -392,10 +420,9 @@ def test_the_registered_flow_runs_on_its_saturn_cluster_end_to_end(
     assert cloud.closed_clusters == ["dask-1"]  # shutdown_on_close
     del flow, state
     gc.collect()  # SaturnCluster asks Saturn for its status when collected: while it still runs
-    history = run_ticketeval("history", "--json")
-    [trial] = json.loads(history.stdout)
-    assert trial["num_obs"] == 500
-    assert trial["runner"] == "saturn"
+    [trial] = read_trials(postgres_url)
+    assert (trial.num_obs, trial.runner) == (500, "saturn")
+    assert not (data_dir / "history.sqlite").exists() and not (pod / "history").exists()
 
 
 @pytest.fixture
