@@ -34,35 +34,36 @@ class Daemon:
     """A process whose stderr is read line by line, to wait for what it announces."""
 
     def __init__(self, command: list[str], env: dict[str, str], cwd: Path) -> None:
-        self.output: list[str] = []
+        self.output = ""  # what it wrote to stderr so far
+        self._seen = 0  # how much of it wait_for has looked at
         self.process = subprocess.Popen(
             command,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
-            text=True,
             env=env,
             cwd=cwd,
         )
 
     def wait_for(self, pattern: str, timeout: float = 60) -> re.Match[str]:
-        """The first line (from now on) matching `pattern`; fails when the process ends or
+        """The first match of `pattern` in what it writes from now on (read unbuffered, so
+        nothing waits in a buffer the selector cannot see); fails when the process ends or
         `timeout` seconds pass first."""
         assert self.process.stderr is not None
+        descriptor = self.process.stderr.fileno()
         deadline = time.monotonic() + timeout
         with selectors.DefaultSelector() as selector:
-            selector.register(self.process.stderr, selectors.EVENT_READ)
-            while (left := deadline - time.monotonic()) > 0:
-                if not selector.select(left):
-                    break
-                line = self.process.stderr.readline()
-                if not line:
-                    break  # the process ended
-                self.output.append(line)
-                match = re.search(pattern, line)
+            selector.register(descriptor, selectors.EVENT_READ)
+            while True:
+                match = re.compile(pattern).search(self.output, self._seen)
                 if match:
+                    self._seen = match.end()
                     return match
-        raise AssertionError(f"no line matching {pattern!r}:\n{''.join(self.output)}")
+                left = deadline - time.monotonic()
+                chunk = os.read(descriptor, 65536) if left > 0 and selector.select(left) else b""
+                if not chunk:  # the time is up, or the process ended
+                    raise AssertionError(f"no match for {pattern!r} in:\n{self.output}")
+                self.output += chunk.decode(errors="replace")
 
     def stop(self) -> None:
         self.process.terminate()
@@ -110,7 +111,7 @@ def cluster(
         address = scheduler.wait_for(r"Scheduler at:\s+(tcp://\S+)").group(1)
         worker = Daemon(
             [*python, "distributed.cli.dask_worker", address, "--nworkers", "1", "--nthreads",
-             "1", "--no-dashboard", "--host", "127.0.0.1"],
+             "1", "--no-nanny", "--no-dashboard", "--host", "127.0.0.1"],
             env, remote / "cwd",
         )  # fmt: skip
         worker.wait_for(r"Registered to:")
