@@ -83,6 +83,8 @@ class CloudEmulator:
         self.cluster_requests: list[dict[str, Any]] = []
         self.cluster_resizes: list[tuple[str, str, Any]] = []
         self.closed_clusters: list[str] = []
+        # The environment the clusters' workers add to this process's: a pod's own settings.
+        self.worker_env: dict[str, str] = {}
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         # stop() waits for serve_forever's next poll (0.5 s by default): keep it short.
@@ -209,6 +211,7 @@ class CloudEmulator:
                 threads_per_worker=2,
                 host="127.0.0.1",
                 dashboard_address=":0",
+                env=self.worker_env,
             )
         return 200, {"status": "ready", "id": cluster_id}
 

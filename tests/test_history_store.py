@@ -19,23 +19,27 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ticketeval import history
-from ticketeval.errors import UsageError
-from ticketeval.history import (
+from ticketeval import history, history_rows, history_sql, history_urls
+from ticketeval.errors import (
     HistoryError,
-    HistoryRow,
     HistoryUnavailable,
     HistoryUnreachable,
+    SummaryError,
+    UsageError,
+)
+from ticketeval.history import (
+    HistoryRow,
     flag_regressions,
     open_history,
     pending_spool,
     read_trials,
     record_trial,
     redact_url,
-    rows_from_summary,
-    sqlite_url,
     to_json,
 )
+from ticketeval.history_rows import rows_from_summary
+from ticketeval.history_urls import sqlite_url
+from ticketeval.spool import spool_trial
 
 if TYPE_CHECKING:
     from tests.postgres import PostgresServer
@@ -107,11 +111,11 @@ def test_urls_are_parsed_and_passwords_redacted() -> None:
         "postgres://ada@db/trials?password=***&sslmode=require"
     )
     assert redact_url("sqlite:///srv/h.sqlite") == "sqlite:///srv/h.sqlite"
-    assert history.parse_history_url("sqlite:///srv/h.sqlite").path == Path("/srv/h.sqlite")
-    assert history.parse_history_url(sqlite_url(Path("/a b/h.sqlite"))).path == Path(
+    assert history_urls.parse_history_url("sqlite:///srv/h.sqlite").path == Path("/srv/h.sqlite")
+    assert history_urls.parse_history_url(sqlite_url(Path("/a b/h.sqlite"))).path == Path(
         "/a b/h.sqlite"
     )
-    assert history.parse_history_url("postgres://ada:pw@db/x").backend == "postgresql"
+    assert history_urls.parse_history_url("postgres://ada:pw@db/x").backend == "postgresql"
 
 
 @pytest.mark.parametrize(
@@ -172,11 +176,11 @@ def test_a_summary_of_several_models_makes_one_row_each_with_the_newer_keys() ->
 
 
 def test_a_summary_without_id_or_data_is_refused_not_spooled(tmp_path: Path) -> None:
-    with pytest.raises(history.SummaryError):
+    with pytest.raises(SummaryError):
         rows_from_summary({"timestamp": "2026-01-01T00:00:00+00:00"})
     broken = summary()
     del broken["data"]
-    with pytest.raises(history.SummaryError):
+    with pytest.raises(SummaryError):
         record_trial(broken, sqlite_url(tmp_path / "h.sqlite"), tmp_path / "spool")
     assert pending_spool(tmp_path / "spool") == 0
 
@@ -349,7 +353,7 @@ def test_a_spool_file_already_recorded_is_sent_again_harmlessly(tmp_path: Path) 
     url, spool = sqlite_url(tmp_path / "h.sqlite"), tmp_path / "spool"
     trial = summary(trial_id="twice")
     record_trial(trial, url, spool)
-    history.spool_trial(trial, spool)  # a crash between the commit and the delete
+    spool_trial(trial, spool)  # a crash between the commit and the delete
     (spool / "garbage.json").write_text("{not json")
     outcome = record_trial(summary(trial_id="next"), url, spool)
     assert outcome.recorded and outcome.sent_from_spool == 1
@@ -472,8 +476,8 @@ def test_a_failed_migration_leaves_the_old_file_as_it_was(
             raise OSError("disk went away")
         return original(record)
 
-    original = history._rows_from_v1
-    monkeypatch.setattr(history, "_rows_from_v1", failing_on_the_third)
+    original = history_rows.rows_from_v1
+    monkeypatch.setattr(history_sql, "rows_from_v1", failing_on_the_third)
     with pytest.raises(HistoryError, match="disk went away"):
         open_history(sqlite_url(path))
     with contextlib.closing(sqlite3.connect(path)) as connection:
@@ -618,16 +622,16 @@ def test_the_busy_timeout_reaches_the_driver(any_url: str) -> None:
 def test_a_full_disk_spools_the_trial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     url = sqlite_url(tmp_path / "h.sqlite")
     record_trial(summary(), url, tmp_path / "spool")
-    connect = history.HistoryStore._connect_sqlite
+    connect = history_sql.HistoryStore._connect_sqlite
 
-    def full(self: history.HistoryStore, create: bool) -> Any:
+    def full(self: history_sql.HistoryStore, create: bool) -> Any:
         # SQLite's own limit makes it fail exactly as on a full disk (SQLITE_FULL).
         connection = connect(self, create)
         pages = connection.execute("PRAGMA page_count").fetchone()[0]
         connection.execute(f"PRAGMA max_page_count = {pages}")
         return connection
 
-    monkeypatch.setattr(history.HistoryStore, "_connect_sqlite", full)
+    monkeypatch.setattr(history_sql.HistoryStore, "_connect_sqlite", full)
     big = summary(notes="x" * 100_000)
     outcome = record_trial(big, url, tmp_path / "spool")
     assert outcome.spooled and "the disk holding the history" in one_line(outcome.message)
@@ -649,7 +653,7 @@ def test_a_local_history_is_copied_to_a_server_once(tmp_path: Path, postgres_url
 def test_the_spool_is_flushed_without_a_new_trial(tmp_path: Path) -> None:
     url, spool = sqlite_url(tmp_path / "h.sqlite"), tmp_path / "spool"
     for index in range(3):
-        history.spool_trial(summary(trial_id=f"s{index}"), spool)
+        spool_trial(summary(trial_id=f"s{index}"), spool)
     assert pending_spool(spool) == 3
     assert history.flush_spool(url, spool) == 3
     assert pending_spool(spool) == 0 and [row.id for row in read_trials(url)] == ["s0", "s1", "s2"]
@@ -663,10 +667,10 @@ def test_the_default_history_is_in_the_data_directory_not_the_cache(
 ) -> None:
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "share"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    assert history.default_history_url() == sqlite_url(
+    assert history_urls.default_history_url() == sqlite_url(
         tmp_path / "share" / "ticketeval" / "history.sqlite"
     )
-    assert history.default_spool_dir() == tmp_path / "share" / "ticketeval" / "spool"
+    assert history_urls.default_spool_dir() == tmp_path / "share" / "ticketeval" / "spool"
 
 
 def crash_after_commit(path: str) -> None:

@@ -10,15 +10,23 @@ from __future__ import annotations
 
 import gc
 import json
+import shutil
 import socket
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.conftest import expect_error, invoke, run_ticketeval
 from tests.emulator import SATURN_IMAGE, SIZES, TENANT_SLUG, CloudEmulator, running_emulator
+from ticketeval.history import read_trials
+
+if TYPE_CHECKING:
+    from tests.postgres import PostgresServer
+
+pytest_plugins = ("tests.postgres",)  # the end-to-end run records in a real PostgreSQL
 
 SATURN_TOKEN = "saturn-token-5f3a9c"
 PREFECT_API_KEY = "pcu_api_key_81b2e7"
@@ -36,9 +44,11 @@ TASKS = {
     "get_trial_summary",
     "write_trial_summary",
 }
-# The flow's parameters as registered with --batch-size 500: a number of events, not text.
+# The flow's parameters as registered with --batch-size 500: a number of events, not text. No
+# TICKETEVAL_HISTORY_URL: the flow records in the pod's own history.
 PARAMETERS = {
     "batch-size": 500, "seed": None, "model": "heuristic", "closed-from": None, "closed-to": None,
+    "history-url": None,
 }  # fmt: skip
 REGISTER = (
     "register", "--workers", "3", "--worker-size", "xlarge", "--scheduler-size", "medium",
@@ -376,16 +386,29 @@ def test_the_registered_flow_runs_on_its_saturn_cluster_end_to_end(
     cloud: CloudEmulator,
     cloud_env: dict[str, str],
     data_dir: Path,
+    demo_cache: Path,
+    postgres_server: PostgresServer,
+    postgres_url: str,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """What Saturn's agent does with a registered flow: load it from Webhook storage and run it.
     Its DaskExecutor starts a dask_saturn.SaturnCluster, which asks the emulator's Saturn for a
-    cluster; the emulator starts a real Dask cluster on 127.0.0.1 and the tasks run there."""
-    registration = run_ticketeval(*REGISTER, env=cloud_env)
+    cluster; the emulator starts a real Dask cluster on 127.0.0.1 and the tasks run there, with
+    a pod's own environment (HOME, data), recording in the team's PostgreSQL history with the
+    password from the pod's PGPASSWORD."""
+    env = {**cloud_env, "TICKETEVAL_HISTORY_URL": postgres_url}
+    registration = run_ticketeval(*REGISTER, env=env)
     assert registration.returncode == 0, registration.stderr
     flow = load_stored_flow(cloud, monkeypatch)
     for name in ("SATURN_BASE_URL", "SATURN_IS_INTERNAL"):
         monkeypatch.setenv(name, cloud_env[name])
+    pod = tmp_path / "pod"
+    shutil.copytree(demo_cache, pod / "data")
+    cloud.worker_env = {
+        "HOME": str(pod), "TICKETEVAL_DATA_DIR": str(pod / "data"),
+        "TICKETEVAL_HISTORY_DIR": str(pod / "history"), "PGPASSWORD": postgres_server.password,
+    }  # fmt: skip
 
     state = flow.run(run_on_schedule=False)
 
@@ -404,15 +427,11 @@ def test_the_registered_flow_runs_on_its_saturn_cluster_end_to_end(
     assert (summary["data"]["num_obs"], summary["batch_size"]) == (500, 500)
     assert (summary["runner"], summary["model"]) == ("saturn", "heuristic")
     assert state.result[write_task].is_successful()
-    # TODO(history-url): write_trial_summary appends to the history of the machine it runs on
-    # (the worker's own TICKETEVAL_DATA_DIR or TICKETEVAL_HISTORY_PATH). The emulated Saturn
-    # cluster is a LocalCluster on this machine whose workers inherit this test's environment,
-    # so the trial lands in `data_dir`'s history only by that accident; a real Saturn pod has
-    # its own disk and the client never sees it. Once the shared history URL exists, give it to
-    # the flow, and assert the trial arrives there and that `ticketeval history` on the client
-    # shows it.
     del flow, state
     gc.collect()  # SaturnCluster asks Saturn for its status when collected: while it still runs
+    [trial] = read_trials(postgres_url)
+    assert (trial.num_obs, trial.runner) == (500, "saturn")
+    assert not (data_dir / "history.sqlite").exists() and not (pod / "history").exists()
 
 
 def test_register_in_a_process_that_already_imported_prefect(

@@ -683,6 +683,8 @@ def register(
             project=project,
             dry_run=dry_run,
         )
+        for warning in registration.warnings:
+            reporter.info(warning)
         details = registration.to_dict()
         if json_output:
             print(json.dumps(details))

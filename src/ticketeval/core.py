@@ -421,7 +421,9 @@ def _complete(settings: Settings, written: dict[str, Any]) -> dict[str, Any]:
 def _history_for_workers(settings: Settings, cluster: ClusterOptions) -> str | None:
     """The history the flow's workers write to: this machine's, except that a scheduler given
     by address gets it only when it is a server (a SQLite path there would be its own disk)."""
-    if cluster.address and not settings.history.startswith(("postgresql:", "postgres:")):
+    from ticketeval.history_urls import is_server_url
+
+    if cluster.address and not is_server_url(settings.history):
         return None
     return settings.history
 

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ticketeval.errors import RemoteError, SettingsError, UnreachableError, UsageError
+from ticketeval.history import flow_history_url
 from ticketeval.settings import Settings, env_var_name
 
 if TYPE_CHECKING:
@@ -34,6 +35,15 @@ _ONLY_WHEN_REGISTERED = (
 )
 
 
+POD_HISTORY = "the pod's own: its TICKETEVAL_HISTORY_URL, else a file on its disk"
+POD_HISTORY_WARNING = (
+    "Warning: TICKETEVAL_HISTORY_URL is not a PostgreSQL URL here, so the flow records its "
+    "trials in the Saturn pod's own history (its TICKETEVAL_HISTORY_URL, else a file on its "
+    "disk, lost with the pod): set TICKETEVAL_HISTORY_URL=postgresql://user@host/db before "
+    "registering, and PGPASSWORD in Saturn's secrets."
+)
+
+
 @dataclass(frozen=True)
 class Registration:
     """What was (or, with --dry-run, would be) registered. Holds no secret."""
@@ -42,6 +52,7 @@ class Registration:
     project: str
     tasks: list[str]
     parameters: dict[str, Any]
+    history: str  # where the flow's trials will be recorded (a URL without its password)
     schedule: str
     executor: str
     cluster_class: str
@@ -57,9 +68,11 @@ class Registration:
     saturn_flow_id: str | None = None
     image: str | None = None
     labels: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # one line each, for stderr
 
     def to_dict(self) -> dict[str, Any]:
         details = asdict(self)
+        details.pop("warnings")
         if self.dry_run:
             # Nothing was sent, so there are no ids, labels or image to show.
             for key in _ONLY_WHEN_REGISTERED:
@@ -244,12 +257,17 @@ def register(
     from ticketeval.flow import build_flow, flow_name
 
     prefect_logs_to_stderr()
+    history_url = flow_history_url(settings.history)
     flow = build_flow(
         name=flow_name(settings.username),
         batch_size=batch_size,
         seed=settings.seed,
         schedule_hours=schedule_hours,
         runner="saturn",
+        # A server's URL travels in the flow without its password (the pod's PGPASSWORD
+        # supplies it); a trial the flow cannot record fails its task, which Prefect retries.
+        history_url=history_url,
+        must_record=True,
     )
     plan = Registration(
         flow_name=flow.name,
@@ -266,6 +284,8 @@ def register(
         adapt_kwargs=adapt_kwargs or {},
         instance_size=instance_size,
         dry_run=dry_run,
+        history=history_url or POD_HISTORY,
+        warnings=[] if history_url else [POD_HISTORY_WARNING],
     )
     if dry_run:
         return plan
@@ -282,16 +302,19 @@ def register(
             from prefect_saturn import PrefectCloudIntegration
 
             integration = PrefectCloudIntegration(prefect_cloud_project_name=project_name)
-            flow = integration.register_flow_with_saturn(
-                flow,
-                dask_cluster_kwargs=cluster_kwargs,
-                dask_adapt_kwargs=adapt_kwargs,
-                instance_size=instance_size,
-            )
             with warnings.catch_warnings():
                 # Task results are not kept between runs by design (each run re-reads the
-                # cache), so Prefect's "No result handler" advice does not apply.
+                # cache), so Prefect's "No result handler" advice does not apply; nor does its
+                # advice on write_trial_summary's retries: they happen within the run (30 s
+                # apart), while the upstream results are still in memory.
                 warnings.filterwarnings("ignore", "No result handler", UserWarning)
+                warnings.filterwarnings("ignore", ".* has retry settings but some upstream")
+                flow = integration.register_flow_with_saturn(
+                    flow,
+                    dask_cluster_kwargs=cluster_kwargs,
+                    dask_adapt_kwargs=adapt_kwargs,
+                    instance_size=instance_size,
+                )
                 # no_url: Prefect would print the URL on stdout, which --json keeps for JSON.
                 flow_id = flow.register(project_name=project_name, no_url=True)
             version, flow_group_id, flow_url = _registered_flow(flow_id)
