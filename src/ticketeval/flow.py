@@ -15,11 +15,12 @@ import pandas as pd
 
 from ticketeval.batches import Batch, load_batch, parse_batch_size
 from ticketeval.cache import ensure_cache
+from ticketeval.champion import columns_of, model_specs
 from ticketeval.errors import HistoryError, UsageError
 from ticketeval.metrics import METRIC_NAMES, score_metric
-from ticketeval.models import load_model, model_columns, predict
+from ticketeval.models import load_model, predict
 from ticketeval.periods import Period, iso, parse_date
-from ticketeval.trial import compute_target, new_trial_id, summarize
+from ticketeval.trial import compute_target, new_trial_id, summarize_models
 
 if TYPE_CHECKING:
     from prefect import Flow
@@ -63,9 +64,14 @@ def _task_get_ticket_data_batch(
         settings.data_dir,
         parse_batch_size(batch_size),
         seed,
-        model_columns(load_model(model)),
+        columns_of(load_model(spec) for spec in model_specs(model)),
         period,
     )
+
+
+def _task_get_models(model: str) -> list[str]:
+    """The models the `model` parameter names (comma-separated), champion first."""
+    return list(model_specs(model))
 
 
 def _task_get_target(batch: Batch) -> pd.Series:
@@ -80,19 +86,24 @@ def _task_get_trial_summary(
     trial_id: str,
     batch: Batch,
     actuals: pd.Series,
-    predictions: np.ndarray,
+    predictions: list[np.ndarray],
     metrics: dict[str, float | None],
-    model: str,
+    models: list[str],
     runner: str,
 ) -> dict[str, Any]:
-    return summarize(
+    """The summary of every model's predictions (in the order of `models`, champion first);
+    `metrics` are the champion's, from the evaluate_model tasks."""
+    return summarize_models(
         trial_id=trial_id,
         batch=batch,
         target=actuals,
-        predictions=predictions,
-        metrics=metrics,
-        model=model,
+        predictions=dict(zip(models, predictions, strict=True)),
+        # Loaded again here only for what they say about their training (a model file's
+        # metadata); the heuristic and user functions cost nothing.
+        models={spec: load_model(spec) for spec in models},
+        closed_at=batch.frame["closed_at"].to_numpy(),
         runner=runner,
+        metrics=metrics,
     )
 
 
@@ -130,7 +141,7 @@ def build_flow(
     name: str,
     batch_size: int | None,
     seed: int | None = None,
-    model: str = "heuristic",
+    model: str | list[str] = "heuristic",
     period: Period | None = None,
     data_dir: Path | None = None,
     history_url: str | None = None,
@@ -142,11 +153,14 @@ def build_flow(
 
     `data_dir`/`history_url` of None mean "the settings of the machine the task runs on",
     which is what a flow registered with Prefect Cloud needs; there `history_url` is a
-    parameter without a password (the pod supplies it).
+    parameter without a password (the pod supplies it). `model` names one model or several
+    (a list, or one string separated by commas: the `model` parameter is that string); the
+    `predict` task is mapped over them, and the champion's (the first) predictions feed the
+    `evaluate_model` tasks.
     """
     from datetime import timedelta
 
-    from prefect import Flow, Parameter, task
+    from prefect import Flow, Parameter, task, unmapped
     from prefect.schedules import IntervalSchedule
 
     schedule = None
@@ -162,6 +176,7 @@ def build_flow(
         retry_delay=timedelta(seconds=2),
     )
     get_target = task(_task_get_target, name="get_target")
+    get_models = task(_task_get_models, name="get_models")
     predict_task = task(_task_predict, name="predict")
     evaluate_model = task(score_metric, name="evaluate_model")
     get_trial_summary = task(_task_get_trial_summary, name="get_trial_summary")
@@ -177,7 +192,7 @@ def build_flow(
             "batch-size", default="all" if batch_size is None else batch_size
         )
         seed_parameter = Parameter("seed", default=seed)
-        model_parameter = Parameter("model", default=model)
+        model_parameter = Parameter("model", default=",".join(model_specs(model)))
         closed_from = Parameter("closed-from", default=iso(period.closed_from))
         closed_to = Parameter("closed-to", default=iso(period.closed_to))
         trial_id = get_trial_id()
@@ -185,16 +200,16 @@ def build_flow(
             batch_size_parameter, seed_parameter, model_parameter, data_dir, closed_from, closed_to
         )
         actuals = get_target(batch)
-        predictions = predict_task(batch, model_parameter)
+        models = get_models(model_parameter)
+        predictions = predict_task.map(unmapped(batch), models)
+        champion = predictions[0]
         metrics = {
             name: evaluate_model(
-                name, actuals, predictions, task_args={"name": f"evaluate_model[{name}]"}
+                name, actuals, champion, task_args={"name": f"evaluate_model[{name}]"}
             )
             for name in METRIC_NAMES
         }
-        summary = get_trial_summary(
-            trial_id, batch, actuals, predictions, metrics, model_parameter, runner
-        )
+        summary = get_trial_summary(trial_id, batch, actuals, predictions, metrics, models, runner)
         history = Parameter("history-url", default=history_url) if must_record else history_url
         write_trial_summary(summary, history, must_record)
     return flow
