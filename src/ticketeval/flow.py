@@ -82,6 +82,13 @@ def _task_predict(batch: Batch, model: str) -> np.ndarray:
     return predict(load_model(model), batch.frame, name=model)
 
 
+def _task_evaluate_model(
+    name: str, actuals: pd.Series, predictions: list[np.ndarray]
+) -> float | None:
+    """One metric of the champion's predictions (the first of the mapped predict tasks)."""
+    return score_metric(name, actuals, predictions[0])
+
+
 def _task_get_trial_summary(
     trial_id: str,
     batch: Batch,
@@ -178,7 +185,7 @@ def build_flow(
     get_target = task(_task_get_target, name="get_target")
     get_models = task(_task_get_models, name="get_models")
     predict_task = task(_task_predict, name="predict")
-    evaluate_model = task(score_metric, name="evaluate_model")
+    evaluate_model = task(_task_evaluate_model, name="evaluate_model")
     get_trial_summary = task(_task_get_trial_summary, name="get_trial_summary")
     write_trial_summary = task(
         _task_write_trial_summary,
@@ -202,10 +209,9 @@ def build_flow(
         actuals = get_target(batch)
         models = get_models(model_parameter)
         predictions = predict_task.map(unmapped(batch), models)
-        champion = predictions[0]
         metrics = {
             name: evaluate_model(
-                name, actuals, champion, task_args={"name": f"evaluate_model[{name}]"}
+                name, actuals, predictions, task_args={"name": f"evaluate_model[{name}]"}
             )
             for name in METRIC_NAMES
         }
