@@ -36,6 +36,7 @@ TASKS = {
     "get_trial_id",
     "get_ticket_data_batch",
     "get_target",
+    "get_models",
     "predict",
     "evaluate_model[MAE]",
     "evaluate_model[MedAE]",

@@ -91,9 +91,20 @@ def score_period(
         summary = empty_summary(
             data_dir=data_dir, model=model, period=period, runner="backtest", demo=demo
         )
+        summary.update(_training_marks(model, period))
     summary["run_id"] = run_id
     summary["period_label"] = period.label
     return summary
+
+
+def _training_marks(model: str, period: Period) -> dict[str, Any]:
+    """`model_info` and `overlaps_training` of a period no event closed in (the leakage guard
+    still marks it, by its dates)."""
+    from ticketeval.champion import model_info, overlaps_training
+    from ticketeval.models import load_model
+
+    info = model_info(model, load_model(model))
+    return {"model_info": info, "overlaps_training": overlaps_training(info, period)}
 
 
 def _has_no_events(data_dir: Path, period: Period, demo: bool) -> bool:
@@ -185,6 +196,8 @@ def _row(summary: dict[str, Any], min_events: int) -> dict[str, Any]:
         "baseline_MAE": data["baseline"]["MAE"],
         "skill": data["baseline"]["skill"],
         "too_small": data["num_obs"] < min_events,
+        # The model trained on tickets closed in this period: its figures there flatter it.
+        "overlaps_training": bool(summary.get("overlaps_training")),
     }
 
 

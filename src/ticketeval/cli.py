@@ -25,6 +25,7 @@ from ticketeval.render import (
     download_progress,
     render_backtest,
     render_history,
+    render_model,
     render_registration,
     render_sizes,
     render_summary,
@@ -80,9 +81,20 @@ SeedOption = Annotated[
     ),
 ]
 ModelOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--model",
+        help="'heuristic', a model file (.skops, from `ticketeval train`), or "
+        "package.module:function returning seconds per row. Repeat to compare models on the "
+        "same batch, the first as the champion. \\[default: heuristic]",
+        show_default=False,
+    ),
+]
+BacktestModelOption = Annotated[
     str,
     typer.Option(
-        "--model", help="'heuristic', or package.module:function returning seconds per row."
+        "--model",
+        help="'heuristic', a model file (.skops), or package.module:function (one model).",
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON only, on stdout.")]
@@ -293,7 +305,7 @@ def evaluate(
     *,
     batch_size: BatchSizeOption = None,
     seed: SeedOption = None,
-    model: ModelOption = "heuristic",
+    model: ModelOption = None,
     source: SourceOption = None,
     closed_from: ClosedFromOption = None,
     closed_to: ClosedToOption = None,
@@ -305,7 +317,8 @@ def evaluate(
     quiet: QuietOption = False,
     log_file: LogFileOption = None,
 ) -> None:
-    """Score the model on one batch, in this process (no Prefect, no Dask).
+    """Score the model (or several, side by side) on one batch, in this process (no Prefect,
+    no Dask).
 
     Example: [bold]ticketeval evaluate --batch-size 1000 --seed 42 --source demo[/bold]
     """
@@ -315,7 +328,7 @@ def evaluate(
             settings_for(data_dir),
             batch_size=batch_size,
             seed=seed,
-            model=model,
+            model=model or "heuristic",
             source=source,
             closed_from=closed_from,
             closed_to=closed_to,
@@ -331,7 +344,7 @@ def run_local(
     *,
     batch_size: BatchSizeOption = None,
     seed: SeedOption = None,
-    model: ModelOption = "heuristic",
+    model: ModelOption = None,
     source: SourceOption = None,
     closed_from: ClosedFromOption = None,
     closed_to: ClosedToOption = None,
@@ -364,7 +377,7 @@ def run_local(
             cluster=cluster,
             batch_size=batch_size,
             seed=seed,
-            model=model,
+            model=model or "heuristic",
             source=source,
             closed_from=closed_from,
             closed_to=closed_to,
@@ -387,7 +400,7 @@ def backtest(
     ] = "month",
     closed_from: ClosedFromOption = None,
     closed_to: ClosedToOption = None,
-    model: ModelOption = "heuristic",
+    model: BacktestModelOption = "heuristic",
     batch_size: Annotated[
         str,
         typer.Option("--batch-size", help="Events to sample per period, or 'all'."),
@@ -500,6 +513,79 @@ def report_trial(
         raise typer.Exit(code=int(ExitCode.MAE_ABOVE_LIMIT))
     if recorded.get("spooled"):
         raise typer.Exit(code=int(ExitCode.SPOOLED))
+
+
+# --- train ---------------------------------------------------------------------------------------
+
+
+@app.command()
+def train(
+    *,
+    closed_before: Annotated[
+        str | None,
+        typer.Option(
+            "--closed-before",
+            help="Train on the incidents closed before this date (YYYY-MM-DD[THH:MM]); the "
+            "others are the holdout.",
+            show_default=False,
+        ),
+    ] = None,
+    train_fraction: Annotated[
+        float | None,
+        typer.Option(
+            "--train-fraction",
+            help="Or cut at this fraction of the closures, in time order. \\[default: 0.7]",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Where to save the model file (replaced).")
+    ] = Path("model.skops"),
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the trees.")] = 0,
+    loss: Annotated[
+        str,
+        typer.Option(
+            "--loss", help="'absolute_error' (the MAE scored) or 'log' (squared error on log1p)."
+        ),
+    ] = "absolute_error",
+    show: Annotated[
+        Path | None,
+        typer.Option(
+            "--show",
+            help="Only show what a saved model file says about itself (no training).",
+            show_default=False,
+        ),
+    ] = None,
+    source: SourceOption = None,
+    data_dir: DataDirOption = None,
+    json_output: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Train a model on the cached log (gradient-boosted trees), score it on the later
+    tickets, and save it for --model.
+
+    Example: [bold]ticketeval train --train-fraction 0.7 --out model.skops[/bold], then
+    [bold]ticketeval evaluate --model heuristic --model model.skops[/bold]
+    """
+    reporter = Reporter(quiet=quiet)
+    with reported_errors(reporter):
+        if show is not None:
+            described = core.show_model(show)
+        else:
+            described = core.train(
+                settings_for(data_dir),
+                closed_before=closed_before,
+                train_fraction=train_fraction,
+                out=out,
+                seed=seed,
+                loss=loss,
+                source=source,
+                on_fetch=lambda result: report_fetch(result, reporter),
+            )
+        if json_output:
+            print(json.dumps(described))
+            return
+        render_model(described, saved=show is None)
 
 
 # --- history -----------------------------------------------------------------------------------

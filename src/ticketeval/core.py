@@ -14,7 +14,7 @@ costs nothing the `--help` path would notice.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -156,7 +156,7 @@ def evaluate(
     *,
     batch_size: int | str | None = None,
     seed: int | None = None,
-    model: str = "heuristic",
+    model: str | Sequence[str] = "heuristic",
     source: str | None = None,
     closed_from: str | None = None,
     closed_to: str | None = None,
@@ -164,19 +164,22 @@ def evaluate(
     report: Path | None = None,
     on_fetch: FetchCallback | None = None,
 ) -> dict[str, Any] | NothingNew:
-    """`ticketeval evaluate`: score `model` on one batch in this process, record the trial
-    (and write its report), and return its summary (or NothingNew, recording nothing)."""
+    """`ticketeval evaluate`: score `model` (or several, champion first, on the same batch) in
+    this process, record the trial (and write its report), and return its summary (or
+    NothingNew, recording nothing)."""
+    from ticketeval.champion import model_specs
     from ticketeval.settings import check_seed
     from ticketeval.trial import score_trial
 
     if seed is not None:
         check_seed(seed)  # before any work: a trial is never computed only to be refused
+    specs = model_specs(model)
     _prepare_data(settings, source, on_fetch)
     plan = _plan_trial(
         settings,
         batch_size=batch_size,
         seed=seed,
-        model=model,
+        model=specs[0],
         closed_from=closed_from,
         closed_to=closed_to,
         since_last=since_last,
@@ -188,7 +191,7 @@ def evaluate(
         data_dir=settings.data_dir,
         batch_size=plan.batch_size,
         seed=plan.seed,
-        model=model,
+        model=specs,
         period=plan.period,
         allow_fewer=plan.allow_fewer,
         results=_results_keeping(settings),
@@ -206,7 +209,7 @@ def run_local(
     cluster: ClusterOptions,
     batch_size: int | str | None = None,
     seed: int | None = None,
-    model: str = "heuristic",
+    model: str | Sequence[str] = "heuristic",
     source: str | None = None,
     closed_from: str | None = None,
     closed_to: str | None = None,
@@ -218,6 +221,7 @@ def run_local(
     """`ticketeval run-local`: the same trial as a Prefect flow on Dask (the flow records it);
     returns its summary. Everything that can be checked is checked before a cluster starts."""
     from ticketeval.batches import check_batch_size, closed_in
+    from ticketeval.champion import model_specs
     from ticketeval.cluster import run_flow
     from ticketeval.flow import build_flow, flow_name
     from ticketeval.models import load_model, model_columns
@@ -225,12 +229,13 @@ def run_local(
 
     if seed is not None:
         check_seed(seed)
+    specs = model_specs(model)
     cache = _prepare_data(settings, source, on_fetch)
     plan = _plan_trial(
         settings,
         batch_size=batch_size,
         seed=seed,
-        model=model,
+        model=specs[0],
         closed_from=closed_from,
         closed_to=closed_to,
         since_last=since_last,
@@ -244,13 +249,14 @@ def run_local(
         if plan.allow_fewer:
             size = min(size, available)
         check_batch_size(size, available, plan.period)
-    model_columns(load_model(model), name=model)
+    for spec in specs:
+        model_columns(load_model(spec), name=spec)
     build = functools.partial(
         build_flow,
         name=flow_name(settings.username),
         batch_size=size,
         seed=plan.seed,
-        model=model,
+        model=list(specs),
         period=plan.period,
         # A scheduler given by address may be another machine: its workers read their own
         # data directory and, unless this one names a shared history, their own history.
@@ -276,7 +282,7 @@ def backtest(
     cluster: ClusterOptions,
     closed_from: str | None = None,
     closed_to: str | None = None,
-    model: str = "heuristic",
+    model: str | Sequence[str] = "heuristic",
     batch_size: int | str | None = "all",
     seed: int | None = None,
     reference: int | None = None,
@@ -288,9 +294,11 @@ def backtest(
 ) -> dict[str, Any]:
     """`ticketeval backtest`: replay the log period by period as one Prefect flow (a mapped
     task per period, on Dask), judge each period against the reference periods' band, record
-    the run, and return its periods and thresholds."""
+    the run, and return its periods and thresholds. One model: compare models with
+    `evaluate` or `run-local`."""
     from ticketeval.backtest import DEFAULT_MIN_EVENTS, backtest_periods
     from ticketeval.batches import parse_batch_size
+    from ticketeval.champion import model_specs
     from ticketeval.cluster import run_flow
     from ticketeval.demo import DEMO_SOURCE
     from ticketeval.flow import build_backtest_flow, flow_name
@@ -299,6 +307,13 @@ def backtest(
     from ticketeval.trial import new_trial_id
 
     parse_every(every)
+    specs = model_specs(model)
+    if len(specs) > 1:
+        raise UsageError(
+            "backtest scores one model: give --model once (compare models on the same events "
+            "with evaluate or run-local)."
+        )
+    model = specs[0]
     size = parse_batch_size(batch_size)
     if size is not None and size < 1:
         raise UsageError(f"the batch size must be at least 1, not {size}.")
@@ -381,6 +396,60 @@ def _results_keeping(settings: Settings) -> ResultsKeeping:
     from ticketeval.trial import ResultsKeeping
 
     return ResultsKeeping(settings.results_dir, settings.results_keep)
+
+
+DEFAULT_MODEL_FILE = "model.skops"
+DEFAULT_TRAIN_FRACTION = 0.7
+
+
+def train(
+    settings: Settings,
+    *,
+    closed_before: str | None = None,
+    train_fraction: float | None = None,
+    out: str | Path | None = None,
+    seed: int | None = None,
+    loss: str | None = None,
+    source: str | None = None,
+    on_fetch: FetchCallback | None = None,
+) -> dict[str, Any]:
+    """`ticketeval train`: train a model on the cached log (the incidents closed before the
+    cut), score it on the others, save it (atomically) and return its description.
+
+    The cut is `closed_before`, else the `train_fraction` point (0.7) of the closures. The
+    seed is the trees' (default 0, not TICKETEVAL_SEED: the same data gives the same file).
+    """
+    from ticketeval.training import DEFAULT_LOSS, save_model, train_from_cache
+
+    if closed_before is not None and train_fraction is not None:
+        raise UsageError("give --closed-before or --train-fraction, not both.")
+    _prepare_data(settings, source, on_fetch)
+    result = train_from_cache(
+        settings.data_dir,
+        closed_before=closed_before,
+        train_fraction=DEFAULT_TRAIN_FRACTION if train_fraction is None else train_fraction,
+        seed=0 if seed is None else seed,
+        loss=loss or DEFAULT_LOSS,
+    )
+    path = save_model(result, Path(out) if out is not None else Path(DEFAULT_MODEL_FILE))
+    return describe_model_metadata(str(path), result.metadata)
+
+
+def show_model(path: str | Path) -> dict[str, Any]:
+    """`ticketeval train --show`: what a saved model file says about itself."""
+    from ticketeval.training import describe_model
+
+    described = describe_model(path)
+    return describe_model_metadata(described.pop("path"), described)
+
+
+def describe_model_metadata(path: str, metadata: dict[str, Any]) -> dict[str, Any]:
+    """A model's metadata as `train` shows it: everything but the category maps (hundreds of
+    values each, for the model, not for people)."""
+    return {
+        "path": path,
+        **{key: value for key, value in metadata.items() if key != "category_maps"},
+    }
 
 
 def record(settings: Settings, summary: dict[str, Any]) -> dict[str, Any]:

@@ -15,12 +15,13 @@ import pandas as pd
 
 from ticketeval.batches import Batch, load_batch, parse_batch_size
 from ticketeval.cache import ensure_cache
+from ticketeval.champion import columns_of, model_specs
 from ticketeval.demo import DEMO_SOURCE
 from ticketeval.errors import HistoryError, UsageError
 from ticketeval.metrics import METRIC_NAMES, score_metric
-from ticketeval.models import load_model, model_columns, predict
+from ticketeval.models import load_model, predict
 from ticketeval.periods import Period, iso, parse_date
-from ticketeval.trial import ResultsKeeping, compute_target, new_trial_id, summarize
+from ticketeval.trial import ResultsKeeping, compute_target, new_trial_id, summarize_models
 
 if TYPE_CHECKING:
     from prefect import Flow
@@ -65,10 +66,15 @@ def _task_get_ticket_data_batch(
         settings.data_dir,
         parse_batch_size(batch_size),
         seed,
-        model_columns(load_model(model), name=model),
+        columns_of(load_model(spec) for spec in model_specs(model)),
         period,
         demo=demo,
     )
+
+
+def _task_get_models(model: str) -> list[str]:
+    """The models the `model` parameter names (comma-separated), champion first."""
+    return list(model_specs(model))
 
 
 def _task_get_target(batch: Batch) -> pd.Series:
@@ -79,28 +85,41 @@ def _task_predict(batch: Batch, model: str) -> np.ndarray:
     return predict(load_model(model), batch.frame, name=model)
 
 
+def _task_evaluate_model(
+    name: str, actuals: pd.Series, predictions: list[np.ndarray]
+) -> float | None:
+    """One metric of the champion's predictions (the first of the mapped predict tasks)."""
+    return score_metric(name, actuals, predictions[0])
+
+
 def _task_get_trial_summary(
     trial_id: str,
     batch: Batch,
     actuals: pd.Series,
-    predictions: np.ndarray,
+    predictions: list[np.ndarray],
     metrics: dict[str, float | None],
-    model: str,
+    models: list[str],
     runner: str,
     results: ResultsKeeping | None = None,
 ) -> dict[str, Any]:
-    summary = summarize(
+    """The summary of every model's predictions (in the order of `models`, champion first);
+    `metrics` are the champion's, from the evaluate_model tasks. Keeps the champion's
+    per-event results when asked."""
+    summary = summarize_models(
         trial_id=trial_id,
         batch=batch,
         target=actuals,
-        predictions=predictions,
-        metrics=metrics,
-        model=model,
+        predictions=dict(zip(models, predictions, strict=True)),
+        # Loaded again here only for what they say about their training (a model file's
+        # metadata); the heuristic and user functions cost nothing.
+        models={spec: load_model(spec) for spec in models},
+        closed_at=batch.frame["closed_at"].to_numpy(),
         runner=runner,
+        metrics=metrics,
     )
     if results is None:
         return summary
-    kept = results.write(trial_id, batch, actuals, predictions, model)
+    kept = results.write(trial_id, batch, actuals, predictions[0], models[0])
     return {**summary, "results_path": str(kept)}
 
 
@@ -161,7 +180,7 @@ def build_flow(
     name: str,
     batch_size: int | None,
     seed: int | None = None,
-    model: str = "heuristic",
+    model: str | list[str] = "heuristic",
     period: Period | None = None,
     data_dir: Path | None = None,
     history_url: str | None = None,
@@ -176,11 +195,14 @@ def build_flow(
 
     `data_dir`/`history_url` of None mean "the settings of the machine the task runs on",
     which is what a flow registered with Prefect Cloud needs; there `history_url` is a
-    parameter without a password (the pod supplies it). `demo` scores the demo data.
+    parameter without a password (the pod supplies it). `model` names one model or several
+    (a list, or one string separated by commas: the `model` parameter is that string); the
+    `predict` task is mapped over them, and the champion's (the first) predictions feed the
+    `evaluate_model` tasks. `demo` scores the demo data.
     """
     from datetime import timedelta
 
-    from prefect import Flow, Parameter, task
+    from prefect import Flow, Parameter, task, unmapped
     from prefect.schedules import IntervalSchedule
 
     schedule = None
@@ -196,8 +218,9 @@ def build_flow(
         retry_delay=timedelta(seconds=2),
     )
     get_target = task(_task_get_target, name="get_target")
+    get_models = task(_task_get_models, name="get_models")
     predict_task = task(_task_predict, name="predict")
-    evaluate_model = task(score_metric, name="evaluate_model")
+    evaluate_model = task(_task_evaluate_model, name="evaluate_model")
     get_trial_summary = task(_task_get_trial_summary, name="get_trial_summary")
     write_trial_summary = task(
         _task_write_trial_summary,
@@ -211,7 +234,7 @@ def build_flow(
             "batch-size", default="all" if batch_size is None else batch_size
         )
         seed_parameter = Parameter("seed", default=seed)
-        model_parameter = Parameter("model", default=model)
+        model_parameter = Parameter("model", default=",".join(model_specs(model)))
         closed_from = Parameter("closed-from", default=iso(period.closed_from))
         closed_to = Parameter("closed-to", default=iso(period.closed_to))
         trial_id = get_trial_id()
@@ -225,7 +248,8 @@ def build_flow(
             demo,
         )
         actuals = get_target(batch)
-        predictions = predict_task(batch, model_parameter)
+        models = get_models(model_parameter)
+        predictions = predict_task.map(unmapped(batch), models)
         metrics = {
             name: evaluate_model(
                 name, actuals, predictions, task_args={"name": f"evaluate_model[{name}]"}
@@ -233,7 +257,7 @@ def build_flow(
             for name in METRIC_NAMES
         }
         summary = get_trial_summary(
-            trial_id, batch, actuals, predictions, metrics, model_parameter, runner, results
+            trial_id, batch, actuals, predictions, metrics, models, runner, results
         )
         history = Parameter("history-url", default=history_url) if must_record else history_url
         written = write_trial_summary(summary, history, must_record)

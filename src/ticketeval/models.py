@@ -1,4 +1,9 @@
-"""Models: the reference heuristic, loading a user's model, and checking what it predicts."""
+"""Models: the reference heuristic, loading a user's model or a model file, and checking what
+it predicts.
+
+A model file (`ticketeval train`) is read by `ticketeval.training`, imported only when a spec
+names one: the heuristic and `--help` never import scikit-learn or skops.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import contextlib
 import importlib
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,13 +42,29 @@ def heuristic_model(batch: pd.DataFrame) -> np.ndarray:
 heuristic_model.columns = ("priority",)  # type: ignore[attr-defined]
 
 
+MODEL_FILE_SUFFIX = ".skops"
+
+
+def is_model_file(spec: str) -> bool:
+    """Whether `spec` names a model file: it ends with .skops, or is an existing file."""
+    return spec.endswith(MODEL_FILE_SUFFIX) or Path(spec).is_file()
+
+
 def load_model(spec: str) -> Model:
-    """`heuristic`, or `package.module:function` naming a callable batch -> seconds."""
+    """`heuristic`, a model file (`ticketeval train`), or `package.module:function` naming a
+    callable batch -> seconds."""
     if spec == "heuristic":
         return heuristic_model
+    if is_model_file(spec):
+        from ticketeval.training import load_model_file
+
+        return load_model_file(spec)
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
-        raise ModelError(f"model {spec!r} is not 'heuristic' or 'package.module:function'.")
+        raise ModelError(
+            f"model {spec!r} is not 'heuristic', a model file (.skops) or "
+            "'package.module:function'."
+        )
     try:
         with contextlib.redirect_stdout(sys.stderr):  # stdout is for results (--json)
             module = importlib.import_module(module_name)

@@ -105,20 +105,44 @@ def number(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}"
 
 
+def training_text(info: dict[str, Any] | None) -> str:
+    """A trained model's training period: `closed 2016-02-29 to 2016-05-11 (absolute_error)`."""
+    if not info:
+        return "-"
+    first, last = (info.get("trained_from") or "…")[:10], (info.get("trained_until") or "…")[:10]
+    return f"closed {first} to {last} ({info.get('loss')})"
+
+
+def overlap_text(overlaps: bool | None) -> Text:
+    if overlaps:
+        return Text("YES: it trained on some of these tickets", style="bold red")
+    return Text("no")
+
+
 def render_summary(summary: dict[str, Any]) -> None:
+    if summary.get("models"):
+        render_models(summary)
+        return
     data = summary["data"]
     metrics, target, baseline = data["metrics"], data["target"], data["baseline"]
     intervals = data.get("metrics_ci") or {}
     table = Table(title=f"Trial {summary['id']}", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column(justify="right")
-    rows = [
+    rows: list[tuple[str, str | Text]] = [
         (
             "num_obs",
             f"{data['num_obs']:,}"
             + (f" ({data['num_dropped']:,} without a target)" if data["num_dropped"] else ""),
         ),
         ("model", summary["model"]),
+    ]
+    info = summary.get("model_info")
+    if info:
+        rows.append(("trained on", training_text(info)))
+    if info or summary.get("overlaps_training"):
+        rows.append(("overlaps training", overlap_text(summary.get("overlaps_training"))))
+    rows += [
         ("seed", str(summary["seed"])),
         ("source", summary["source"]["name"]),
         ("period", period_text(summary.get("period"))),
@@ -151,6 +175,124 @@ def render_summary(summary: dict[str, Any]) -> None:
     stdout.print(per_priority)
 
 
+def render_models(summary: dict[str, Any]) -> None:
+    """Several models scored on one batch: side by side, then each challenger against the
+    champion (the first)."""
+    blocks: dict[str, dict[str, Any]] = summary["models"]
+    names = list(blocks)
+    data = summary["data"]
+    table = Table(title=f"Trial {summary['id']}", title_justify="left")
+    table.add_column("", style="bold")
+    for index, name in enumerate(names):
+        table.add_column(f"{name}{' (champion)' if index == 0 else ''}", justify="right")
+    events = f"{data['num_obs']:,}" + (
+        f" ({data['num_dropped']:,} without a target)" if data["num_dropped"] else ""
+    )
+    table.add_row("num_obs", events, *([""] * (len(names) - 1)))
+    table.add_row("seed", str(summary["seed"]), *([""] * (len(names) - 1)))
+    table.add_row("source", summary["source"]["name"], *([""] * (len(names) - 1)))
+    table.add_row("period", period_text(summary.get("period")), *([""] * (len(names) - 1)))
+
+    def each(render: Any) -> list[Any]:
+        return [render(blocks[name]) for name in names]
+
+    table.add_row("trained on", *each(lambda block: training_text(block.get("model_info"))))
+    table.add_row(
+        "overlaps training", *each(lambda block: overlap_text(block.get("overlaps_training")))
+    )
+    for metric in ("MAE", "MedAE", "RMSE"):
+        table.add_row(
+            metric,
+            *each(
+                lambda block, metric=metric: with_interval(
+                    block["metrics"][metric], (block.get("metrics_ci") or {}).get(metric)
+                )
+            ),
+        )
+    table.add_row("R2", *each(lambda block: number(block["metrics"]["R2"])))
+    table.add_row("MAE of the median", seconds(data["baseline"]["MAE"]), *([""] * (len(names) - 1)))
+    table.add_row("skill vs the median", *each(lambda block: number(block["baseline"]["skill"])))
+    stdout.print(table)
+
+    versus = Table(title="Challenger vs champion (paired bootstrap, 95%)", title_justify="left")
+    for column in ("challenger", "champion", "MAE difference", "95% CI", "verdict"):
+        versus.add_column(
+            column, justify="right" if column in ("MAE difference", "95% CI") else "left"
+        )
+    for row in summary.get("comparison") or []:
+        interval = row["ci"]
+        if row["better_beyond_noise"]:
+            verdict = Text("better beyond noise", style="bold green")
+        elif row["worse_beyond_noise"]:
+            verdict = Text("worse beyond noise", style="bold red")
+        else:
+            verdict = Text("within noise")
+        versus.add_row(
+            row["challenger"],
+            row["champion"],
+            "n/a" if row["mae_difference"] is None else f"{row['mae_difference']:+,.0f} s",
+            "" if interval is None else f"{interval[0]:+,.0f} to {interval[1]:+,.0f} s",
+            verdict,
+        )
+    stdout.print(versus)
+
+    per_priority = Table(title="MAE by priority", title_justify="left")
+    per_priority.add_column("priority")
+    per_priority.add_column("num_obs", justify="right")
+    for name in names:
+        per_priority.add_column(name, justify="right")
+    for label, values in data["by_priority"].items():
+        per_priority.add_row(
+            label,
+            f"{values['num_obs']:,}",
+            *[seconds((blocks[name]["by_priority"].get(label) or {}).get("MAE")) for name in names],
+        )
+    stdout.print(per_priority)
+
+
+def render_model(described: dict[str, Any], *, saved: bool) -> None:
+    """A model file's description: how it was trained, and how it scored on its holdout."""
+    training, holdout = described.get("training") or {}, described.get("holdout") or {}
+    title = f"Saved {described['path']}" if saved else f"Model {described['path']}"
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    first, last = training.get("first_closed_at") or "…", training.get("last_closed_at") or "…"
+    fraction = training.get("train_fraction")
+    cut = (training.get("cut") or "").replace("T", " ")
+    rows = [
+        ("estimator", described.get("estimator", "")),
+        ("loss", described.get("loss", "")),
+        ("cut", cut + (f" (the {fraction:.0%} point of the closures)" if fraction else "")),
+        (
+            "trained on",
+            f"{training.get('events', 0):,} events of {training.get('incidents') or 0:,} "
+            f"incidents closed {first[:16]} to {last[:16]}".replace("T", " "),
+        ),
+        (
+            "holdout",
+            f"{holdout.get('events', 0):,} events of {holdout.get('incidents') or 0:,} incidents "
+            f"closed {(holdout.get('first_closed_at') or '…')[:16]} to "
+            f"{(holdout.get('last_closed_at') or '…')[:16]}".replace("T", " "),
+        ),
+        ("holdout MAE", seconds(holdout.get("MAE"))),
+        ("MAE of the training median", seconds(holdout.get("MAE_constant"))),
+        ("skill vs the training median", number(holdout.get("skill"))),
+        ("MAE of the heuristic", seconds(holdout.get("MAE_heuristic"))),
+        ("skill vs the heuristic", number(holdout.get("skill_vs_heuristic"))),
+        ("data sha256", described.get("data_sha256") or "-"),
+        (
+            "versions",
+            ", ".join(
+                f"{name} {version}" for name, version in (described.get("versions") or {}).items()
+            ),
+        ),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    stdout.print(table)
+
+
 def sparkline(values: list[float | None]) -> str:
     """A one-line trend, lowest ▁ to highest █."""
     bars = "▁▂▃▄▅▆▇█"
@@ -168,8 +310,13 @@ def render_backtest(result: dict[str, Any]) -> None:
     band = result["thresholds"]
     title = f"Backtest {result['run_id']}: {result['model']} every {result['every']}"
     table = Table(title=title, title_justify="left")
-    for column in ("period", "events", "incidents", "MAE", "95% CI", "constant MAE", "skill", ""):
-        table.add_column(column, justify="left" if column in ("period", "") else "right")
+    # The leakage guard: shown when the model trained on tickets of some period.
+    overlapping = any(row.get("overlaps_training") for row in result["periods"])
+    columns = ["period", "events", "incidents", "MAE", "95% CI", "constant MAE", "skill", ""]
+    if overlapping:
+        columns.append("in training")
+    for column in columns:
+        table.add_column(column, justify="right" if column in columns[1:7] else "left")
     for row in result["periods"]:
         if row["too_small"]:
             mark = Text("too small", style="dim")
@@ -187,8 +334,18 @@ def render_backtest(result: dict[str, Any]) -> None:
             seconds(row["baseline_MAE"]),
             number(row["skill"]),
             mark,
+            *(
+                [Text("YES", style="bold red") if row.get("overlaps_training") else Text("")]
+                if overlapping
+                else []
+            ),
         )
     stdout.print(table)
+    if overlapping:
+        stdout.print(
+            "In training: the model trained on tickets closed in that period; its figures "
+            "there flatter it."
+        )
     if band is None:
         stdout.print(
             "No alert band: fewer than two reference periods with enough events "

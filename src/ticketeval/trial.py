@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ticketeval.batches import Batch, load_batch
+from ticketeval.champion import columns_of, comparisons, model_info, model_specs, overlaps_training
 from ticketeval.metrics import (
     INTERVAL_METRICS,
     METRIC_NAMES,
@@ -20,7 +22,7 @@ from ticketeval.metrics import (
     score_metric,
     with_rmse,
 )
-from ticketeval.models import load_model, model_columns, predict
+from ticketeval.models import Model, load_model, predict
 from ticketeval.periods import Period
 
 if TYPE_CHECKING:
@@ -166,36 +168,46 @@ def score_trial(
     data_dir: Path,
     batch_size: int | None,
     seed: int | None = None,
-    model: str = "heuristic",
+    model: str | Sequence[str] = "heuristic",
     runner: str = "evaluate",
     period: Period | None = None,
     allow_fewer: bool = False,
     results: ResultsKeeping | None = None,
     demo: bool = False,
 ) -> dict[str, Any]:
-    """Score `model` on one batch from the cache (the demo data's with `demo`; None: every
-    event of the period), in this process, and summarize the trial (keeping its per-event
-    results when asked)."""
-    model_function = load_model(model)
-    columns = model_columns(model_function, name=model)
+    """Score `model` (or several: champion first) on one batch from the cache (the demo data's
+    with `demo`; None: every event of the period), in this process, and summarize the trial
+    (keeping the champion's per-event results when asked)."""
+    specs = model_specs(model)
+    functions = {spec: load_model(spec) for spec in specs}
     batch = load_batch(
-        data_dir, batch_size, seed, columns, period, allow_fewer=allow_fewer, demo=demo
+        data_dir,
+        batch_size,
+        seed,
+        columns_of(functions.values()),
+        period,
+        allow_fewer=allow_fewer,
+        demo=demo,
     )
     target = compute_target(batch.frame)
-    predictions = predict(model_function, batch.frame, name=model)
+    predictions = {
+        spec: predict(function, batch.frame, name=spec) for spec, function in functions.items()
+    }
     trial_id = new_trial_id()
-    kept = results.write(trial_id, batch, target, predictions, model) if results else None
+    kept = None
+    if results is not None:
+        kept = results.write(trial_id, batch, target, predictions[specs[0]], specs[0])
+    closed_at = batch.frame["closed_at"].to_numpy()
     # From here on only the priority is read (by the summary): free the other columns before
     # the metrics make their temporaries.
     batch = replace(batch, frame=batch.frame[list(SUMMARY_COLUMNS)])
-    metrics = {name: score_metric(name, target, predictions) for name in METRIC_NAMES}
-    summary = summarize(
+    summary = summarize_models(
         trial_id=trial_id,
         batch=batch,
         target=target,
         predictions=predictions,
-        metrics=metrics,
-        model=model,
+        models=functions,
+        closed_at=closed_at,
         runner=runner,
     )
     return summary if kept is None else {**summary, "results_path": str(kept)}
@@ -233,3 +245,56 @@ class ResultsKeeping:
         path = write_results(self.directory, trial_id, per_event, model=model)
         prune_results(self.directory, self.retain)
         return path
+
+
+def summarize_models(
+    *,
+    trial_id: str,
+    batch: Batch,
+    target: pd.Series,
+    predictions: Mapping[str, np.ndarray],
+    models: Mapping[str, Model],
+    closed_at: np.ndarray | None,
+    runner: str,
+    metrics: dict[str, float | None] | None = None,
+) -> dict[str, Any]:
+    """The summary of one or more models scored on the same batch (champion first).
+
+    Its `data` and `model` are the champion's, as for one model; with `model_info` (a trained
+    model's origin, else None) and `overlaps_training` (some model may have trained on these
+    tickets). With several models, `models` holds each one's data block (with its own
+    `model_info` and `overlaps_training`) and `comparison` each challenger against the
+    champion. `metrics`, when given, are the champion's already computed (the flow's tasks).
+    """
+    names = list(predictions)
+    blocks: dict[str, dict[str, Any]] = {}
+    summary: dict[str, Any] = {}
+    for name in names:
+        scores = metrics if metrics is not None and name == names[0] else None
+        if scores is None:
+            scores = {
+                metric: score_metric(metric, target, predictions[name]) for metric in METRIC_NAMES
+            }
+        scored = summarize(
+            trial_id=trial_id,
+            batch=batch,
+            target=target,
+            predictions=predictions[name],
+            metrics=scores,
+            model=name,
+            runner=runner,
+        )
+        summary = summary or scored
+        info = model_info(name, models[name])
+        blocks[name] = {
+            **scored["data"],
+            "model_info": info,
+            "overlaps_training": overlaps_training(info, batch.period, closed_at),
+        }
+    champion = blocks[names[0]]
+    summary["model_info"] = champion["model_info"]
+    summary["overlaps_training"] = any(block["overlaps_training"] for block in blocks.values())
+    if len(names) > 1:
+        summary["models"] = blocks
+        summary["comparison"] = comparisons(target, predictions, seed=batch.seed)
+    return summary
