@@ -154,7 +154,7 @@ def test_the_paired_interval_scores_both_models_on_the_same_resamples() -> None:
     champion, challenger = y * rng.uniform(0.5, 1.5, 300), y * rng.uniform(0.6, 1.4, 300)
     difference, interval = paired_mae_difference(y, champion, challenger, seed=11, resamples=500)
     # The same draws, one resample at a time, each model's MAE computed on its own.
-    draws = np.random.default_rng([11, 0xC0DE]).integers(0, 300, size=(500, 300), dtype=np.uint16)
+    draws = np.random.default_rng([11, 0xC0DE]).integers(0, 300, size=(500, 300), dtype=np.uint32)
     naive = [
         np.abs(y[rows] - challenger[rows]).mean() - np.abs(y[rows] - champion[rows]).mean()
         for rows in draws
