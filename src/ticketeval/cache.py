@@ -26,6 +26,7 @@ from ticketeval.sources import (
     download,
     read_local,
     read_zip,
+    unreadable_source,
 )
 
 if TYPE_CHECKING:
@@ -194,12 +195,8 @@ def _fetch_demo(data_dir: Path, force: bool, demo_seed: int, demo_events: int) -
 def _fetch_local(path: Path, data_dir: Path, cached: CacheInfo | None, force: bool) -> FetchResult:
     try:
         stat = path.stat()
-    except FileNotFoundError:
-        raise DataError(
-            f"{shorten(path)} does not exist: give a .zip or .csv of the event log, or 'demo'."
-        ) from None
     except OSError as error:
-        raise DataError(f"cannot read {shorten(path)}: {error.strerror or error}.") from None
+        raise unreadable_source(path, error) from None
     resolved = str(path.resolve())
     if (
         not force

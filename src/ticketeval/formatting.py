@@ -15,7 +15,8 @@ MINUTE, HOUR, DAY, WEEK = 60.0, 3_600.0, 86_400.0, 604_800.0
 
 
 def finite(value: Any) -> float | None:
-    """A finite float, or None for None, NaN, infinity, or anything that is not a number."""
+    """A finite float, or None for None, NaN, infinity, or anything that is not a number (what
+    the report shows and the history stores: undefined is null, as in summaries)."""
     if value is None or isinstance(value, bool):
         return None
     try:

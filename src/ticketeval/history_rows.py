@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ticketeval.errors import SummaryError
+from ticketeval.formatting import finite
 
 SCHEMA_VERSION = 2  # 1: the single-table SQLite history of releases up to now (no meta table)
 META_TABLE = "ticketeval_meta"
@@ -41,16 +42,6 @@ V1_COLUMNS = (
     "id", "timestamp", "runner", "model", "batch_size", "seed", "num_obs",
     "mae", "medae", "mse", "r2", "rmse", "summary",
 )  # fmt: skip
-
-
-def to_float(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None  # NaN is undefined: null, as in summaries
 
 
 def to_int(value: Any) -> int | None:
@@ -99,26 +90,26 @@ def _metric_columns(block: Mapping[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {
         "num_obs": to_int(block.get("num_obs")),
         "num_scored": to_int(block.get("num_scored")),
-        "baseline_mae": to_float(baseline.get("MAE")),
-        "skill": to_float(baseline.get("skill")),
+        "baseline_mae": finite(baseline.get("MAE")),
+        "skill": finite(baseline.get("skill")),
     }
     for column, name in _METRICS.items():
-        row[column] = to_float(metrics.get(name))
+        row[column] = finite(metrics.get(name))
     for column, name in _INTERVALS.items():
         bounds = intervals.get(name)
         low, high = bounds if isinstance(bounds, list | tuple) and len(bounds) == 2 else (None,) * 2
-        row[f"{column}_low"], row[f"{column}_high"] = to_float(low), to_float(high)
+        row[f"{column}_low"], row[f"{column}_high"] = finite(low), finite(high)
     return row
 
 
-def finite(value: Any) -> Any:
+def null_if_undefined(value: Any) -> Any:
     """`value` with NaN and infinities as None: summaries hold null for undefined values."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, Mapping):
-        return {key: finite(item) for key, item in value.items()}
+        return {key: null_if_undefined(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [finite(item) for item in value]
+        return [null_if_undefined(item) for item in value]
     return value
 
 
@@ -156,7 +147,7 @@ def rows_from_summary(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
         "period_label": to_text(summary.get("period_label")),
         "results_path": to_text(summary.get("results_path")),
         "alert": None if flagged is None else int(bool(flagged)),
-        "summary": json.dumps(finite(summary), allow_nan=False, default=str),
+        "summary": json.dumps(null_if_undefined(summary), allow_nan=False, default=str),
     }
     rows = []
     for model, block in blocks.items():
@@ -189,7 +180,7 @@ def rows_from_v1(old: Sequence[Any]) -> list[dict[str, Any]]:
         seed=to_text(to_int(record["seed"])),
         num_obs=to_int(record["num_obs"]),
         summary=record["summary"],
-        **{column: to_float(record[column]) for column in _METRICS},
+        **{column: finite(record[column]) for column in _METRICS},
     )
     with contextlib.suppress(SummaryError):
         row["timestamp"] = utc_iso(record["timestamp"])
@@ -245,19 +236,19 @@ class HistoryRow:
             seed=to_int(row["seed"]),
             num_obs=to_int(row["num_obs"]),
             num_scored=to_int(row["num_scored"]),
-            MAE=to_float(row["mae"]),
-            MedAE=to_float(row["medae"]),
-            MSE=to_float(row["mse"]),
-            R2=to_float(row["r2"]),
-            RMSE=to_float(row["rmse"]),
-            MAE_low=to_float(row["mae_low"]),
-            MAE_high=to_float(row["mae_high"]),
-            MedAE_low=to_float(row["medae_low"]),
-            MedAE_high=to_float(row["medae_high"]),
-            RMSE_low=to_float(row["rmse_low"]),
-            RMSE_high=to_float(row["rmse_high"]),
-            baseline_MAE=to_float(row["baseline_mae"]),
-            skill=to_float(row["skill"]),
+            MAE=finite(row["mae"]),
+            MedAE=finite(row["medae"]),
+            MSE=finite(row["mse"]),
+            R2=finite(row["r2"]),
+            RMSE=finite(row["rmse"]),
+            MAE_low=finite(row["mae_low"]),
+            MAE_high=finite(row["mae_high"]),
+            MedAE_low=finite(row["medae_low"]),
+            MedAE_high=finite(row["medae_high"]),
+            RMSE_low=finite(row["rmse_low"]),
+            RMSE_high=finite(row["rmse_high"]),
+            baseline_MAE=finite(row["baseline_mae"]),
+            skill=finite(row["skill"]),
             data_sha256=row["data_sha256"],
             source=row["source"],
             closed_from=row["closed_from"],

@@ -99,6 +99,20 @@ def _header(archive: zipfile.ZipFile, member: str) -> set[str]:
     return {name.strip() for row in csv.reader([text]) for name in row}
 
 
+def unreadable_source(path: Path, error: OSError) -> DataError:
+    """The one line for a --source that cannot be read, saying what to give instead."""
+    if isinstance(error, IsADirectoryError):
+        return DataError(
+            f"{shorten(path)} is a directory: give a regular .zip or .csv file of the event log, "
+            "or 'demo'."
+        )
+    if isinstance(error, FileNotFoundError):
+        return DataError(
+            f"{shorten(path)} does not exist: give a .zip or .csv of the event log, or 'demo'."
+        )
+    return DataError(f"cannot read {shorten(path)}: {error.strerror or error}.")
+
+
 def read_local(path: Path) -> RawLog:
     """A local `.zip` or `.csv`, told apart by content so a misnamed file still works.
 
@@ -114,17 +128,8 @@ def read_local(path: Path) -> RawLog:
                     "log, or 'demo'."
                 )
             data = stream.read()
-    except IsADirectoryError:
-        raise DataError(
-            f"{shorten(path)} is a directory: give a regular .zip or .csv file of the event log, "
-            "or 'demo'."
-        ) from None
-    except FileNotFoundError:
-        raise DataError(
-            f"{shorten(path)} does not exist: give a .zip or .csv of the event log, or 'demo'."
-        ) from None
     except OSError as error:
-        raise DataError(f"cannot read {shorten(path)}: {error.strerror or error}.") from None
+        raise unreadable_source(path, error) from None
     if data[:4] == b"PK\x03\x04" or path.suffix.lower() == ".zip":
         return read_zip(data, source=str(path))
     return RawLog(data, str(path), path.name)

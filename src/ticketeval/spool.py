@@ -20,7 +20,7 @@ from typing import Any
 
 from ticketeval.errors import SummaryError
 from ticketeval.files import atomic_file
-from ticketeval.history_rows import finite, rows_from_summary, utc_iso
+from ticketeval.history_rows import null_if_undefined, rows_from_summary, utc_iso
 
 
 def _spool_name(summary: Mapping[str, Any]) -> str:
@@ -33,7 +33,7 @@ def spool_trial(summary: Mapping[str, Any], spool_dir: Path) -> Path:
     """Write the trial to the spool atomically (a temporary name, fsync, then rename)."""
     final = spool_dir / _spool_name(summary)
     with atomic_file(final) as out:
-        out.write(json.dumps(finite(summary), allow_nan=False, default=str).encode())
+        out.write(json.dumps(null_if_undefined(summary), allow_nan=False, default=str).encode())
     return final
 
 
