@@ -205,7 +205,7 @@ def run_flow(
                 stack.callback(local.close)
                 address, dashboard = local.scheduler_address, local.dashboard_link
                 client = stack.enter_context(Client(address, set_as_default=False))
-                watch = MemoryWatch(client, cluster.memory_limit)
+                watch = MemoryWatch(client, local, cluster.memory_limit)
                 stack.callback(watch.stop)
             else:
                 check_scheduler(address)
@@ -246,12 +246,15 @@ def _worker_memory(dask_scheduler: Any) -> list[tuple[str, int, int | None]]:
 
 
 class MemoryWatch:
-    """Ends the run when a worker of the LocalCluster started here stays paused for memory: Dask
-    would wait, silently, for memory that never frees. It watches from a thread and interrupts
-    the main thread (as Ctrl-C would, so the cluster is closed); `problem` says why."""
+    """Ends the run when a worker of the LocalCluster started here stays paused for memory, or
+    keeps being restarted (Dask restarts a worker past 95% of its limit, or one a task crashed):
+    Dask would wait, silently, forever. It watches from a thread and interrupts the main thread
+    (as Ctrl-C would, so the cluster is closed); `problem` says why."""
 
-    def __init__(self, client: Any, memory_limit: str | None) -> None:
-        self.client, self.memory_limit = client, memory_limit
+    def __init__(self, client: Any, local: Any, memory_limit: str | None) -> None:
+        self.client, self.local, self.memory_limit = client, local, memory_limit
+        self.restarts = 0
+        self._pids = self._worker_pids()
         self.problem: TicketevalError | None = None
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
@@ -270,10 +273,38 @@ class MemoryWatch:
                 return
             paused = [worker for worker in workers if worker[0] == "paused"]
             paused_for = paused_for + interval if paused else 0.0
-            if paused_for >= PAUSE_GRACE and not self._stopped.is_set():
+            if paused_for >= PAUSE_GRACE:
                 self.problem = self._paused(*paused[0][1:])
+            pids = self._worker_pids()
+            self.restarts += sum(
+                1 for name, pid in pids.items() if pid and self._pids.get(name) not in (None, pid)
+            )
+            self._pids.update({name: pid for name, pid in pids.items() if pid})
+            if self.restarts >= 2:
+                self.problem = self._restarted()
+            if self.problem is not None and not self._stopped.is_set():
                 _thread.interrupt_main()
                 return
+
+    def _worker_pids(self) -> dict[str, int | None]:
+        """The process id of each worker, from its nanny (in this process)."""
+        return {
+            str(name): getattr(getattr(nanny, "process", None), "pid", None)
+            for name, nanny in list(self.local.workers.items())
+        }
+
+    def _restarted(self) -> TicketevalError:
+        if self.memory_limit is not None:
+            return UsageError(
+                f"the Dask worker was restarted {self.restarts} times: Dask restarts a worker "
+                f"past 95% of --memory-limit {self.memory_limit}, or one a task crashed; give "
+                "it more (e.g. --memory-limit 2GiB), or check the model."
+            )
+        return FlowError(
+            f"the Dask worker was restarted {self.restarts} times: Dask restarts a worker past "
+            "95% of its memory limit, or one a task crashed; give a larger --memory-limit, a "
+            "smaller --batch-size, or check the model."
+        )
 
     def _paused(self, used: int, limit: int | None) -> TicketevalError:
         in_use = f"{used / 2**20:,.0f} MiB in use"
