@@ -251,7 +251,9 @@ def test_a_signal_during_run_local_closes_the_cluster_and_says_so(
             assert seen[-1] or process.poll() is None, seen
         assert processes_marked(marker)  # the cluster's processes, to be stopped
         process.send_signal(signum)
-        stdout, _ = process.communicate(timeout=BOUND)
+        process.wait(timeout=BOUND)  # stderr is the reader thread's alone
+        assert process.stdout is not None
+        stdout = process.stdout.read()
     finally:
         if process.poll() is None:
             process.kill()
