@@ -10,7 +10,9 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ticketeval import __version__, core
-from ticketeval.errors import ExitCode, TicketevalError, UsageError
+from ticketeval.errors import ExitCode, Terminated, TicketevalError, UsageError
 from ticketeval.render import (
     Reporter,
     describe_cache,
@@ -36,11 +38,26 @@ if TYPE_CHECKING:
     from ticketeval.cache import FetchResult
     from ticketeval.settings import Settings
 
+
+def _flags_take_no_value() -> None:
+    """Typer's Rich help shows each option's type, flags included (`--json <bool>`, even its own
+    `--help <bool>`), as if they took a value: show none for a flag."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx: typer.Context) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_take_no_value()
+
 app = typer.Typer(
     name="ticketeval",
     help="Score a time-to-close model on IT support tickets, every day.",
     no_args_is_help=True,
-    add_completion=False,
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
 )
@@ -99,7 +116,13 @@ BacktestModelOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON only, on stdout.")]
 QuietOption = Annotated[
-    bool, typer.Option("--quiet", "-q", help="Print only the result and errors.")
+    bool,
+    typer.Option(
+        "--quiet",
+        "-q",
+        help="Print nothing on success, only errors and alerts (for cron: the history and "
+        "--log-file keep the result).",
+    ),
 ]
 VerboseOption = Annotated[
     bool, typer.Option("--verbose", "-v", help="Show library logs (retries, Prefect) on stderr.")
@@ -108,7 +131,8 @@ LogFileOption = Annotated[
     Path | None,
     typer.Option(
         "--log-file",
-        help="Also append messages and the trial summary to this file (for cron).",
+        help="Also append messages and the trial summary to this file (for cron); checked "
+        "before anything runs.",
         show_default=False,
     ),
 ]
@@ -168,12 +192,18 @@ ThreadsPerWorkerOption = Annotated[
 ]
 MemoryLimitOption = Annotated[
     str | None,
-    typer.Option(help="Memory limit per worker, e.g. 2GiB. \\[default: auto]", show_default=False),
+    typer.Option(
+        help="Memory limit per worker, at least 256MiB, e.g. 2GiB; a worker that pauses for "
+        "memory ends the run. \\[default: auto]",
+        show_default=False,
+    ),
 ]
 AddressOption = Annotated[
     str | None,
     typer.Option(
-        help="Run on an existing Dask scheduler, e.g. tcp://host:8786.", show_default=False
+        help="Run on an existing Dask scheduler, e.g. tcp://host:8786. It must answer within "
+        "10 s and have a worker within 60 s, else exit 4.",
+        show_default=False,
     ),
 ]
 
@@ -182,17 +212,36 @@ AddressOption = Annotated[
 def reported_errors(reporter: Reporter) -> Iterator[None]:
     """The one place expected failures become a line on stderr and an exit code."""
     try:
+        reporter.open_log()
         yield
     except TicketevalError as error:
         reporter.error(str(error))
         raise typer.Exit(code=int(error.exit_code)) from None
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         # Ctrl-C right after a message was written, before Rich emptied its buffer, would
         # print that message again with this one: drop what is left in the buffer.
         stderr.begin_capture()
         stderr.end_capture()
+        if isinstance(interrupt, Terminated):
+            reporter.error("terminated.")
+            raise typer.Exit(code=int(ExitCode.TERMINATED)) from None
         reporter.error("interrupted.")
         raise typer.Exit(code=int(ExitCode.INTERRUPTED)) from None
+
+
+def _terminate(signum: int, frame: object) -> None:
+    # A second SIGTERM while the first one is being cleaned up ends the process at once.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise Terminated()
+
+
+def handle_sigterm(ctx: typer.Context) -> None:
+    """SIGTERM (cron, systemd, Kubernetes stopping the job) is handled like Ctrl-C: the cluster
+    ticketeval started is closed, one line is printed, and the exit code is 143."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    ctx.call_on_close(lambda: signal.signal(signal.SIGTERM, previous))
 
 
 def settings_for(data_dir: Path | None) -> Settings:
@@ -225,6 +274,7 @@ def version_callback(value: bool) -> None:
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     version: Annotated[
         bool | None,
         typer.Option(
@@ -241,6 +291,7 @@ def main(
     # holds both. With the system allocator freed memory is reused (10M events: about 0.98 ->
     # 0.74 GiB peak, parse time unchanged). Read when pyarrow is first imported; a user's wins.
     os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+    handle_sigterm(ctx)
 
 
 # --- fetch -----------------------------------------------------------------------------------
@@ -459,8 +510,15 @@ def backtest(
         reporter.log(json.dumps(result))
         if json_output:
             print(json.dumps(result))
-        else:
+        elif not reporter.quiet:
             render_backtest(result)
+        else:
+            for row in result["periods"]:
+                if row["alert"]:
+                    reporter.alert(
+                        f"ALERT {row['label']}: MAE {row['MAE']:,.0f} s is outside the band the "
+                        "reference periods set."
+                    )
         if "report" in result:
             reporter.info(f"Report: {result['report']['page']}")
 
@@ -492,7 +550,7 @@ def report_trial(
     reporter.log(json.dumps(summary))
     if json_output:
         print(json.dumps(summary))
-    else:
+    elif not reporter.quiet:
         render_summary(summary)
     recorded = summary.get("recorded") or {}
     for note in recorded.get("notes", []):
@@ -772,6 +830,11 @@ def register(
         for warning in registration.warnings:
             reporter.info(warning)
         details = registration.to_dict()
+        if dry_run and (worker_size or scheduler_size or instance_size):
+            reporter.info(
+                "The sizes were not checked against Saturn Cloud's list (a dry run makes no "
+                "network call): see ticketeval describe-sizes."
+            )
         if json_output:
             print(json.dumps(details))
             return

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import _thread
+import asyncio
 import contextlib
 import logging
 import os
@@ -14,15 +16,27 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from ticketeval.errors import DownloadError, FlowError, TicketevalError, UsageError
+from ticketeval.errors import FlowError, TicketevalError, UnreachableError, UsageError
 
 if TYPE_CHECKING:
     from prefect import Flow
 
 
+# A worker at rest, with the tasks' libraries imported, holds about 150 MiB, and Dask pauses a
+# worker at 80% of its limit: below this a worker pauses or restarts before any task runs.
+MIN_MEMORY_LIMIT = 256 * 2**20
+# How long an --address has to answer as a Dask scheduler, and then to have a worker.
+SCHEDULER_TIMEOUT = 10.0
+WORKER_TIMEOUT = 60.0
+# How long a worker may stay paused for memory before the run is ended.
+PAUSE_GRACE = 3.0
+
+
 @dataclass(frozen=True)
 class ClusterOptions:
-    """Where run-local runs: a new LocalCluster, or an existing scheduler at `address`."""
+    """Where run-local runs: a new LocalCluster, or an existing scheduler at `address`.
+
+    Every value is checked here, before any data is read or a cluster starts."""
 
     workers: int | None = None
     threads_per_worker: int | None = None
@@ -37,6 +51,32 @@ class ClusterOptions:
             raise UsageError(
                 f"--threads-per-worker must be at least 1, not {self.threads_per_worker}."
             )
+        if self.memory_limit is not None:
+            memory_limit_bytes(self.memory_limit)
+        if self.address is not None:
+            scheduler_host_port(self.address)
+
+
+def memory_limit_bytes(text: str) -> int | None:
+    """--memory-limit in bytes (None for 'auto'); refuses what is not a size, or too small."""
+    if text.strip().lower() == "auto":
+        return None
+    from dask.utils import parse_bytes
+
+    try:
+        size = parse_bytes(text) if text.strip() else None
+    except ValueError:
+        size = None
+    if size is None or size < 0:
+        raise UsageError(
+            f"--memory-limit {text!r} is not a size: give one like 2GiB or 512MiB, or 'auto'."
+        )
+    if size < MIN_MEMORY_LIMIT:
+        raise UsageError(
+            f"--memory-limit {text} is below the minimum of {MIN_MEMORY_LIMIT // 2**20} MiB a "
+            "Dask worker needs before any task runs: give at least 256MiB, or 'auto'."
+        )
+    return size
 
 
 def default_threads() -> int:
@@ -44,19 +84,58 @@ def default_threads() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def check_scheduler_address(address: str, timeout: float = 5.0) -> None:
-    """Refuse a malformed or unreachable scheduler address before Dask waits on it."""
-    parsed = urlparse(address)
-    if parsed.scheme not in ("tcp", "tls") or not parsed.hostname or not parsed.port:
-        raise UsageError(
-            f"--address {address!r} is not a Dask scheduler address like tcp://host:8786."
-        )
+def scheduler_host_port(address: str) -> tuple[str, int]:
+    """The host and port of a `tcp://host:port` address; refuses anything else."""
+    problem = f"--address {address!r} is not a Dask scheduler address like tcp://host:8786"
     try:
-        socket.create_connection((parsed.hostname, parsed.port), timeout=timeout).close()
+        parsed = urlparse(address)
+        host, port = parsed.hostname, parsed.port
+    except ValueError as error:  # tcp://[::1 or a port beyond 65535
+        raise UsageError(f"{problem} ({error}).") from None
+    if parsed.scheme != "tcp" or not host or not port:
+        raise UsageError(f"{problem}.")
+    return host, port
+
+
+def check_scheduler(address: str, timeout: float = SCHEDULER_TIMEOUT) -> None:
+    """Refuse, within `timeout` seconds, an address where no Dask scheduler answers: Dask's own
+    client would wait forever on a server that accepts the connection and says nothing."""
+    host, port = scheduler_host_port(address)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
     except OSError as error:
-        raise DownloadError(
+        raise UnreachableError(
             f"cannot reach the Dask scheduler at {address}: {error.strerror or error}."
         ) from None
+    advice = "check the host and port (a Dask scheduler listens on 8786 by default)"
+    try:
+        identity = asyncio.run(asyncio.wait_for(_identity(address, timeout), timeout))
+    except TimeoutError:
+        raise UnreachableError(
+            f"{address} accepted the connection but did not answer as a Dask scheduler within "
+            f"{timeout:g} s: {advice}."
+        ) from None
+    except Exception as error:  # whatever else it sends: struct, memory, decoding errors
+        raise UnreachableError(
+            f"{address} does not speak Dask's protocol ({type(error).__name__}): {advice}."
+        ) from None
+    kind = identity.get("type") if isinstance(identity, dict) else None
+    if kind != "Scheduler":
+        raise UnreachableError(
+            f"{address} answered as a Dask {kind or 'peer'}, not a scheduler: give the "
+            "scheduler's address."
+        )
+
+
+async def _identity(address: str, timeout: float) -> Any:
+    from distributed.comm import connect
+
+    comm = await connect(address, timeout=timeout)
+    try:
+        await comm.write({"op": "identity", "reply": True})
+        return await comm.read()
+    finally:
+        comm.abort()
 
 
 def prefect_logs_to_stderr() -> None:
@@ -107,37 +186,139 @@ def run_flow(
         # On Ctrl-C, gathers still pending die with the client, which asyncio logs as
         # "Task exception was never retrieved" tracebacks.
         logging.getLogger("asyncio").setLevel(logging.CRITICAL)
-    with contextlib.ExitStack() as stack:
-        address = cluster.address
-        if address is None:
-            local = LocalCluster(
-                n_workers=cluster.workers or 1,
-                threads_per_worker=cluster.threads_per_worker or default_threads(),
-                memory_limit=cluster.memory_limit or "auto",
-                dashboard_address="127.0.0.1:0",
-                host="127.0.0.1",
-                # Dask's warnings and errors while it shuts down (killing a busy worker, a
-                # heartbeat to a closed scheduler on Ctrl-C, with a traceback) are noise in cron
-                # mail; a failed task is reported by the flow's state, in one line.
-                silence_logs=logging.INFO if cluster.verbose else logging.CRITICAL,
-            )
-            stack.callback(local.close)
-            address, dashboard = local.scheduler_address, local.dashboard_link
-        else:
-            check_scheduler_address(address)
-            dashboard = None
-        client = stack.enter_context(Client(address, set_as_default=False))
-        if on_cluster:
-            on_cluster(address, dashboard or client.dashboard_link)
-        warm_up = threading.Thread(target=_warm_up, args=(client,), daemon=True)
-        warm_up.start()
-        flow = build_flow()
-        from prefect.executors import DaskExecutor
+    watch: MemoryWatch | None = None
+    try:
+        with contextlib.ExitStack() as stack:
+            address = cluster.address
+            if address is None:
+                local = LocalCluster(
+                    n_workers=cluster.workers or 1,
+                    threads_per_worker=cluster.threads_per_worker or default_threads(),
+                    memory_limit=cluster.memory_limit or "auto",
+                    dashboard_address="127.0.0.1:0",
+                    host="127.0.0.1",
+                    # Dask's warnings and errors while it shuts down (killing a busy worker, a
+                    # heartbeat to a closed scheduler on Ctrl-C, with a traceback) are noise in
+                    # cron mail; a failed task is reported by the flow's state, in one line.
+                    silence_logs=logging.INFO if cluster.verbose else logging.CRITICAL,
+                )
+                stack.callback(local.close)
+                address, dashboard = local.scheduler_address, local.dashboard_link
+                client = stack.enter_context(Client(address, set_as_default=False))
+                watch = MemoryWatch(client, local, cluster.memory_limit)
+                stack.callback(watch.stop)
+            else:
+                check_scheduler(address)
+                dashboard = None
+                try:
+                    client = stack.enter_context(
+                        Client(address, set_as_default=False, timeout=SCHEDULER_TIMEOUT)
+                    )
+                    client.wait_for_workers(1, timeout=WORKER_TIMEOUT)
+                except (OSError, TimeoutError) as error:
+                    raise UnreachableError(
+                        f"the Dask scheduler at {address} did not give a worker within "
+                        f"{WORKER_TIMEOUT:g} s ({error}): start one, e.g. dask worker {address}."
+                    ) from None
+            if on_cluster:
+                on_cluster(address, dashboard or client.dashboard_link)
+            warm_up = threading.Thread(target=_warm_up, args=(client,), daemon=True)
+            warm_up.start()
+            flow = build_flow()
+            from prefect.executors import DaskExecutor
 
-        prefect_logs_to_stderr()
-        warm_up.join()
-        state = flow.run(executor=DaskExecutor(address=address))
+            prefect_logs_to_stderr()
+            warm_up.join()
+            state = flow.run(executor=DaskExecutor(address=address))
+    except KeyboardInterrupt:
+        if watch is not None and watch.problem is not None:
+            raise watch.problem from None
+        raise
     return _flow_summary(flow, state, result_task)
+
+
+def _worker_memory(dask_scheduler: Any) -> list[tuple[str, int, int | None]]:
+    """On the scheduler: each worker's status, process memory and memory limit."""
+    return [
+        (worker.status.name, worker.memory.process, worker.memory_limit)
+        for worker in dask_scheduler.workers.values()
+    ]
+
+
+class MemoryWatch:
+    """Ends the run when a worker of the LocalCluster started here stays paused for memory, or
+    keeps being restarted (Dask restarts a worker past 95% of its limit, or one a task crashed):
+    Dask would wait, silently, forever. It watches from a thread and interrupts the main thread
+    (as Ctrl-C would, so the cluster is closed); `problem` says why."""
+
+    def __init__(self, client: Any, local: Any, memory_limit: str | None) -> None:
+        self.client, self.local, self.memory_limit = client, local, memory_limit
+        self.restarts = 0
+        self._pids = self._worker_pids()
+        self.problem: TicketevalError | None = None
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        interval, paused_for = 0.25, 0.0
+        while not self._stopped.wait(interval):
+            try:
+                workers = self.client.run_on_scheduler(_worker_memory)
+            except Exception:  # the cluster is closing
+                return
+            paused = [worker for worker in workers if worker[0] == "paused"]
+            paused_for = paused_for + interval if paused else 0.0
+            if paused_for >= PAUSE_GRACE:
+                self.problem = self._paused(*paused[0][1:])
+            pids = self._worker_pids()
+            self.restarts += sum(
+                1 for name, pid in pids.items() if pid and self._pids.get(name) not in (None, pid)
+            )
+            self._pids.update({name: pid for name, pid in pids.items() if pid})
+            if self.restarts >= 2:
+                self.problem = self._restarted()
+            if self.problem is not None and not self._stopped.is_set():
+                _thread.interrupt_main()
+                return
+
+    def _worker_pids(self) -> dict[str, int | None]:
+        """The process id of each worker, from its nanny (in this process)."""
+        return {
+            str(name): getattr(getattr(nanny, "process", None), "pid", None)
+            for name, nanny in list(self.local.workers.items())
+        }
+
+    def _restarted(self) -> TicketevalError:
+        if self.memory_limit is not None:
+            return UsageError(
+                f"the Dask worker was restarted {self.restarts} times: Dask restarts a worker "
+                f"past 95% of --memory-limit {self.memory_limit}, or one a task crashed; give "
+                "it more (e.g. --memory-limit 2GiB), or check the model."
+            )
+        return FlowError(
+            f"the Dask worker was restarted {self.restarts} times: Dask restarts a worker past "
+            "95% of its memory limit, or one a task crashed; give a larger --memory-limit, a "
+            "smaller --batch-size, or check the model."
+        )
+
+    def _paused(self, used: int, limit: int | None) -> TicketevalError:
+        in_use = f"{used / 2**20:,.0f} MiB in use"
+        if self.memory_limit is not None:
+            return UsageError(
+                f"the Dask worker paused: it reached 80% of --memory-limit {self.memory_limit} "
+                f"({in_use}) and the trial cannot go on; give it more (e.g. --memory-limit "
+                "2GiB) or leave --memory-limit out."
+            )
+        of = f" of {limit / 2**20:,.0f} MiB" if limit else ""
+        return FlowError(
+            f"the Dask worker paused: it reached 80% of its memory limit{of} ({in_use}); free "
+            "memory on this machine, give a larger --memory-limit, or a smaller --batch-size."
+        )
 
 
 def _flow_summary(flow: Flow, state: Any, result_task: str) -> Any:

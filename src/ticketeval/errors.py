@@ -72,7 +72,8 @@ class RemoteError(TicketevalError):
 
 
 class UnreachableError(TicketevalError):
-    """Saturn Cloud or Prefect Cloud could not be reached."""
+    """A server (a Dask scheduler, Saturn Cloud, Prefect Cloud) could not be reached, or did not
+    answer as one within its time."""
 
     exit_code = ExitCode.NETWORK
 
@@ -99,3 +100,8 @@ class SummaryError(TicketevalError):
     """A trial summary lacks what the history needs (a bug in its producer, not an outage)."""
 
     exit_code = ExitCode.FAILED
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived. A KeyboardInterrupt, so that whatever cleans up after Ctrl-C (closing the
+    LocalCluster ticketeval started, removing temporary files) cleans up after it too."""

@@ -17,7 +17,7 @@ from ticketeval.batches import Batch, load_batch, parse_batch_size
 from ticketeval.cache import ensure_cache
 from ticketeval.champion import columns_of, model_specs
 from ticketeval.demo import DEMO_SOURCE
-from ticketeval.errors import HistoryError, UsageError
+from ticketeval.errors import DownloadError, HistoryError, UsageError
 from ticketeval.metrics import METRIC_NAMES, score_metric
 from ticketeval.models import load_model, predict
 from ticketeval.periods import Period, iso, parse_date
@@ -216,6 +216,9 @@ def build_flow(
         name="get_ticket_data_batch",
         max_retries=2,
         retry_delay=timedelta(seconds=2),
+        # Only what may pass: a download or a file being replaced. A bad seed, column or
+        # period fails the same way every time, so it is reported at once.
+        retry_on={DownloadError, OSError},
     )
     get_target = task(_task_get_target, name="get_target")
     get_models = task(_task_get_models, name="get_models")

@@ -15,12 +15,26 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ticketeval.errors import UsageError
+
 if TYPE_CHECKING:
     from ticketeval.cache import CacheInfo
     from ticketeval.core import HistoryView
 
-stdout = Console(soft_wrap=True)
-stderr = Console(stderr=True, soft_wrap=True)
+# Off a terminal (cron mail, a pipe, a file) nothing has to fit a screen: tables take their
+# natural width, so that no number or id is cut, whatever COLUMNS says.
+OFF_TERMINAL_WIDTH = 1_000
+
+
+def _console(*, stderr: bool = False) -> Console:
+    console = Console(stderr=stderr, soft_wrap=True)
+    if not console.is_terminal:
+        console.width = OFF_TERMINAL_WIDTH
+    return console
+
+
+stdout = _console()
+stderr = _console(stderr=True)
 
 
 class Reporter:
@@ -30,9 +44,29 @@ class Reporter:
         self.quiet = quiet
         self.log_file = log_file
 
+    def open_log(self) -> None:
+        """Refuse a --log-file that cannot be appended to, before anything runs."""
+        if self.log_file is None:
+            return
+        try:
+            with self.log_file.open("a", encoding="utf-8"):
+                pass
+        except OSError as error:
+            self.log_file = None
+            raise UsageError(
+                f"--log-file {error.filename or self.log_file} cannot be opened for appending: "
+                f"{error.strerror or error}; give a file in a directory that exists and that "
+                "you can write."
+            ) from None
+
     def info(self, message: str) -> None:
         if not self.quiet:
             stderr.print(Text(message))
+        self.log(message)
+
+    def alert(self, message: str) -> None:
+        """A finding to act on: printed even with --quiet."""
+        stderr.print(Text(message, style="bold red"))
         self.log(message)
 
     def error(self, message: str) -> None:
@@ -43,8 +77,19 @@ class Reporter:
         if self.log_file is None:
             return
         stamp = datetime.now(UTC).isoformat(timespec="seconds")
-        with contextlib.suppress(OSError), self.log_file.open("a", encoding="utf-8") as out:
-            out.write(f"{stamp} {message}\n")
+        try:
+            with self.log_file.open("a", encoding="utf-8") as out:
+                out.write(f"{stamp} {message}\n")
+        except OSError as error:
+            # Said once; the trial itself is in the history, so the run goes on.
+            path, self.log_file = self.log_file, None
+            stderr.print(
+                Text.assemble(
+                    ("Error: ", "bold red"),
+                    f"--log-file {path}: writing failed ({error.strerror or error}); nothing "
+                    "more is logged there, the trial is still recorded in the history.",
+                )
+            )
 
 
 def describe_cache(cache: CacheInfo) -> str:
@@ -119,6 +164,10 @@ def overlap_text(overlaps: bool | None) -> Text:
     return Text("no")
 
 
+# Every column folds rather than cutting with "…": on a narrow terminal a number or an id wraps
+# whole onto the next line; off a terminal (above) nothing needs to.
+
+
 def render_summary(summary: dict[str, Any]) -> None:
     if summary.get("models"):
         render_models(summary)
@@ -127,8 +176,8 @@ def render_summary(summary: dict[str, Any]) -> None:
     metrics, target, baseline = data["metrics"], data["target"], data["baseline"]
     intervals = data.get("metrics_ci") or {}
     table = Table(title=f"Trial {summary['id']}", show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column(justify="right")
+    table.add_column(style="bold", overflow="fold")
+    table.add_column(justify="right", overflow="fold")
     rows: list[tuple[str, str | Text]] = [
         (
             "num_obs",
@@ -163,7 +212,9 @@ def render_summary(summary: dict[str, Any]) -> None:
     stdout.print(table)
     per_priority = Table(title="By priority", title_justify="left")
     for column in ("priority", "num_obs", "MAE", "MedAE", "R2"):
-        per_priority.add_column(column, justify="left" if column == "priority" else "right")
+        per_priority.add_column(
+            column, justify="left" if column == "priority" else "right", overflow="fold"
+        )
     for label, values in data["by_priority"].items():
         per_priority.add_row(
             label,
@@ -316,7 +367,8 @@ def render_backtest(result: dict[str, Any]) -> None:
     if overlapping:
         columns.append("in training")
     for column in columns:
-        table.add_column(column, justify="right" if column in columns[1:7] else "left")
+        justify = "right" if column in columns[1:7] else "left"
+        table.add_column(column, justify=justify, overflow="fold")
     for row in result["periods"]:
         if row["too_small"]:
             mark = Text("too small", style="dim")
@@ -363,7 +415,9 @@ def render_history(view: HistoryView) -> None:
     table = Table(title=f"Trials in {view.history}", title_justify="left")
     columns = ("when", "runner", "model", "period", "events", "MAE", "95% CI", "skill", "")
     for column in columns:
-        table.add_column(column, justify="left" if column in columns[:4] else "right")
+        table.add_column(
+            column, justify="left" if column in columns[:4] else "right", overflow="fold"
+        )
     for row, flagged in zip(view.rows, view.flagged, strict=True):
         period = row.period_label or period_text(
             {"closed_from": row.closed_from, "closed_to": row.closed_to}
@@ -389,8 +443,8 @@ def render_history(view: HistoryView) -> None:
 
 def render_sizes(sizes: dict[str, str]) -> None:
     table = Table(title="Saturn Cloud sizes", title_justify="left")
-    table.add_column("size", style="bold")
-    table.add_column("description")
+    table.add_column("size", style="bold", overflow="fold")
+    table.add_column("description", overflow="fold")
     for name, description in sizes.items():
         table.add_row(name, description)
     stdout.print(table)
@@ -399,8 +453,8 @@ def render_sizes(sizes: dict[str, str]) -> None:
 def render_registration(details: dict[str, Any], *, dry_run: bool) -> None:
     title = "Would register (dry run)" if dry_run else "Registered"
     table = Table(title=title, show_header=False, title_justify="left")
-    table.add_column(style="bold", no_wrap=True)
-    table.add_column(overflow="fold")  # ids and URLs whole, never cut with "…"
+    table.add_column(style="bold", no_wrap=True, overflow="fold")
+    table.add_column(overflow="fold")
     for name, value in details.items():
         if name != "dry_run":
             table.add_row(name.replace("_", " "), plain_text(value))

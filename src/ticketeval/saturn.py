@@ -8,6 +8,7 @@ process only, never on disk) before it imports any of them.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 import warnings
@@ -227,7 +228,7 @@ def register(
     cluster: SaturnClusterOptions,
     instance_size: str | None,
     schedule_hours: float | None,
-    batch_size: int,
+    batch_size: int | str | None,
     project: str | None,
     dry_run: bool,
 ) -> Registration:
@@ -235,6 +236,15 @@ def register(
 
     Every setting is checked before the first network call; with `dry_run`, none is made.
     """
+    if schedule_hours is not None and not (math.isfinite(schedule_hours) and schedule_hours > 0):
+        raise UsageError(
+            f"--schedule-hours must be a positive number of hours, not {schedule_hours}."
+        )
+    from ticketeval.batches import parse_batch_size
+
+    events = parse_batch_size(batch_size)
+    if events is not None and events < 1:
+        raise UsageError(f"--batch-size must be at least 1 (or 'all'), not {events}.")
     project_name = project or settings.prefect_cloud_project_name
     if not project_name:
         raise SettingsError(
@@ -260,7 +270,7 @@ def register(
     history_url = flow_history_url(settings.history)
     flow = build_flow(
         name=flow_name(settings.username),
-        batch_size=batch_size,
+        batch_size=events,
         seed=settings.seed,
         schedule_hours=schedule_hours,
         runner="saturn",
