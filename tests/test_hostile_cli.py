@@ -405,8 +405,10 @@ def test_a_dry_run_says_the_sizes_were_not_checked() -> None:
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["cluster_kwargs"]["worker_size"] == "huge"
     assert "not checked against Saturn Cloud" in result.stderr
-    plain = runner.invoke(app, ["register", "--dry-run", "--project", "p", "--json"])
-    assert plain.exit_code == 0 and plain.stderr == "", plain.output  # no size, nothing to say
+    # No size and a team history: nothing to say.
+    team = {"TICKETEVAL_HISTORY_URL": "postgresql://ada@db.example.org/ticketeval"}
+    plain = runner.invoke(app, ["register", "--dry-run", "--project", "p", "--json"], env=team)
+    assert plain.exit_code == 0 and plain.stderr == "", plain.output
 
 
 # --- Flow tasks --------------------------------------------------------------------------------
@@ -424,7 +426,7 @@ def test_only_errors_that_may_pass_are_retried(
 
     calls = []
 
-    def failing(settings: object) -> None:
+    def failing(settings: object, source: object = None) -> None:
         calls.append(settings)
         raise error
 
