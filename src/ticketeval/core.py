@@ -102,6 +102,8 @@ class TrialPlan:
     seed: int | None
     period: Period
     demo: bool  # the demo data's cache, not the real data's
+    models: list[str]  # champion first
+    cache: CacheInfo
 
 
 def _plan_trial(
@@ -109,36 +111,42 @@ def _plan_trial(
     *,
     batch_size: int | str | None,
     seed: int | None,
-    model: str,
+    model: str | Sequence[str],
     closed_from: str | None,
     closed_to: str | None,
     since_last: bool,
-    source: str | None = None,
+    source: str | None,
+    on_fetch: FetchCallback | None,
 ) -> TrialPlan | NothingNew:
-    """The batch and period of a trial: a sample of the data, of a period, or of every ticket
-    closed since the previous trial of `model` on the same data (`since_last`)."""
+    """The models, data, batch and period of a trial, the data fetched when needed: a sample
+    of the data, of a period, or of every ticket closed since the previous trial of the
+    champion on the same data (`since_last`). The seed is checked before any work: a trial is
+    never computed only to be refused."""
     from ticketeval.batches import closure_span, parse_batch_size
-    from ticketeval.cache import read_cache_info
+    from ticketeval.champion import model_specs
     from ticketeval.demo import DEMO_SOURCE
     from ticketeval.periods import Period, iso, parse_date
+    from ticketeval.settings import check_seed
 
+    if seed is not None:
+        check_seed(seed)
+    models = model_specs(model)
+    cache = _prepare_data(settings, source, on_fetch)
     demo = source == DEMO_SOURCE
     size = parse_batch_size(batch_size)
     period = Period(parse_date(closed_from, "closed_from"), parse_date(closed_to, "closed_to"))
     if since_last:
         if period.bounded:
             raise UsageError("--since-last sets the period itself: drop --closed-from/--closed-to.")
-        cache = read_cache_info(settings.data_dir, demo=demo)
-        assert cache is not None
         span = closure_span(settings.data_dir, demo=demo)
-        start = _last_period_end(settings, model=model, data_sha256=cache.csv_sha256)
+        start = _last_period_end(settings, model=models[0], data_sha256=cache.csv_sha256)
         newest = span[1] if span else None
         if newest is None or (start is not None and parse_date(start) > newest):
-            return NothingNew(model, start or "the first closure", iso(newest))
+            return NothingNew(models[0], start or "the first closure", iso(newest))
         # To the newest closure, included: the next --since-last starts just after it.
         period = Period(parse_date(start), newest + timedelta(seconds=1))
         if batch_size is None:
-            return TrialPlan(None, False, seed, period, demo)  # every new ticket
+            return TrialPlan(None, False, seed, period, demo, models, cache)  # every new ticket
     default = size is None and batch_size is None
     return TrialPlan(
         settings.batch_size if default else size,
@@ -148,6 +156,8 @@ def _plan_trial(
         settings.seed if seed is None else seed,
         period,
         demo,
+        models,
+        cache,
     )
 
 
@@ -167,23 +177,18 @@ def evaluate(
     """`ticketeval evaluate`: score `model` (or several, champion first, on the same batch) in
     this process, record the trial (and write its report), and return its summary (or
     NothingNew, recording nothing)."""
-    from ticketeval.champion import model_specs
-    from ticketeval.settings import check_seed
     from ticketeval.trial import score_trial
 
-    if seed is not None:
-        check_seed(seed)  # before any work: a trial is never computed only to be refused
-    specs = model_specs(model)
-    _prepare_data(settings, source, on_fetch)
     plan = _plan_trial(
         settings,
         batch_size=batch_size,
         seed=seed,
-        model=specs[0],
+        model=model,
         closed_from=closed_from,
         closed_to=closed_to,
         since_last=since_last,
         source=source,
+        on_fetch=on_fetch,
     )
     if isinstance(plan, NothingNew):
         return plan
@@ -191,7 +196,7 @@ def evaluate(
         data_dir=settings.data_dir,
         batch_size=plan.batch_size,
         seed=plan.seed,
-        model=specs,
+        model=plan.models,
         period=plan.period,
         allow_fewer=plan.allow_fewer,
         results=_results_keeping(settings),
@@ -221,42 +226,38 @@ def run_local(
     """`ticketeval run-local`: the same trial as a Prefect flow on Dask (the flow records it);
     returns its summary. Everything that can be checked is checked before a cluster starts."""
     from ticketeval.batches import check_batch_size, closed_in
-    from ticketeval.champion import model_specs
     from ticketeval.cluster import run_flow
     from ticketeval.flow import build_flow, flow_name
     from ticketeval.models import load_model, model_columns
-    from ticketeval.settings import check_seed
 
-    if seed is not None:
-        check_seed(seed)
-    specs = model_specs(model)
-    cache = _prepare_data(settings, source, on_fetch)
     plan = _plan_trial(
         settings,
         batch_size=batch_size,
         seed=seed,
-        model=specs[0],
+        model=model,
         closed_from=closed_from,
         closed_to=closed_to,
         since_last=since_last,
         source=source,
+        on_fetch=on_fetch,
     )
     if isinstance(plan, NothingNew):
         return plan
+    cache = plan.cache
     available = len(closed_in(Path(cache.path), plan.period)) if plan.period.bounded else cache.rows
     size = plan.batch_size
     if size is not None:
         if plan.allow_fewer:
             size = min(size, available)
         check_batch_size(size, available, plan.period)
-    for spec in specs:
+    for spec in plan.models:
         model_columns(load_model(spec), name=spec)
     build = functools.partial(
         build_flow,
         name=flow_name(settings.username),
         batch_size=size,
         seed=plan.seed,
-        model=list(specs),
+        model=plan.models,
         period=plan.period,
         # A scheduler given by address may be another machine: its workers read their own
         # data directory and, unless this one names a shared history, their own history.

@@ -1,0 +1,156 @@
+"""The options several commands share, declared once (Typer's `Annotated` form).
+
+Defaults that come from a setting say so in their help; the commands resolve them through
+`ticketeval.core`, never here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ticketeval.errors import ExitCode
+
+SourceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--source",
+        help="A local .zip or .csv of the event log, or 'demo' for synthetic data (offline).",
+        show_default=False,
+    ),
+]
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Cache and history directory. \\[default: TICKETEVAL_DATA_DIR or ~/.cache/ticketeval]",
+        show_default=False,
+    ),
+]
+BatchSizeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--batch-size",
+        help="Events to sample, or 'all'. \\[default: TICKETEVAL_BATCH_SIZE or 1000]",
+        show_default=False,
+    ),
+]
+SeedOption = Annotated[
+    int | None,
+    typer.Option(
+        "--seed",
+        help="Random seed for the sample. \\[default: TICKETEVAL_SEED, else fresh each trial]",
+        show_default=False,
+    ),
+]
+ModelOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--model",
+        help="'heuristic', a model file (.skops, from `ticketeval train`), or "
+        "package.module:function returning seconds per row. Repeat to compare models on the "
+        "same batch, the first as the champion. \\[default: heuristic]",
+        show_default=False,
+    ),
+]
+BacktestModelOption = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        help="'heuristic', a model file (.skops), or package.module:function (one model).",
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON only, on stdout.")]
+QuietOption = Annotated[
+    bool,
+    typer.Option(
+        "--quiet",
+        "-q",
+        help="Print nothing on success, only errors and alerts (for cron: the history and "
+        "--log-file keep the result).",
+    ),
+]
+VerboseOption = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Show library logs (retries, Prefect) on stderr.")
+]
+LogFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--log-file",
+        help="Also append messages and the trial summary to this file (for cron); checked "
+        "before anything runs.",
+        show_default=False,
+    ),
+]
+FailIfMaeAboveOption = Annotated[
+    float | None,
+    typer.Option(
+        "--fail-if-mae-above",
+        help=f"Exit with code {int(ExitCode.MAE_ABOVE_LIMIT)} when the trial's MAE (seconds) "
+        "is above this.",
+        show_default=False,
+        min=0,
+    ),
+]
+
+
+ClosedFromOption = Annotated[
+    str | None,
+    typer.Option(
+        "--closed-from",
+        help="Only tickets closed from this date (YYYY-MM-DD[THH:MM]), included.",
+        show_default=False,
+    ),
+]
+ClosedToOption = Annotated[
+    str | None,
+    typer.Option(
+        "--closed-to",
+        help="Only tickets closed before this date (YYYY-MM-DD[THH:MM]), excluded.",
+        show_default=False,
+    ),
+]
+SinceLastOption = Annotated[
+    bool,
+    typer.Option(
+        "--since-last",
+        help="Every ticket closed since the previous trial of this model on this data "
+        "(for cron); nothing new: exit 0, nothing recorded.",
+    ),
+]
+ReportOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--report",
+        help="Also write the trial's report page (self-contained HTML) to this file.",
+        show_default=False,
+    ),
+]
+WorkersOption = Annotated[
+    int | None,
+    typer.Option(help="Dask worker processes to start. \\[default: 1]", show_default=False),
+]
+ThreadsPerWorkerOption = Annotated[
+    int | None,
+    typer.Option(
+        min=1, help="Threads per worker. \\[default: one per core, at most 4]", show_default=False
+    ),
+]
+MemoryLimitOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Memory limit per worker, at least 256MiB, e.g. 2GiB; a worker that pauses for "
+        "memory ends the run. \\[default: auto]",
+        show_default=False,
+    ),
+]
+AddressOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Run on an existing Dask scheduler, e.g. tcp://host:8786. It must answer within "
+        "10 s and have a worker within 60 s, else exit 4.",
+        show_default=False,
+    ),
+]
