@@ -44,7 +44,8 @@ def test_help_imports_no_heavy_library() -> None:
         "from ticketeval.cli import app\n"
         "try:\n    app(['--help'])\n"
         "except SystemExit:\n    pass\n"
-        "heavy = ('prefect', 'dask', 'distributed', 'pandas', 'pyarrow', 'sklearn', 'numpy')\n"
+        "heavy = ('prefect', 'dask', 'distributed', 'pandas', 'pyarrow', 'sklearn', 'numpy',\n"
+        "         'skops', 'matplotlib', 'psycopg')\n"
         "print('HEAVY', [name for name in heavy if name in sys.modules])\n"
     )
     output = subprocess.run(

@@ -60,14 +60,22 @@ def test_serialize_round_trips_through_prefects_flow_schema() -> None:
     assert loaded.schedule.clocks[0].interval.total_seconds() == 6 * 3600
 
 
-def test_run_local_runs_the_flow_on_a_local_cluster(data_dir: Path, process_marker: str) -> None:
+def test_run_local_runs_the_flow_on_a_local_cluster(
+    data_dir: Path, process_marker: str, tmp_path: Path
+) -> None:
+    page = tmp_path / "run.html"
     result = run_ticketeval(
-        "run-local", "--batch-size", "1000", "--workers", "2", "--seed", "3", "--json"
-    )
+        "run-local", "--batch-size", "1000", "--workers", "2", "--seed", "3", "--json",
+        "--report", str(page),
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["data"]["num_obs"] == 1000
     assert summary["runner"] == "run-local"
+    # The report, a flow task after the summary, and the per-event results the task kept.
+    assert summary["report"]["page"] == str(page)
+    assert f'data-value="{summary["data"]["metrics"]["MAE"]!r}"' in page.read_text()
+    assert Path(summary["results_path"]).exists()
     # The same batch and model give the same metrics as `evaluate`.
     evaluated = trial.score_trial(data_dir=data_dir, batch_size=1000, seed=3)
     assert summary["data"]["metrics"] == evaluated["data"]["metrics"]
