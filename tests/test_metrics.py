@@ -96,3 +96,17 @@ def test_the_bootstrap_median_is_distributed_as_resampled_medians(n: int) -> Non
     ours = metrics.bootstrap_intervals(y, p, seed=1, resamples=20_000)["MedAE"]
     brute = np.median(y[rng.integers(0, n, size=(20_000, n))], axis=1)
     assert ours == pytest.approx(list(np.percentile(brute, [2.5, 97.5])), rel=0.03)
+
+
+def test_intervals_of_a_large_batch_keep_their_width_at_a_fixed_cost() -> None:
+    # Above BOOTSTRAP_DRAWS events the resamples are smaller and rescaled: the interval of a
+    # mean still has the width of 1.96 standard errors of the whole batch, not of the draws.
+    rng = np.random.default_rng(5)
+    n = 5 * metrics.BOOTSTRAP_DRAWS
+    y = rng.lognormal(10, 1, n)
+    p = np.full(n, np.median(y))
+    low, high = metrics.bootstrap_intervals(y, p, seed=2)["MAE"]
+    errors = np.abs(y - p)
+    standard_error = errors.std() / np.sqrt(n)
+    assert (high - low) / 2 == pytest.approx(1.96 * standard_error, rel=0.1)
+    assert low < errors.mean() < high
