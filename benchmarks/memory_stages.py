@@ -2,8 +2,9 @@
 
     python benchmarks/memory_stages.py DATA_DIR
 
-Prints a Markdown table. It calls the same core functions, in the same order, as
-`ticketeval.core.evaluate`.
+Prints a Markdown table. It calls the same functions, in the same order, as
+`ticketeval.trial.score_trial` (what `ticketeval evaluate` runs), with the whole log as the
+batch; the summary's stage includes the bootstrap intervals.
 """
 
 from __future__ import annotations
@@ -31,29 +32,32 @@ def main() -> None:
     import numpy  # noqa: F401
     import pandas  # noqa: F401
     import pyarrow.parquet  # noqa: F401
-    import sklearn.metrics  # noqa: F401
 
-    from ticketeval import core
+    from ticketeval.batches import load_batch
+    from ticketeval.cache import read_cache_info
+    from ticketeval.metrics import METRIC_NAMES, score_metric
+    from ticketeval.models import load_model, model_columns, predict
+    from ticketeval.trial import SUMMARY_COLUMNS, compute_target, summarize
 
     stage("imports")
     data_dir = Path(sys.argv[1])
-    info = core.read_cache_info(data_dir)
+    info = read_cache_info(data_dir)
     assert info is not None, f"no cache in {data_dir}"
-    model = core.load_model("heuristic")
-    batch = core.load_batch(data_dir, info.rows, 1, core.model_columns(model))
+    model = load_model("heuristic")
+    batch = load_batch(data_dir, None, 1, model_columns(model))
     stage(f"load_batch ({info.rows:,} rows)")
-    target = core.compute_target(batch.frame)
+    target = compute_target(batch.frame)
     stage("compute_target")
-    predictions = core.predict(model, batch.frame)
+    predictions = predict(model, batch.frame)
     stage("predict")
-    batch = replace(batch, frame=batch.frame[["priority"]])  # as evaluate does
-    metrics = {name: core.score_metric(name, target, predictions) for name in core.METRIC_NAMES}
+    batch = replace(batch, frame=batch.frame[list(SUMMARY_COLUMNS)])  # as score_trial does
+    metrics = {name: score_metric(name, target, predictions) for name in METRIC_NAMES}
     stage("the four metrics")
-    core.summarize(
+    summarize(
         trial_id="memory", batch=batch, target=target, predictions=predictions,
         metrics=metrics, model="heuristic", runner="benchmark",
     )  # fmt: skip
-    stage("summarize (RMSE, baseline, per priority)")
+    stage("summarize (RMSE, baseline, per priority, bootstrap intervals)")
     print("| stage | peak RSS after it | its growth | time |")
     print("| --- | --- | --- | --- |")
     previous = rows[0][1]
