@@ -176,7 +176,9 @@ done
 CLUSTER_FLOOR = """
 import ticketeval.cli, ticketeval.core, ticketeval.cluster, ticketeval.flow
 import prefect.executors
+import dask
 from distributed import Client, LocalCluster
+dask.config.set({"distributed.worker.multiprocessing-method": "fork"})  # as run-local does
 from ticketeval.cluster import default_threads, warm_up_worker
 cluster = LocalCluster(n_workers=1, threads_per_worker=default_threads(), host="127.0.0.1",
                        dashboard_address="127.0.0.1:0", silence_logs=50)
