@@ -464,3 +464,17 @@ def test_a_flow_task_failing_unexpectedly_exits_1_naming_it(
     assert result.exit_code == ExitCode.FAILED, result.output
     one_error_line(result.stderr, "task 'explode' failed", "RuntimeError: a bug, not a condition")
     assert result.stdout == ""
+
+
+def test_a_sigterm_whose_exception_python_ignored_still_ends_with_143(
+    isolated_environment: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A signal that lands in a garbage-collector callback (as Dask's has) raises where Python
+    # only reports "Exception ignored": the work goes on, but the job was asked to stop.
+    from ticketeval import cli
+
+    monkeypatch.setattr(cli, "_terminated", threading.Event())
+    cli._terminated.set()
+    result = runner.invoke(app, ["history"])
+    assert result.exit_code == ExitCode.TERMINATED
+    assert result.stderr.strip().splitlines()[-1] == "Error: terminated."

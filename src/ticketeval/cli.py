@@ -90,6 +90,10 @@ def reported_errors(reporter: Reporter) -> Iterator[None]:
     try:
         reporter.open_log()
         yield
+        if _terminated.is_set():
+            # The signal's exception was raised where Python ignores exceptions (a garbage
+            # collector callback, a __del__): the work finished, but the job was asked to stop.
+            raise Terminated()
     except TicketevalError as error:
         reporter.error(str(error))
         raise typer.Exit(code=int(error.exit_code)) from None
@@ -105,9 +109,13 @@ def reported_errors(reporter: Reporter) -> Iterator[None]:
         raise typer.Exit(code=int(ExitCode.INTERRUPTED)) from None
 
 
+_terminated = threading.Event()
+
+
 def _terminate(signum: int, frame: object) -> None:
     # A second SIGTERM while the first one is being cleaned up ends the process at once.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _terminated.set()
     raise Terminated()
 
 
@@ -118,6 +126,15 @@ def handle_sigterm(ctx: typer.Context) -> None:
         return
     previous = signal.signal(signal.SIGTERM, _terminate)
     ctx.call_on_close(lambda: signal.signal(signal.SIGTERM, previous))
+    sys.unraisablehook = _unraisable
+
+
+def _unraisable(unraisable: sys.UnraisableHookArgs) -> None:
+    """A signal's exception raised where Python cannot raise it (see `reported_errors`) is not
+    a traceback for the user: the run ends with its one line."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt):
+        return
+    sys.__unraisablehook__(unraisable)
 
 
 def settings_for(data_dir: Path | None) -> Settings:
