@@ -111,7 +111,7 @@ def silent_server(request: pytest.FixtureRequest) -> Iterator[Silent]:
 @pytest.mark.parametrize(
     ("silent_server", "fragments"),
     [
-        (b"", ("did not answer as a Dask scheduler within 10 s", "check the host and port")),
+        (b"", ("did not answer as a Dask scheduler within 2 s", "check the host and port")),
         (b"SSH-2.0-OpenSSH_9.6\r\n" * 8, ("does not speak Dask's protocol",)),
         (b"\x10" + b"\x00" * 7 + b"garbage" * 20, ("does not speak Dask's protocol",)),
     ],
@@ -122,10 +122,11 @@ def test_an_address_that_is_not_a_dask_scheduler_is_refused_within_the_bound(
     data_dir: Path, silent_server: Silent, fragments: tuple[str, ...]
 ) -> None:
     # Dask's own Client waits forever on a server that accepts and says nothing: the run must
-    # answer by itself, well before the bound.
+    # answer by itself, well before the bound (here 2 s rather than the default 10 s).
     result = run_ticketeval(
-        "run-local", "--batch-size", "50", "--address", silent_server.address, timeout=BOUND
-    )
+        "run-local", "--batch-size", "50", "--address", silent_server.address, timeout=BOUND,
+        env={"TICKETEVAL_SCHEDULER_TIMEOUT": "2"},
+    )  # fmt: skip
     assert result.returncode == ExitCode.NETWORK, result.stderr
     one_error_line(result.stderr, silent_server.address, *fragments)
     assert silent_server.accepted  # it did get that far: the port was open

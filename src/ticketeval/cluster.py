@@ -43,6 +43,8 @@ class ClusterOptions:
     memory_limit: str | None = None
     address: str | None = None
     verbose: bool = False
+    # How long a scheduler given by --address has to answer (TICKETEVAL_SCHEDULER_TIMEOUT).
+    scheduler_timeout: float = SCHEDULER_TIMEOUT
 
     def __post_init__(self) -> None:
         if self.workers is not None and self.workers < 1:
@@ -216,11 +218,11 @@ def run_flow(
                 watch = MemoryWatch(client, local, cluster.memory_limit)
                 stack.callback(watch.stop)
             else:
-                check_scheduler(address)
+                check_scheduler(address, cluster.scheduler_timeout)
                 dashboard = None
                 try:
                     client = stack.enter_context(
-                        Client(address, set_as_default=False, timeout=SCHEDULER_TIMEOUT)
+                        Client(address, set_as_default=False, timeout=cluster.scheduler_timeout)
                     )
                     client.wait_for_workers(1, timeout=WORKER_TIMEOUT)
                 except (OSError, TimeoutError) as error:

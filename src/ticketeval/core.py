@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -252,6 +252,7 @@ def run_local(
         check_batch_size(size, available, plan.period)
     for spec in plan.models:
         model_columns(load_model(spec), name=spec)
+    cluster = replace(cluster, scheduler_timeout=settings.scheduler_timeout)
     build = functools.partial(
         build_flow,
         name=flow_name(settings.username),
@@ -333,6 +334,7 @@ def backtest(
         demo=demo,
     )
     run_id = new_trial_id()
+    cluster = replace(cluster, scheduler_timeout=settings.scheduler_timeout)
     build = functools.partial(
         build_backtest_flow,
         name=f"{flow_name(settings.username)}-backtest",

@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     history_dir: Path = Field(default_factory=default_history_dir)
     results_keep: int = Field(default=100, ge=0)
     timeout: float = Field(default=30.0, gt=0, allow_inf_nan=False)
+    # How long a Dask scheduler given by --address has to answer as one.
+    scheduler_timeout: float = Field(default=10.0, gt=0, le=600, allow_inf_nan=False)
     # urllib3's backoff factor between download retries (0.5 s, 1 s, 2 s); tests set 0.
     retry_backoff: float = Field(default=0.5, ge=0, le=60, allow_inf_nan=False)
 
