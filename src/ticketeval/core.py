@@ -20,6 +20,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ticketeval import recording
 from ticketeval.errors import UsageError
 
 if TYPE_CHECKING:
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
     from ticketeval.saturn import Registration, SaturnClusterOptions
     from ticketeval.settings import Settings
     from ticketeval.sources import ProgressCallback
-    from ticketeval.trial import ResultsKeeping
 
 FetchCallback = Callable[["FetchResult"], None]
 
@@ -139,7 +139,7 @@ def _plan_trial(
         if period.bounded:
             raise UsageError("--since-last sets the period itself: drop --closed-from/--closed-to.")
         span = closure_span(settings.data_dir, demo=demo)
-        start = _last_period_end(settings, model=models[0], data_sha256=cache.csv_sha256)
+        start = recording.last_period_end(settings, model=models[0], data_sha256=cache.csv_sha256)
         newest = span[1] if span else None
         if newest is None or (start is not None and parse_date(start) > newest):
             return NothingNew(models[0], start or "the first closure", iso(newest))
@@ -199,12 +199,12 @@ def evaluate(
         model=plan.models,
         period=plan.period,
         allow_fewer=plan.allow_fewer,
-        results=_results_keeping(settings),
+        results=recording.results_keeping(settings),
         demo=plan.demo,
     )
-    recorded = record(settings, summary)
+    recorded = recording.record(settings, summary)
     if report is not None:
-        recorded["report"] = _report_of(settings, recorded, report)
+        recorded["report"] = recording.write_report_of(settings, recorded, report)
     return recorded
 
 
@@ -263,15 +263,15 @@ def run_local(
         # A scheduler given by address may be another machine: its workers read their own
         # data directory and, unless this one names a shared history, their own history.
         data_dir=None if cluster.address else settings.data_dir,
-        history_url=_history_for_workers(settings, cluster),
-        results=None if cluster.address else _results_keeping(settings),
+        history_url=recording.history_for_workers(settings, cluster),
+        results=None if cluster.address else recording.results_keeping(settings),
         report=report,
         runner="run-local",
         demo=plan.demo,
     )
     last_task = "write_trial_summary" if report is None else "write_report"
     written = run_flow(build, cluster, on_cluster=on_cluster, result_task=last_task)
-    recorded = _complete(settings, written)
+    recorded = recording.complete(settings, written)
     if report is not None:
         recorded["report"] = written["report"]
     return recorded
@@ -346,14 +346,16 @@ def backtest(
         reference=reference,
         min_events=DEFAULT_MIN_EVENTS if min_events is None else min_events,
         data_dir=None if cluster.address else settings.data_dir,
-        history_url=_history_for_workers(settings, cluster),
-        results=None if cluster.address else _results_keeping(settings),
+        history_url=recording.history_for_workers(settings, cluster),
+        results=None if cluster.address else recording.results_keeping(settings),
         report=report,
         demo=demo,
     )
     last_task = "write_backtest" if report is None else "write_report"
     verdict = run_flow(build, cluster, on_cluster=on_cluster, result_task=last_task)
-    recorded = [_complete(settings, written)["recorded"] for written in verdict.pop("written")]
+    recorded = [
+        recording.complete(settings, written)["recorded"] for written in verdict.pop("written")
+    ]
     return {
         "run_id": run_id,
         "model": model,
@@ -386,19 +388,6 @@ def report(
         summary, over_time=points, thresholds=band, out=out, png_dir=png_dir
     )
     return written.to_dict()
-
-
-def _report_of(settings: Settings, summary: dict[str, Any], out: Path) -> dict[str, Any]:
-    from ticketeval.report import history_points, write_trial_report
-
-    points, band = history_points(settings.history, summary)
-    return write_trial_report(summary, over_time=points, thresholds=band, out=out).to_dict()
-
-
-def _results_keeping(settings: Settings) -> ResultsKeeping:
-    from ticketeval.trial import ResultsKeeping
-
-    return ResultsKeeping(settings.results_dir, settings.results_keep)
 
 
 DEFAULT_MODEL_FILE = "model.skops"
@@ -453,63 +442,6 @@ def describe_model_metadata(path: str, metadata: dict[str, Any]) -> dict[str, An
         "path": path,
         **{key: value for key, value in metadata.items() if key != "category_maps"},
     }
-
-
-def record(settings: Settings, summary: dict[str, Any]) -> dict[str, Any]:
-    """Record a trial in the history, or keep it in the spool when the history cannot be
-    reached; the summary comes back with where it went (`recorded`)."""
-    from ticketeval.history import move_legacy_history, record_trial
-
-    notes = []
-    if settings.history_url is None and settings.history_path is None:
-        moved = move_legacy_history(settings.data_dir, settings.history_dir)
-        if moved:
-            notes.append(moved)
-    outcome = record_trial(summary, settings.history, settings.spool_dir)
-    if outcome.recorded and outcome.sent_from_spool:
-        notes.append(outcome.message)
-    return {
-        **summary,
-        "recorded": {
-            "history": outcome.history,
-            "spooled": outcome.spooled,
-            "message": None if outcome.recorded else outcome.message,
-            "notes": notes,
-        },
-    }
-
-
-def _complete(settings: Settings, written: dict[str, Any]) -> dict[str, Any]:
-    """A trial a flow's worker wrote, or here, what it could not write (nothing is lost)."""
-    summary = written["summary"]
-    if not written["recorded"]:
-        return record(settings, summary)
-    return {
-        **summary,
-        "recorded": {"history": written["history"], "spooled": False, "message": None, "notes": []},
-    }
-
-
-def _history_for_workers(settings: Settings, cluster: ClusterOptions) -> str | None:
-    """The history the flow's workers write to: this machine's, except that a scheduler given
-    by address gets it only when it is a server (a SQLite path there would be its own disk)."""
-    from ticketeval.history_urls import is_server_url
-
-    if cluster.address and not is_server_url(settings.history):
-        return None
-    return settings.history
-
-
-def _last_period_end(settings: Settings, *, model: str, data_sha256: str) -> str | None:
-    """Where the latest trial of `model` on this data that had a period ended (ISO)."""
-    from ticketeval.history import read_trials
-
-    ends = [
-        row.closed_to
-        for row in read_trials(settings.history, model=model)
-        if row.data_sha256 == data_sha256 and row.closed_to
-    ]
-    return max(ends, default=None)
 
 
 @dataclass(frozen=True)
