@@ -143,6 +143,10 @@ def test_an_address_that_is_not_a_dask_scheduler_is_refused_within_the_bound(
         (["--memory-limit", "-5"], ("--memory-limit '-5' is not a size",)),
         (["--memory-limit", "1KiB"], ("--memory-limit 1KiB is below the minimum of 256 MiB",)),
         (["--memory-limit", "255MiB"], ("below the minimum",)),
+        (
+            ["--address", "tcp://127.0.0.1:8786", "--memory-limit", "2GiB"],
+            ("--memory-limit shape the LocalCluster ticketeval starts",),
+        ),
     ],
     ids=lambda value: " ".join(value) if isinstance(value, list) else None,
 )
@@ -160,7 +164,8 @@ def test_a_memory_limit_at_the_minimum_is_accepted() -> None:
 
     assert memory_limit_bytes("256MiB") == MIN_MEMORY_LIMIT
     assert memory_limit_bytes("auto") is None
-    ClusterOptions(memory_limit="2GiB", address="tcp://127.0.0.1:8786")
+    ClusterOptions(memory_limit="2GiB")
+    ClusterOptions(address="tcp://127.0.0.1:8786")
 
 
 HOG = """

@@ -143,3 +143,18 @@ def test_the_real_files_report_is_small_and_renders_offline(
         pytest.skip("headless Chromium is not installed")
     rendering = render(out, tmp_path / "r.png", width=1200, height=3600)
     assert rendering.page_requests == []
+
+
+def test_a_batch_too_large_keeps_no_results_and_its_page_says_so(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ticketeval import trial
+
+    monkeypatch.setattr(trial, "RESULTS_MAX_EVENTS", 100)  # the cap, at test scale
+    out = tmp_path / "big.html"
+    summary = invoke("evaluate", "--batch-size", "101", "--report", str(out))
+    assert "results_path" not in summary
+    assert not (data_dir / "results").exists()
+    assert "Per-event results not kept for this trial." in out.read_text()
+    small = invoke("evaluate", "--batch-size", "100")
+    assert Path(small["results_path"]).exists()

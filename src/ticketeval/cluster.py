@@ -57,6 +57,20 @@ class ClusterOptions:
             memory_limit_bytes(self.memory_limit)
         if self.address is not None:
             scheduler_host_port(self.address)
+            shaping = [
+                option
+                for option, value in (
+                    ("--workers", self.workers),
+                    ("--threads-per-worker", self.threads_per_worker),
+                    ("--memory-limit", self.memory_limit),
+                )
+                if value is not None
+            ]
+            if shaping:
+                raise UsageError(
+                    f"{', '.join(shaping)} shape the LocalCluster ticketeval starts; with "
+                    "--address the scheduler's own workers run the flow: drop them."
+                )
 
 
 def memory_limit_bytes(text: str) -> int | None:

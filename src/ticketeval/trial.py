@@ -213,6 +213,11 @@ def score_trial(
     return summary if kept is None else {**summary, "results_path": str(kept)}
 
 
+# Larger batches keep no per-event results: writing ten million rows would cost more than the
+# trial, and a page shows the worst twenty and a density, not every event.
+RESULTS_MAX_EVENTS = 1_000_000
+
+
 @dataclass(frozen=True)
 class ResultsKeeping:
     """Where trials keep their per-event results (for `ticketeval report`), and how many."""
@@ -227,9 +232,13 @@ class ResultsKeeping:
         target: pd.Series,
         predictions: np.ndarray,
         model: str,
-    ) -> Path:
-        """Write this trial's results, then drop the oldest beyond the retention."""
+    ) -> Path | None:
+        """Write this trial's results, then drop the oldest beyond the retention; nothing for
+        a batch larger than RESULTS_MAX_EVENTS (None)."""
         from ticketeval.results import prune_results, write_results
+
+        if len(batch.frame) > RESULTS_MAX_EVENTS:
+            return None
 
         frame = batch.frame
         per_event = pd.DataFrame(
