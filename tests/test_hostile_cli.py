@@ -477,10 +477,10 @@ def test_a_sigterm_whose_exception_python_ignored_still_ends_with_143(
 ) -> None:
     # A signal that lands in a garbage-collector callback (as Dask's has) raises where Python
     # only reports "Exception ignored": the work goes on, but the job was asked to stop.
-    from ticketeval import cli
+    from ticketeval import cli_runtime
 
-    monkeypatch.setattr(cli, "_terminated", threading.Event())
-    cli._terminated.set()
+    monkeypatch.setattr(cli_runtime, "_terminated", threading.Event())
+    cli_runtime._terminated.set()
     result = runner.invoke(app, ["history"])
     assert result.exit_code == ExitCode.TERMINATED
     assert result.stderr.strip().splitlines()[-1] == "Error: terminated."

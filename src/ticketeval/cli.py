@@ -6,40 +6,55 @@ commands, through `ticketeval.core`, so that `ticketeval --help` stays fast.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import os
-import signal
-import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ticketeval import __version__, core
-from ticketeval.errors import ExitCode, Terminated, TicketevalError, UsageError
+from ticketeval.cli_runtime import (
+    announce,
+    handle_sigterm,
+    quiet_prefect_logs,
+    report_fetch,
+    report_trial,
+    reported_errors,
+    settings_for,
+    show_library_logs,
+)
+from ticketeval.errors import UsageError
 from ticketeval.options import (
+    AdaptMaxOption,
+    AdaptMinOption,
     AddressOption,
     BacktestModelOption,
     BatchSizeOption,
     ClosedFromOption,
     ClosedToOption,
     DataDirOption,
+    DryRunOption,
     FailIfMaeAboveOption,
+    InstanceSizeOption,
     JsonOption,
     LogFileOption,
     MemoryLimitOption,
     ModelOption,
+    ProjectOption,
     QuietOption,
     ReportOption,
+    SaturnWorkersOption,
+    ScheduleHoursOption,
+    SchedulerSizeOption,
     SeedOption,
+    ShutdownOnCloseOption,
     SinceLastOption,
     SourceOption,
+    SpotOption,
     ThreadsPerWorkerOption,
     VerboseOption,
+    WorkerSizeOption,
     WorkersOption,
 )
 from ticketeval.render import (
@@ -51,13 +66,10 @@ from ticketeval.render import (
     render_model,
     render_registration,
     render_sizes,
-    render_summary,
-    stderr,
 )
 
 if TYPE_CHECKING:
-    from ticketeval.cache import FetchResult
-    from ticketeval.settings import Settings
+    pass
 
 
 def _flags_take_no_value() -> None:
@@ -82,81 +94,6 @@ app = typer.Typer(
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
 )
-
-
-@contextlib.contextmanager
-def reported_errors(reporter: Reporter) -> Iterator[None]:
-    """The one place expected failures become a line on stderr and an exit code."""
-    try:
-        reporter.open_log()
-        yield
-        if _terminated.is_set():
-            # The signal's exception was raised where Python ignores exceptions (a garbage
-            # collector callback, a __del__): the work finished, but the job was asked to stop.
-            raise Terminated()
-    except TicketevalError as error:
-        reporter.error(str(error))
-        raise typer.Exit(code=int(error.exit_code)) from None
-    except KeyboardInterrupt as interrupt:
-        # Ctrl-C right after a message was written, before Rich emptied its buffer, would
-        # print that message again with this one: drop what is left in the buffer.
-        stderr.begin_capture()
-        stderr.end_capture()
-        if isinstance(interrupt, Terminated):
-            reporter.error("terminated.")
-            raise typer.Exit(code=int(ExitCode.TERMINATED)) from None
-        reporter.error("interrupted.")
-        raise typer.Exit(code=int(ExitCode.INTERRUPTED)) from None
-
-
-_terminated = threading.Event()
-
-
-def _terminate(signum: int, frame: object) -> None:
-    # A second SIGTERM while the first one is being cleaned up ends the process at once.
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    _terminated.set()
-    raise Terminated()
-
-
-def handle_sigterm(ctx: typer.Context) -> None:
-    """SIGTERM (cron, systemd, Kubernetes stopping the job) is handled like Ctrl-C: the cluster
-    ticketeval started is closed, one line is printed, and the exit code is 143."""
-    if threading.current_thread() is not threading.main_thread():
-        return
-    previous = signal.signal(signal.SIGTERM, _terminate)
-    ctx.call_on_close(lambda: signal.signal(signal.SIGTERM, previous))
-    sys.unraisablehook = _unraisable
-
-
-def _unraisable(unraisable: sys.UnraisableHookArgs) -> None:
-    """A signal's exception raised where Python cannot raise it (see `reported_errors`) is not
-    a traceback for the user: the run ends with its one line."""
-    if isinstance(unraisable.exc_value, KeyboardInterrupt):
-        return
-    sys.__unraisablehook__(unraisable)
-
-
-def settings_for(data_dir: Path | None) -> Settings:
-    from ticketeval.settings import load_settings
-
-    return load_settings(**({"data_dir": data_dir} if data_dir else {}))
-
-
-def quiet_prefect_logs(verbose: bool) -> None:
-    # Prefect 1 reads its log level when first imported, here and in each Dask worker.
-    if verbose:
-        os.environ["PREFECT__LOGGING__LEVEL"] = "INFO"
-    else:
-        os.environ.setdefault("PREFECT__LOGGING__LEVEL", "CRITICAL")
-
-
-def show_library_logs(verbose: bool) -> None:
-    if verbose:
-        logging.basicConfig(
-            stream=sys.stderr, level=logging.DEBUG, format="%(name)s: %(message)s", force=True
-        )
-        logging.getLogger("urllib3").setLevel(logging.DEBUG)
 
 
 def version_callback(value: bool) -> None:
@@ -416,56 +353,6 @@ def backtest(
             reporter.info(f"Report: {result['report']['page']}")
 
 
-def announce(reporter: Reporter, address: str, dashboard: str | None) -> None:
-    reporter.info(f"Dask scheduler {address}" + (f", dashboard {dashboard}" if dashboard else ""))
-
-
-def report_fetch(result: FetchResult, reporter: Reporter) -> None:
-    """What a command that fetched on the way says about it."""
-    for note in result.notes:
-        reporter.info(note)
-    if not result.reused:
-        reporter.info(f"Fetched {describe_cache(result.cache)}")
-
-
-def report_trial(
-    summary: dict[str, Any] | core.NothingNew,
-    reporter: Reporter,
-    *,
-    json_output: bool,
-    limit: float | None,
-) -> None:
-    if isinstance(summary, core.NothingNew):
-        reporter.info(summary.message)
-        if json_output:
-            print(json.dumps(summary.to_dict()))
-        return
-    reporter.log(json.dumps(summary))
-    if json_output:
-        print(json.dumps(summary))
-    elif not reporter.quiet:
-        render_summary(summary)
-    recorded = summary.get("recorded") or {}
-    for note in recorded.get("notes", []):
-        reporter.info(note)
-    if "report" in summary:
-        reporter.info(f"Report: {summary['report']['page']}")
-    if recorded.get("spooled"):
-        reporter.error(recorded["message"])
-    mae = summary["data"]["metrics"]["MAE"]
-    if limit is not None and mae is None:
-        reporter.error(
-            "no row of the batch could be scored (each lacks closed_at or sys_updated_at), so "
-            f"there is no MAE to hold to the limit of {limit:,.0f} s."
-        )
-        raise typer.Exit(code=int(ExitCode.MAE_ABOVE_LIMIT))
-    if limit is not None and mae is not None and mae > limit:
-        reporter.error(f"MAE {mae:,.0f} s is above the limit of {limit:,.0f} s.")
-        raise typer.Exit(code=int(ExitCode.MAE_ABOVE_LIMIT))
-    if recorded.get("spooled"):
-        raise typer.Exit(code=int(ExitCode.SPOOLED))
-
-
 # --- train ---------------------------------------------------------------------------------------
 
 
@@ -642,58 +529,18 @@ def describe_sizes(*, json_output: JsonOption = False) -> None:
 @app.command()
 def register(
     *,
-    workers: Annotated[int, typer.Option(min=1, help="Dask workers of the Saturn cluster.")] = 1,
-    worker_size: Annotated[
-        str | None,
-        typer.Option(help="Saturn size of each worker (see describe-sizes).", show_default=False),
-    ] = None,
-    scheduler_size: Annotated[
-        str | None,
-        typer.Option(help="Saturn size of the Dask scheduler.", show_default=False),
-    ] = None,
-    spot: Annotated[
-        bool | None,
-        typer.Option(
-            "--spot/--no-spot",
-            help="Workers on spot instances. \\[default: Saturn's]",
-            show_default=False,
-        ),
-    ] = None,
-    shutdown_on_close: Annotated[
-        bool,
-        typer.Option(
-            "--shutdown-on-close/--keep-cluster",
-            help="Shut the Dask cluster down when a flow run ends.",
-        ),
-    ] = True,
-    adapt_min: Annotated[
-        int | None,
-        typer.Option(min=0, help="Adaptive scaling: fewest workers.", show_default=False),
-    ] = None,
-    adapt_max: Annotated[
-        int | None, typer.Option(min=1, help="Adaptive scaling: most workers.", show_default=False)
-    ] = None,
-    instance_size: Annotated[
-        str | None,
-        typer.Option(
-            help="Saturn size of the machine running the flow itself.", show_default=False
-        ),
-    ] = None,
-    schedule_hours: Annotated[
-        float | None,
-        typer.Option(help="Run every N hours. \\[default: no schedule]", show_default=False),
-    ] = None,
+    workers: SaturnWorkersOption = 1,
+    worker_size: WorkerSizeOption = None,
+    scheduler_size: SchedulerSizeOption = None,
+    spot: SpotOption = None,
+    shutdown_on_close: ShutdownOnCloseOption = True,
+    adapt_min: AdaptMinOption = None,
+    adapt_max: AdaptMaxOption = None,
+    instance_size: InstanceSizeOption = None,
+    schedule_hours: ScheduleHoursOption = None,
     batch_size: BatchSizeOption = None,
-    project: Annotated[
-        str | None,
-        typer.Option(
-            help="Prefect Cloud project. \\[default: PREFECT_CLOUD_PROJECT_NAME]",
-            show_default=False,
-        ),
-    ] = None,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print what would be registered; no network.")
-    ] = False,
+    project: ProjectOption = None,
+    dry_run: DryRunOption = False,
     json_output: JsonOption = False,
     verbose: VerboseOption = False,
 ) -> None:

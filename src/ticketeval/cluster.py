@@ -161,7 +161,18 @@ def prefect_logs_to_stderr() -> None:
 
     for handler in logging.getLogger("prefect").handlers:
         if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
-            handler.setStream(sys.stderr)
+            handler.setStream(CurrentStderr())  # type: ignore[arg-type]
+
+
+class CurrentStderr:
+    """Whatever `sys.stderr` is when a record is written, not when Prefect was imported: a
+    caller in the same process (a test's runner, a notebook) may swap it, and close the old."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 def warm_up_worker() -> None:

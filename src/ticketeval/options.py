@@ -154,3 +154,67 @@ AddressOption = Annotated[
         show_default=False,
     ),
 ]
+
+# --- register's: the Saturn Cloud cluster and the Prefect Cloud registration -------------------
+
+SaturnWorkersOption = Annotated[
+    int, typer.Option(min=1, help="Dask workers of the Saturn cluster.")
+]
+
+WorkerSizeOption = Annotated[
+    str | None,
+    typer.Option(help="Saturn size of each worker (see describe-sizes).", show_default=False),
+]
+
+SchedulerSizeOption = Annotated[
+    str | None,
+    typer.Option(help="Saturn size of the Dask scheduler.", show_default=False),
+]
+
+SpotOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--spot/--no-spot",
+        help="Workers on spot instances. \\[default: Saturn's]",
+        show_default=False,
+    ),
+]
+
+ShutdownOnCloseOption = Annotated[
+    bool,
+    typer.Option(
+        "--shutdown-on-close/--keep-cluster",
+        help="Shut the Dask cluster down when a flow run ends.",
+    ),
+]
+
+AdaptMinOption = Annotated[
+    int | None,
+    typer.Option(min=0, help="Adaptive scaling: fewest workers.", show_default=False),
+]
+
+AdaptMaxOption = Annotated[
+    int | None, typer.Option(min=1, help="Adaptive scaling: most workers.", show_default=False)
+]
+
+InstanceSizeOption = Annotated[
+    str | None,
+    typer.Option(help="Saturn size of the machine running the flow itself.", show_default=False),
+]
+
+ScheduleHoursOption = Annotated[
+    float | None,
+    typer.Option(help="Run every N hours. \\[default: no schedule]", show_default=False),
+]
+
+ProjectOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Prefect Cloud project. \\[default: PREFECT_CLOUD_PROJECT_NAME]",
+        show_default=False,
+    ),
+]
+
+DryRunOption = Annotated[
+    bool, typer.Option("--dry-run", help="Print what would be registered; no network.")
+]

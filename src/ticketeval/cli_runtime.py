@@ -1,0 +1,158 @@
+"""What every command does around its core call: errors to one line and an exit code,
+SIGTERM handled like Ctrl-C, settings loaded, library logs quietened, the trial reported.
+
+The CLI's side of the boundary, with `cli.py` (the commands) and `render.py` (what is printed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from ticketeval import core
+from ticketeval.errors import ExitCode, Terminated, TicketevalError
+from ticketeval.render import Reporter, describe_cache, render_summary, stderr
+
+if TYPE_CHECKING:
+    from ticketeval.cache import FetchResult
+    from ticketeval.settings import Settings
+
+
+@contextlib.contextmanager
+def reported_errors(reporter: Reporter) -> Iterator[None]:
+    """The one place expected failures become a line on stderr and an exit code."""
+    try:
+        reporter.open_log()
+        yield
+        if _terminated.is_set():
+            # The signal's exception was raised where Python ignores exceptions (a garbage
+            # collector callback, a __del__): the work finished, but the job was asked to stop.
+            raise Terminated()
+    except TicketevalError as error:
+        reporter.error(str(error))
+        raise typer.Exit(code=int(error.exit_code)) from None
+    except KeyboardInterrupt as interrupt:
+        # Ctrl-C right after a message was written, before Rich emptied its buffer, would
+        # print that message again with this one: drop what is left in the buffer.
+        stderr.begin_capture()
+        stderr.end_capture()
+        if isinstance(interrupt, Terminated):
+            reporter.error("terminated.")
+            raise typer.Exit(code=int(ExitCode.TERMINATED)) from None
+        reporter.error("interrupted.")
+        raise typer.Exit(code=int(ExitCode.INTERRUPTED)) from None
+
+
+_terminated = threading.Event()
+
+
+def _terminate(signum: int, frame: object) -> None:
+    # A second SIGTERM while the first one is being cleaned up ends the process at once.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _terminated.set()
+    raise Terminated()
+
+
+def handle_sigterm(ctx: typer.Context) -> None:
+    """SIGTERM (cron, systemd, Kubernetes stopping the job) is handled like Ctrl-C: the cluster
+    ticketeval started is closed, one line is printed, and the exit code is 143."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    ctx.call_on_close(lambda: signal.signal(signal.SIGTERM, previous))
+    sys.unraisablehook = _unraisable
+
+
+def _unraisable(unraisable: sys.UnraisableHookArgs) -> None:
+    """A signal's exception raised where Python cannot raise it (see `reported_errors`) is not
+    a traceback for the user: the run ends with its one line."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt):
+        return
+    sys.__unraisablehook__(unraisable)
+
+
+def settings_for(data_dir: Path | None) -> Settings:
+    from ticketeval.settings import load_settings
+
+    return load_settings(**({"data_dir": data_dir} if data_dir else {}))
+
+
+def quiet_prefect_logs(verbose: bool) -> None:
+    # Prefect 1 reads its log level when first imported, here and in each Dask worker.
+    if verbose:
+        os.environ["PREFECT__LOGGING__LEVEL"] = "INFO"
+    else:
+        os.environ.setdefault("PREFECT__LOGGING__LEVEL", "CRITICAL")
+
+
+def show_library_logs(verbose: bool) -> None:
+    if verbose:
+        from ticketeval.cluster import CurrentStderr
+
+        logging.basicConfig(
+            stream=CurrentStderr(),  # type: ignore[arg-type]
+            level=logging.DEBUG,
+            format="%(name)s: %(message)s",
+            force=True,
+        )
+        logging.getLogger("urllib3").setLevel(logging.DEBUG)
+
+
+def announce(reporter: Reporter, address: str, dashboard: str | None) -> None:
+    reporter.info(f"Dask scheduler {address}" + (f", dashboard {dashboard}" if dashboard else ""))
+
+
+def report_fetch(result: FetchResult, reporter: Reporter) -> None:
+    """What a command that fetched on the way says about it."""
+    for note in result.notes:
+        reporter.info(note)
+    if not result.reused:
+        reporter.info(f"Fetched {describe_cache(result.cache)}")
+
+
+def report_trial(
+    summary: dict[str, Any] | core.NothingNew,
+    reporter: Reporter,
+    *,
+    json_output: bool,
+    limit: float | None,
+) -> None:
+    if isinstance(summary, core.NothingNew):
+        reporter.info(summary.message)
+        if json_output:
+            print(json.dumps(summary.to_dict()))
+        return
+    reporter.log(json.dumps(summary))
+    if json_output:
+        print(json.dumps(summary))
+    elif not reporter.quiet:
+        render_summary(summary)
+    recorded = summary.get("recorded") or {}
+    for note in recorded.get("notes", []):
+        reporter.info(note)
+    if "report" in summary:
+        reporter.info(f"Report: {summary['report']['page']}")
+    if recorded.get("spooled"):
+        reporter.error(recorded["message"])
+    mae = summary["data"]["metrics"]["MAE"]
+    if limit is not None and mae is None:
+        reporter.error(
+            "no row of the batch could be scored (each lacks closed_at or sys_updated_at), so "
+            f"there is no MAE to hold to the limit of {limit:,.0f} s."
+        )
+        raise typer.Exit(code=int(ExitCode.MAE_ABOVE_LIMIT))
+    if limit is not None and mae is not None and mae > limit:
+        reporter.error(f"MAE {mae:,.0f} s is above the limit of {limit:,.0f} s.")
+        raise typer.Exit(code=int(ExitCode.MAE_ABOVE_LIMIT))
+    if recorded.get("spooled"):
+        raise typer.Exit(code=int(ExitCode.SPOOLED))
