@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -314,6 +315,28 @@ class HistoryStore:
             )
         return 0
 
+    def _use_wal(self) -> None:
+        """WAL mode: readers never block the writer, and overlapping runs queue on the lock.
+
+        Switching needs the only open connection, and SQLite answers "locked" at once rather
+        than wait (no busy timeout there): when several processes create the history at the
+        same moment, retry until one of them has switched it, within the busy timeout.
+        """
+        import sqlite3
+
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            mode = self._execute("PRAGMA journal_mode").fetchone()[0]
+            if str(mode).lower() == "wal":
+                return
+            try:
+                self._execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error).lower() or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
     def _prepare(self, create: bool) -> int:
         version = self._read_version()
         # A legacy history is migrated by any use that may write it, a read included; a new
@@ -321,10 +344,7 @@ class HistoryStore:
         if version == SCHEMA_VERSION or self.read_only or (version == 0 and not create):
             return version
         if self.backend == "sqlite":
-            mode = self._execute("PRAGMA journal_mode").fetchone()[0]
-            if str(mode).lower() != "wal":
-                # Readers never block the writer, and overlapping runs queue on the lock.
-                self._execute("PRAGMA journal_mode=WAL")
+            self._use_wal()
         with self._transaction(exclusive=True):
             version = self._read_version()  # another process may have done it meanwhile
             if version == 0:
