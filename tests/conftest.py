@@ -226,3 +226,18 @@ def assert_no_process_left(marker: str) -> None:
     for process in alive:  # do not leak them into the next test
         process.kill()
     assert not alive, [process.cmdline() for process in alive]
+
+
+def start_ticketeval(
+    arguments: Sequence[str], env: dict[str, str] | None = None, **options: object
+) -> subprocess.Popen[str]:
+    """Start the installed executable with the test's environment (plus `env`)."""
+    return subprocess.Popen(
+        [ticketeval_executable(), *arguments],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+        **options,  # type: ignore[call-overload]
+    )

@@ -17,7 +17,7 @@ import re
 import signal
 import subprocess
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -41,6 +41,7 @@ from .conftest import (
     invoke,
     run_ticketeval,
     snapshot,
+    start_ticketeval,
     ticketeval_executable,
     zip_of,
 )
@@ -656,25 +657,10 @@ def restore_sigint() -> Callable[[], None]:
     return restore
 
 
-def start(
-    arguments: Sequence[str], env: dict[str, str] | None = None, **options: object
-) -> subprocess.Popen[str]:
-    """Start the installed executable with the test's environment (plus `env`)."""
-    return subprocess.Popen(
-        [ticketeval_executable(), *arguments],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **(env or {})},
-        **options,  # type: ignore[call-overload]
-    )
-
-
 def test_ctrl_c_during_run_local_exits_130_and_stops_the_cluster(
     isolated_environment: Path, restore_sigint: Callable[[], None], process_marker: str
 ) -> None:
-    process = start(
+    process = start_ticketeval(
         ["run-local", "--batch-size", "200", "--source", "demo"], preexec_fn=restore_sigint
     )
     stderr = StderrLines(process)
@@ -721,7 +707,7 @@ def run_and_kill_the_worker_of_predict(
     (model_dir / "stall.py").write_text(STALLING_MODEL)
     started = tmp_path / "started"
     arguments = ["run-local", "--batch-size", "200", "--json", "--source", "demo"]
-    process = start(
+    process = start_ticketeval(
         [*arguments, "--model", "stall:model"], env={"STALL_DIR": str(tmp_path), **(env or {})}
     )
     try:
@@ -798,7 +784,9 @@ def test_overlapping_forced_fetches_leave_one_whole_cache(
         cache.fetch(str(path), data_dir=alone)
         sources[str(path.resolve())] = pq.read_table(cache.cache_path(alone))
     processes = [
-        start(["fetch", "--force", "--source", source]) for _ in range(2) for source in sources
+        start_ticketeval(["fetch", "--force", "--source", source])
+        for _ in range(2)
+        for source in sources
     ]
     outcomes = finish_all(processes)
     assert [code for code, _ in outcomes] == [0] * 4, outcomes
@@ -816,7 +804,7 @@ def test_overlapping_runs_all_succeed_and_each_lands_once(
     runs = [["evaluate", "--batch-size", "200"]] * 3 + [
         ["run-local", "--batch-size", "200", "--workers", "1"]
     ]
-    outcomes = finish_all([start(arguments) for arguments in runs])
+    outcomes = finish_all([start_ticketeval(arguments) for arguments in runs])
     assert [code for code, _ in outcomes] == [0] * 4, outcomes
     assert not any("Traceback" in err for _, err in outcomes)
     rows = history.read_trials(load_settings().history)

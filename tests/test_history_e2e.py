@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 from ticketeval.history import read_trials, record_trial, redact_url
 from ticketeval.spool import spooled_files
 
-from .conftest import run_ticketeval, ticketeval_executable
+from .conftest import run_ticketeval, start_ticketeval
 from .emulator import CloudEmulator
 from .test_history_store import awkward_trials
 from .test_saturn import REGISTER, cloud, cloud_env, home
@@ -32,18 +31,6 @@ __all__ = ["cloud", "cloud_env", "home"]  # the emulator's fixtures, imported so
 pytest_plugins = ("tests.postgres",)
 
 EVALUATE = ("evaluate", "--batch-size", "100")
-
-
-def start(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    """The installed executable, started and not waited for."""
-    return subprocess.Popen(
-        [ticketeval_executable(), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        env={**os.environ, **env},
-    )
 
 
 def finish(processes: Sequence[subprocess.Popen[str]]) -> list[tuple[int, str, str]]:
@@ -91,7 +78,7 @@ def test_ten_processes_at_once_record_ten_trials_none_twice(
         for _ in range(2)
     ]  # fmt: skip
 
-    results = finish([start(*command, env=env) for command in commands])
+    results = finish([start_ticketeval([*command], env=env) for command in commands])
 
     summaries = []
     for code, stdout, stderr in results:
@@ -146,8 +133,8 @@ def test_a_wrong_password_is_one_line_and_never_written_anywhere(
     log = tmp_path / "ticketeval.log"
     env = {"TICKETEVAL_HISTORY_URL": url}
 
-    evaluated = start(*EVALUATE, "--json", "--log-file", str(log), env=env)
-    shown = start("history", env=env)
+    evaluated = start_ticketeval([*EVALUATE, "--json", "--log-file", str(log)], env=env)
+    shown = start_ticketeval(["history"], env=env)
     [(code, stdout, stderr), (read_code, read_stdout, read_stderr)] = finish([evaluated, shown])
 
     assert code == 7, stderr
@@ -175,8 +162,10 @@ def test_postgresql_and_the_default_sqlite_show_the_same_history_json(
         for url in (default.history, postgres_url):
             assert record_trial(trial, url, default.spool_dir).recorded
 
-    on_sqlite = start("history", "--json", env={})
-    on_postgres = start("history", "--json", env={"TICKETEVAL_HISTORY_URL": postgres_url})
+    on_sqlite = start_ticketeval(["history", "--json"], env={})
+    on_postgres = start_ticketeval(
+        ["history", "--json"], env={"TICKETEVAL_HISTORY_URL": postgres_url}
+    )
     [(code, sqlite_json, _), (pg_code, postgres_json, pg_stderr)] = finish([on_sqlite, on_postgres])
 
     assert (code, pg_code) == (0, 0), pg_stderr

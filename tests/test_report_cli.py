@@ -13,17 +13,10 @@ from ticketeval.cli import app
 from ticketeval.errors import ExitCode
 
 from .browser import chromium, render
+from .test_report import SECTION_IDS as PARTS
 from .test_report import chart_rows, parse
 
 runner = CliRunner()
-PARTS = (
-    "headline",
-    "predicted-vs-actual",
-    "error-distribution",
-    "by-priority",
-    "over-time",
-    "worst-events",
-)
 
 
 def invoke(*arguments: str, env: dict[str, str] | None = None) -> dict:
