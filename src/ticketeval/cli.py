@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ticketeval import __version__, core
+from ticketeval import __version__, cli_saturn, core
 from ticketeval.cli_runtime import (
     announce,
     handle_sigterm,
@@ -26,35 +26,24 @@ from ticketeval.cli_runtime import (
 )
 from ticketeval.errors import UsageError
 from ticketeval.options import (
-    AdaptMaxOption,
-    AdaptMinOption,
     AddressOption,
     BacktestModelOption,
     BatchSizeOption,
     ClosedFromOption,
     ClosedToOption,
     DataDirOption,
-    DryRunOption,
     FailIfMaeAboveOption,
-    InstanceSizeOption,
     JsonOption,
     LogFileOption,
     MemoryLimitOption,
     ModelOption,
-    ProjectOption,
     QuietOption,
     ReportOption,
-    SaturnWorkersOption,
-    ScheduleHoursOption,
-    SchedulerSizeOption,
     SeedOption,
-    ShutdownOnCloseOption,
     SinceLastOption,
     SourceOption,
-    SpotOption,
     ThreadsPerWorkerOption,
     VerboseOption,
-    WorkerSizeOption,
     WorkersOption,
 )
 from ticketeval.render import (
@@ -64,8 +53,6 @@ from ticketeval.render import (
     render_backtest,
     render_history,
     render_model,
-    render_registration,
-    render_sizes,
 )
 
 if TYPE_CHECKING:
@@ -508,74 +495,6 @@ def report(
                 reporter.info(f"Wrote {path}")
 
 
-# --- Saturn Cloud and Prefect Cloud -------------------------------------------------------------
-
-
-@app.command("describe-sizes")
-def describe_sizes(*, json_output: JsonOption = False) -> None:
-    """List Saturn Cloud's instance sizes (for --worker-size, --scheduler-size, --instance-size).
-
-    Needs BASE_URL and SATURN_TOKEN. Example: [bold]ticketeval describe-sizes[/bold]
-    """
-    reporter = Reporter()
-    with reported_errors(reporter):
-        sizes = core.describe_sizes(settings_for(None))
-        if json_output:
-            print(json.dumps(sizes))
-            return
-        render_sizes(sizes)
-
-
-@app.command()
-def register(
-    *,
-    workers: SaturnWorkersOption = 1,
-    worker_size: WorkerSizeOption = None,
-    scheduler_size: SchedulerSizeOption = None,
-    spot: SpotOption = None,
-    shutdown_on_close: ShutdownOnCloseOption = True,
-    adapt_min: AdaptMinOption = None,
-    adapt_max: AdaptMaxOption = None,
-    instance_size: InstanceSizeOption = None,
-    schedule_hours: ScheduleHoursOption = None,
-    batch_size: BatchSizeOption = None,
-    project: ProjectOption = None,
-    dry_run: DryRunOption = False,
-    json_output: JsonOption = False,
-    verbose: VerboseOption = False,
-) -> None:
-    """Register the flow with Prefect Cloud, to run on a Saturn Cloud Dask cluster.
-
-    Needs BASE_URL, SATURN_TOKEN, PREFECT_USER_TOKEN and a project.
-    Example: [bold]ticketeval register --workers 3 --worker-size xlarge --schedule-hours 24[/bold]
-    """
-    reporter = Reporter()
-    with reported_errors(reporter):
-        from ticketeval.saturn import SaturnClusterOptions
-
-        cluster = SaturnClusterOptions(
-            workers, worker_size, scheduler_size, spot, shutdown_on_close, adapt_min, adapt_max
-        )
-        settings = settings_for(None)
-        quiet_prefect_logs(verbose)
-        registration = core.register(
-            settings,
-            cluster=cluster,
-            instance_size=instance_size,
-            schedule_hours=schedule_hours,
-            batch_size=batch_size,
-            project=project,
-            dry_run=dry_run,
-        )
-        for warning in registration.warnings:
-            reporter.info(warning)
-        details = registration.to_dict()
-        if dry_run and (worker_size or scheduler_size or instance_size):
-            reporter.info(
-                "The sizes were not checked against Saturn Cloud's list (a dry run makes no "
-                "network call): see ticketeval describe-sizes."
-            )
-        if json_output:
-            print(json.dumps(details))
-            return
-        render_registration(details, dry_run=dry_run)
+# Saturn Cloud and Prefect Cloud: their commands live in cli_saturn.py.
+app.command("describe-sizes")(cli_saturn.describe_sizes)
+app.command()(cli_saturn.register)
