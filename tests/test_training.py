@@ -18,7 +18,6 @@ from tests.conftest import ROOT
 from ticketeval.demo import demo_event_log
 from ticketeval.errors import ExitCode, ModelError, UsageError
 from ticketeval.parsing import parse_event_log
-from ticketeval.sources import read_local
 from ticketeval.training import (
     INPUT_COLUMNS,
     LEAKY_COLUMNS,
@@ -380,14 +379,3 @@ def test_a_batch_without_the_model_columns_is_a_model_error(trained: TrainingRes
 
 
 # --- The real file -------------------------------------------------------------------------------
-
-
-@pytest.mark.realdata
-def test_on_the_real_file_the_model_beats_the_constant_and_the_heuristic(real_zip: Path) -> None:
-    # About 5 s to train on the 70% before the cut (more when the machine is shared).
-    raw = read_local(real_zip)
-    result = train(parse_event_log(raw.csv).to_pandas(), data_sha256=raw.csv_sha256)
-    holdout = result.holdout
-    assert result.metadata["training"]["cut"] == "2016-05-11T15:07:00"
-    assert holdout["skill"] >= 0.10, holdout
-    assert holdout["MAE"] < holdout["MAE_heuristic"], holdout
