@@ -376,6 +376,3 @@ def test_every_bad_file_is_one_clear_model_error(tmp_path: Path, trained: Traini
 def test_a_batch_without_the_model_columns_is_a_model_error(trained: TrainingResult) -> None:
     with pytest.raises(ModelError, match="u_symptom"):
         trained.model(pd.DataFrame({"priority": ["3 - Moderate"]}))
-
-
-# --- The real file -------------------------------------------------------------------------------
