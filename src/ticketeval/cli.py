@@ -16,8 +16,8 @@ import typer
 from ticketeval import __version__, cli_saturn, core
 from ticketeval.cli_runtime import (
     announce,
+    flow_settings,
     handle_sigterm,
-    quiet_prefect_logs,
     report_fetch,
     report_trial,
     reported_errors,
@@ -238,8 +238,7 @@ def run_local(
         from ticketeval.cluster import ClusterOptions
 
         cluster = ClusterOptions(workers, threads_per_worker, memory_limit, address, verbose)
-        settings = settings_for(data_dir)
-        quiet_prefect_logs(verbose)
+        settings = flow_settings(data_dir, verbose=verbose)
         summary = core.run_local(
             settings,
             cluster=cluster,
@@ -306,8 +305,7 @@ def backtest(
         from ticketeval.cluster import ClusterOptions
 
         cluster = ClusterOptions(workers, threads_per_worker, memory_limit, address, verbose)
-        settings = settings_for(data_dir)
-        quiet_prefect_logs(verbose)
+        settings = flow_settings(data_dir, verbose=verbose)
         result = core.backtest(
             settings,
             every=every,

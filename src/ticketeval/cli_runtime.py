@@ -87,12 +87,14 @@ def settings_for(data_dir: Path | None) -> Settings:
     return load_settings(**({"data_dir": data_dir} if data_dir else {}))
 
 
-def quiet_prefect_logs(verbose: bool) -> None:
-    # Prefect 1 reads its log level when first imported, here and in each Dask worker.
+def flow_settings(data_dir: Path | None, *, verbose: bool) -> Settings:
+    """The settings of a command that runs or registers a Prefect flow, with Prefect's own log
+    level set first: Prefect 1 reads it when imported, here and in each Dask worker."""
     if verbose:
         os.environ["PREFECT__LOGGING__LEVEL"] = "INFO"
     else:
         os.environ.setdefault("PREFECT__LOGGING__LEVEL", "CRITICAL")
+    return settings_for(data_dir)
 
 
 def show_library_logs(verbose: bool) -> None:

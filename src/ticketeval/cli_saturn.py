@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 from ticketeval import core
-from ticketeval.cli_runtime import quiet_prefect_logs, reported_errors, settings_for
+from ticketeval.cli_runtime import flow_settings, reported_errors, settings_for
 from ticketeval.options import (
     AdaptMaxOption,
     AdaptMinOption,
@@ -71,8 +71,7 @@ def register(
         cluster = SaturnClusterOptions(
             workers, worker_size, scheduler_size, spot, shutdown_on_close, adapt_min, adapt_max
         )
-        settings = settings_for(None)
-        quiet_prefect_logs(verbose)
+        settings = flow_settings(None, verbose=verbose)
         registration = core.register(
             settings,
             cluster=cluster,

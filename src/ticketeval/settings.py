@@ -133,11 +133,6 @@ class Settings(BaseSettings):
         return self.history_dir / "results"
 
     @property
-    def legacy_history_file(self) -> Path:
-        """Where releases up to 0.1 kept the history: in the cache directory."""
-        return self.data_dir / "history.sqlite"
-
-    @property
     def username(self) -> str:
         """SATURN_USERNAME, or the login name when it is not set (used in the flow's name)."""
         return self.saturn_username or getpass.getuser()
