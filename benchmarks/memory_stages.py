@@ -3,7 +3,7 @@
     python benchmarks/memory_stages.py DATA_DIR
 
 Prints a Markdown table. It calls the same functions, in the same order, as
-`ticketeval.trial.score_trial` (what `ticketeval evaluate` runs), with the whole log as the
+`ticketeval.scoring.trial.score_trial` (what `ticketeval evaluate` runs), with the whole log as the
 batch; the summary's stage includes the bootstrap intervals.
 """
 
@@ -33,11 +33,11 @@ def main() -> None:
     import pandas  # noqa: F401
     import pyarrow.parquet  # noqa: F401
 
-    from ticketeval.batches import load_batch
-    from ticketeval.cache import read_cache_info
-    from ticketeval.metrics import METRIC_NAMES, score_metric
-    from ticketeval.models import load_model, model_columns, predict
-    from ticketeval.trial import SUMMARY_COLUMNS, compute_target, summarize
+    from ticketeval.data.batches import load_batch
+    from ticketeval.data.cache import read_cache_info
+    from ticketeval.scoring.metrics import METRIC_NAMES, score_metric
+    from ticketeval.scoring.models import load_model, model_columns, predict
+    from ticketeval.scoring.trial import SUMMARY_COLUMNS, compute_target, summarize
 
     stage("imports")
     data_dir = Path(sys.argv[1])

@@ -41,14 +41,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import seed_reference as seed  # noqa: E402
-from ticketeval.batches import TRIAL_COLUMNS, load_batch  # noqa: E402
-from ticketeval.cache import cache_path, fetch, read_cache_info, write_cache  # noqa: E402
-from ticketeval.demo import demo_event_log  # noqa: E402
-from ticketeval.metrics import bootstrap_intervals  # noqa: E402
-from ticketeval.models import heuristic_model, load_model, model_columns, predict  # noqa: E402
-from ticketeval.parsing import parse_event_log  # noqa: E402
-from ticketeval.sources import RawLog, read_local  # noqa: E402
-from ticketeval.trial import compute_target  # noqa: E402
+from ticketeval.data.batches import TRIAL_COLUMNS, load_batch  # noqa: E402
+from ticketeval.data.cache import cache_path, fetch, read_cache_info, write_cache  # noqa: E402
+from ticketeval.data.demo import demo_event_log  # noqa: E402
+from ticketeval.data.parsing import parse_event_log  # noqa: E402
+from ticketeval.data.sources import RawLog, read_local  # noqa: E402
+from ticketeval.scoring.metrics import bootstrap_intervals  # noqa: E402
+from ticketeval.scoring.models import heuristic_model, load_model, model_columns, predict  # noqa: E402
+from ticketeval.scoring.trial import compute_target  # noqa: E402
 
 REAL_ZIP = HERE.parent.parent / "shared" / "data" / "incident_event_log.zip"
 BIN = Path(sys.executable).parent
@@ -174,12 +174,12 @@ done
 # Stands for `run-local` without its flow: the client's imports, then a LocalCluster as
 # run-local starts it, its worker importing what the tasks need, closed.
 CLUSTER_FLOOR = """
-import ticketeval.cli, ticketeval.core, ticketeval.cluster, ticketeval.flow
+import ticketeval.cli.app, ticketeval.core, ticketeval.pipeline.cluster, ticketeval.pipeline.flow
 import prefect.executors
 import dask
 from distributed import Client, LocalCluster
 dask.config.set({"distributed.worker.multiprocessing-method": "fork"})  # as run-local does
-from ticketeval.cluster import default_threads, warm_up_worker
+from ticketeval.pipeline.cluster import default_threads, warm_up_worker
 cluster = LocalCluster(n_workers=1, threads_per_worker=default_threads(), host="127.0.0.1",
                        dashboard_address="127.0.0.1:0", silence_logs=50)
 with Client(cluster.scheduler_address, set_as_default=False) as client:
@@ -459,8 +459,9 @@ def main() -> int:
             {
                 "ours": [ticketeval, "run-local", "--batch-size", "1000", "--json"],
                 "seed": [python, str(HERE / "seed_reference.py"), str(REAL_ZIP)],
-                "imports": [python, "-c", "import ticketeval.cli, ticketeval.core, "
-                            "ticketeval.cluster, ticketeval.flow, prefect.executors, distributed"],
+                "imports": [python, "-c", "import ticketeval.cli.app, ticketeval.core, "
+                            "ticketeval.pipeline.cluster, ticketeval.pipeline.flow, "
+                            "prefect.executors, distributed"],
                 "floor": [python, "-c", CLUSTER_FLOOR],
             },
             env,

@@ -29,7 +29,7 @@ TRAIN = """
 import json, resource, sys, time
 from pathlib import Path
 start = time.perf_counter()
-from ticketeval.training import save_model, train, training_frame
+from ticketeval.scoring.training import save_model, train, training_frame
 frame, sha256 = training_frame(Path(sys.argv[1]))
 read = time.perf_counter()
 result = train(frame, loss=sys.argv[3], data_sha256=sha256)
@@ -46,8 +46,8 @@ print(json.dumps({
 PREDICT = """
 import json, resource, statistics, sys, time
 from pathlib import Path
-from ticketeval.batches import load_batch
-from ticketeval.training import load_model_file
+from ticketeval.data.batches import load_batch
+from ticketeval.scoring.training import load_model_file
 start = time.perf_counter()
 model = load_model_file(sys.argv[2])
 loaded = time.perf_counter()
@@ -78,7 +78,7 @@ def main() -> int:
     if not REAL_ZIP.exists():
         print(f"The real UCI file is not at {REAL_ZIP}: nothing to measure.")
         return 1
-    from ticketeval.cache import fetch
+    from ticketeval.data.cache import fetch
 
     with tempfile.TemporaryDirectory() as directory:
         data_dir = Path(directory) / "data"

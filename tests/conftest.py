@@ -20,7 +20,7 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
-# Rich reads the width when ticketeval.cli creates its consoles: fix it so wrapping cannot
+# Rich reads the width when ticketeval.cli.app creates its consoles: fix it so wrapping cannot
 # break assertions on the output.
 os.environ["COLUMNS"] = "200"
 
@@ -65,7 +65,7 @@ def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
 @pytest.fixture(scope="session")
 def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data directory holding a small demo cache (2,000 events), built once."""
-    from ticketeval import cache
+    from ticketeval.data import cache
 
     data_dir = tmp_path_factory.mktemp("demo-cache")
     cache.fetch("demo", data_dir=data_dir, demo_events=DEMO_ROWS)
@@ -108,7 +108,7 @@ runner = CliRunner()
 
 def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
     """Run the command line in this process, with the test's environment (plus `env`)."""
-    from ticketeval.cli import app
+    from ticketeval.cli.app import app
 
     return runner.invoke(app, list(args), env=env)
 

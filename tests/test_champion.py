@@ -10,17 +10,17 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from ticketeval import history
-from ticketeval.backtest import judge, score_period
-from ticketeval.champion import model_specs, overlaps_training
-from ticketeval.cli import app
+from ticketeval.cli.app import app
+from ticketeval.cli.render import render_backtest
+from ticketeval.data.periods import Period
 from ticketeval.errors import ExitCode, UsageError
-from ticketeval.flow import build_flow
-from ticketeval.metrics import paired_mae_difference
-from ticketeval.periods import Period
-from ticketeval.render import render_backtest
+from ticketeval.history import store as history
+from ticketeval.pipeline.flow import build_flow
+from ticketeval.scoring.backtest import judge, score_period
+from ticketeval.scoring.champion import model_specs, overlaps_training
+from ticketeval.scoring.metrics import paired_mae_difference
+from ticketeval.scoring.training import save_model, train_from_cache
 from ticketeval.settings import load_settings
-from ticketeval.training import save_model, train_from_cache
 
 from .conftest import run_ticketeval
 
@@ -68,7 +68,7 @@ def evaluate(*args: str) -> dict:
 
 
 def training_period(path: Path) -> dict:
-    from ticketeval.training import describe_model
+    from ticketeval.scoring.training import describe_model
 
     return describe_model(path)["training"]
 

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ticketeval import __version__, history
-from ticketeval.cli import app
+from ticketeval import __version__
+from ticketeval.cli.app import app
 from ticketeval.errors import ExitCode
+from ticketeval.history import store as history
 from ticketeval.settings import load_settings
 
 from .conftest import invoke, run_ticketeval, table_value
@@ -41,7 +42,7 @@ def test_help_imports_no_heavy_library() -> None:
     # A fresh interpreter, as a user's shell would start one.
     code = (
         "import sys\n"
-        "from ticketeval.cli import app\n"
+        "from ticketeval.cli.app import app\n"
         "try:\n    app(['--help'])\n"
         "except SystemExit:\n    pass\n"
         "heavy = ('prefect', 'dask', 'distributed', 'pandas', 'pyarrow', 'sklearn', 'numpy',\n"

@@ -14,8 +14,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ticketeval import batches, cache, demo, metrics, models, parsing, sources, trial
+from ticketeval.data import batches, cache, demo, parsing, sources
 from ticketeval.errors import DataError, ModelError, UsageError
+from ticketeval.scoring import metrics, models, trial
 
 from .conftest import REAL_INCIDENTS, REAL_ROWS, csv_bytes
 

@@ -6,7 +6,7 @@ import re
 
 import typer.main
 
-from ticketeval.cli import app
+from ticketeval.cli.app import app
 from ticketeval.errors import ExitCode
 
 from .conftest import ROOT

@@ -28,8 +28,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ticketeval import cache, demo, history, parsing
+from ticketeval.data import cache, demo, parsing
 from ticketeval.errors import DataError, ExitCode
+from ticketeval.history import store as history
 from ticketeval.settings import load_settings
 
 from .conftest import (

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from ticketeval import cache, demo, parsing
+from ticketeval.data import cache, demo, parsing
 from ticketeval.errors import ExitCode
 
 from .conftest import expect_error, invoke, run_ticketeval, snapshot, ticketeval_executable, zip_of

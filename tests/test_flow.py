@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from ticketeval import flow, history, metrics, trial
 from ticketeval.errors import ExitCode
+from ticketeval.history import store as history
+from ticketeval.pipeline import flow
+from ticketeval.scoring import metrics, trial
 from ticketeval.settings import load_settings
 
 from .conftest import assert_no_process_left, expect_error, invoke, run_ticketeval, table_value
@@ -138,7 +140,7 @@ def test_run_local_on_an_existing_scheduler_leaves_it_running(
     with Client(outside_scheduler, timeout=10) as client:
         assert len(client.scheduler_info()["workers"]) == 1
         # The flow's tasks ran there: the worker has imported ticketeval's code.
-        imported = client.run(lambda: "ticketeval.flow" in __import__("sys").modules)
+        imported = client.run(lambda: "ticketeval.pipeline.flow" in __import__("sys").modules)
         assert list(imported.values()) == [True]
 
 

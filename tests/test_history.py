@@ -6,7 +6,7 @@ import uuid
 from pathlib import Path
 
 from ticketeval import core
-from ticketeval.history import record_trial
+from ticketeval.history.store import record_trial
 from ticketeval.settings import load_settings
 
 REAL = "fd184bbfd62329cfe093e99da2ea7071905f2ead91900b448eb2635870821bef"

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from ticketeval.history import read_trials, record_trial, redact_url
-from ticketeval.spool import spooled_files
+from ticketeval.history.spool import spooled_files
+from ticketeval.history.store import read_trials, record_trial, redact_url
 
 from .conftest import run_ticketeval, start_ticketeval
 from .emulator import CloudEmulator

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ticketeval import history, history_rows, history_sql, history_urls
 from ticketeval.errors import (
     HistoryError,
     HistoryUnavailable,
@@ -27,7 +26,13 @@ from ticketeval.errors import (
     SummaryError,
     UsageError,
 )
-from ticketeval.history import (
+from ticketeval.history import rows as history_rows
+from ticketeval.history import sql as history_sql
+from ticketeval.history import store as history
+from ticketeval.history import urls as history_urls
+from ticketeval.history.rows import rows_from_summary
+from ticketeval.history.spool import spool_trial
+from ticketeval.history.store import (
     HistoryRow,
     flag_regressions,
     open_history,
@@ -37,9 +42,7 @@ from ticketeval.history import (
     redact_url,
     to_json,
 )
-from ticketeval.history_rows import rows_from_summary
-from ticketeval.history_urls import sqlite_url
-from ticketeval.spool import spool_trial
+from ticketeval.history.urls import sqlite_url
 
 if TYPE_CHECKING:
     from tests.postgres import PostgresServer

@@ -27,7 +27,7 @@ import psutil
 import pytest
 from typer.testing import CliRunner
 
-from ticketeval.cli import app
+from ticketeval.cli.app import app
 from ticketeval.errors import DataError, ExitCode
 
 from .conftest import run_ticketeval, ticketeval_executable
@@ -160,7 +160,7 @@ def test_cluster_options_that_cannot_work_are_refused_before_anything_runs(
 
 
 def test_a_memory_limit_at_the_minimum_is_accepted() -> None:
-    from ticketeval.cluster import MIN_MEMORY_LIMIT, ClusterOptions, memory_limit_bytes
+    from ticketeval.pipeline.cluster import MIN_MEMORY_LIMIT, ClusterOptions, memory_limit_bytes
 
     assert memory_limit_bytes("256MiB") == MIN_MEMORY_LIMIT
     assert memory_limit_bytes("auto") is None
@@ -371,7 +371,7 @@ def test_help_imports_none_of_the_heavy_libraries() -> None:
     heavy = {"prefect", "dask", "distributed", "pandas", "pyarrow", "sklearn"}
     code = (
         "import sys\n"
-        "from ticketeval.cli import app\n"
+        "from ticketeval.cli.app import app\n"
         "try:\n    app(['--help'], prog_name='ticketeval')\n"
         "except SystemExit:\n    pass\n"
         f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({sorted(heavy)!r})))\n"
@@ -428,7 +428,7 @@ def test_only_errors_that_may_pass_are_retried(
 ) -> None:
     from prefect.executors import LocalExecutor
 
-    from ticketeval import flow
+    from ticketeval.pipeline import flow
 
     calls = []
 
@@ -463,7 +463,7 @@ def test_a_flow_task_failing_unexpectedly_exits_1_naming_it(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The flow runs on a real LocalCluster: its worker imports this module to run `explode`.
-    from ticketeval import flow
+    from ticketeval.pipeline import flow
 
     monkeypatch.setattr(flow, "build_flow", failing_flow)
     result = runner.invoke(app, ["run-local", "--batch-size", "50", "--workers", "1"])
@@ -477,7 +477,7 @@ def test_a_sigterm_whose_exception_python_ignored_still_ends_with_143(
 ) -> None:
     # A signal that lands in a garbage-collector callback (as Dask's has) raises where Python
     # only reports "Exception ignored": the work goes on, but the job was asked to stop.
-    from ticketeval import cli_runtime
+    from ticketeval.cli import runtime as cli_runtime
 
     monkeypatch.setattr(cli_runtime, "_terminated", threading.Event())
     cli_runtime._terminated.set()

@@ -20,9 +20,9 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
-from ticketeval import cache
-from ticketeval.cli import app
-from ticketeval.demo import demo_event_log
+from ticketeval.cli.app import app
+from ticketeval.data import cache
+from ticketeval.data.demo import demo_event_log
 from ticketeval.errors import ExitCode
 from ticketeval.settings import MAX_SEED
 

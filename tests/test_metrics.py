@@ -16,7 +16,7 @@ from sklearn.metrics import (
     r2_score,
 )
 
-from ticketeval import metrics
+from ticketeval.scoring import metrics
 
 ORACLE = {
     "MAE": mean_absolute_error,

@@ -12,9 +12,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from ticketeval import backtest, cache, core, metrics, parsing, periods
-from ticketeval.cli import app
+from ticketeval import core
+from ticketeval.cli.app import app
+from ticketeval.data import cache, parsing, periods
 from ticketeval.errors import DataError, UsageError
+from ticketeval.scoring import backtest, metrics
 from ticketeval.settings import load_settings
 
 runner = CliRunner()

@@ -21,7 +21,7 @@ from hypothesis.extra import numpy as hnp
 from hypothesis.extra import pandas as hpd
 
 from ticketeval.errors import ExitCode, ModelError
-from ticketeval.models import check_predictions, predict
+from ticketeval.scoring.models import check_predictions, predict
 
 NAME = "my_models:m"
 FIXED_UNITS = {

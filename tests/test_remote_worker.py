@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from ticketeval.cache import cache_path
-from ticketeval.history import read_trials, redact_url
+from ticketeval.data.cache import cache_path
+from ticketeval.history.store import read_trials, redact_url
 
 from .conftest import run_ticketeval
 from .loopback import LoopbackServer, loopback, serve

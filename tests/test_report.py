@@ -1,4 +1,5 @@
-"""The trial report (ticketeval.report) and the per-event results it reads (ticketeval.results).
+"""The trial report (ticketeval.report.build) and the per-event results it reads
+(ticketeval.scoring.results).
 
 The page is checked as a reader and a mail client would meet it: parsed with the standard
 library's HTML parser (six parts, the headline's numbers, each chart's numbers against the
@@ -23,8 +24,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.browser import chromium, render
-from ticketeval import page, results
 from ticketeval.errors import DataError, UsageError
+from ticketeval.report import page
+from ticketeval.scoring import results
 
 PRIORITIES = ("1 - Critical", "2 - High", "3 - Moderate", "4 - Low")
 HEURISTIC_HOURS = {"1 - Critical": 6.0, "2 - High": 24.0, "3 - Moderate": 120.0, "4 - Low": 240.0}
@@ -465,7 +467,7 @@ def test_report_imports_no_cli_library_and_leaves_matplotlib_as_it_found_it() ->
     # A fresh interpreter: what this process imported before cannot hide an import.
     code = """
 import sys
-import ticketeval.page as page
+import ticketeval.report.page as page
 assert "matplotlib" not in sys.modules, "matplotlib imported with the module"
 import matplotlib
 def settings():

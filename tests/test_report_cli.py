@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ticketeval import cache
-from ticketeval.cli import app
+from ticketeval.cli.app import app
+from ticketeval.data import cache
 from ticketeval.errors import ExitCode
 
 from .browser import chromium, render
@@ -141,7 +141,7 @@ def test_the_real_files_report_is_small_and_renders_offline(
 def test_a_batch_too_large_keeps_no_results_and_its_page_says_so(
     data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ticketeval import trial
+    from ticketeval.scoring import trial
 
     monkeypatch.setattr(trial, "RESULTS_MAX_EVENTS", 100)  # the cap, at test scale
     out = tmp_path / "big.html"

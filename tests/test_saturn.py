@@ -21,7 +21,7 @@ import pytest
 
 from tests.conftest import expect_error, invoke, run_ticketeval
 from tests.emulator import SATURN_IMAGE, SIZES, TENANT_SLUG, CloudEmulator, running_emulator
-from ticketeval.history import read_trials
+from ticketeval.history.store import read_trials
 
 if TYPE_CHECKING:
     from tests.postgres import PostgresServer
@@ -445,7 +445,7 @@ def test_register_in_a_process_that_already_imported_prefect(
     before setting anything still registers with the key and the API URL from the settings."""
     import prefect
 
-    from ticketeval import saturn
+    from ticketeval.pipeline import saturn
     from ticketeval.settings import load_settings
 
     assert prefect.config.cloud.api != cloud.prefect_api  # read before the variables existed

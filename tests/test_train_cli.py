@@ -12,14 +12,19 @@ import pytest
 from typer.testing import CliRunner
 
 from ticketeval import core
-from ticketeval.batches import load_batch
-from ticketeval.cache import read_cache_info
-from ticketeval.cli import app
+from ticketeval.cli.app import app
+from ticketeval.data.batches import load_batch
+from ticketeval.data.cache import read_cache_info
 from ticketeval.errors import ExitCode
-from ticketeval.metrics import score_metric
+from ticketeval.scoring.metrics import score_metric
+from ticketeval.scoring.training import (
+    TrainingResult,
+    load_model_file,
+    save_model,
+    train_from_cache,
+)
+from ticketeval.scoring.trial import compute_target
 from ticketeval.settings import load_settings
-from ticketeval.training import TrainingResult, load_model_file, save_model, train_from_cache
-from ticketeval.trial import compute_target
 
 from .conftest import run_ticketeval
 from .test_training import _bad_files
@@ -178,10 +183,10 @@ def test_the_heuristic_never_imports_scikit_learn_skops_or_matplotlib(data_dir: 
     code = (
         "import sys\n"
         "heavy = {'sklearn', 'skops', 'matplotlib'}\n"
-        "import ticketeval.models, ticketeval.trial, ticketeval.champion\n"
+        "import ticketeval.scoring.models, ticketeval.scoring.trial, ticketeval.scoring.champion\n"
         "assert not heavy & set(sys.modules), 'imported by the modules'\n"
         "from typer.testing import CliRunner\n"
-        "from ticketeval.cli import app\n"
+        "from ticketeval.cli.app import app\n"
         "result = CliRunner().invoke(app, ['evaluate', '--batch-size', '100', '--json'])\n"
         "assert result.exit_code == 0, result.output\n"
         "print(sorted(heavy & set(sys.modules)))\n"

@@ -15,10 +15,10 @@ import pandas as pd
 import pytest
 
 from tests.conftest import ROOT
-from ticketeval.demo import demo_event_log
+from ticketeval.data.demo import demo_event_log
+from ticketeval.data.parsing import parse_event_log
 from ticketeval.errors import ExitCode, ModelError, UsageError
-from ticketeval.parsing import parse_event_log
-from ticketeval.training import (
+from ticketeval.scoring.training import (
     INPUT_COLUMNS,
     LEAKY_COLUMNS,
     TrainedModel,
@@ -272,7 +272,7 @@ def test_another_process_writes_the_same_bytes(tmp_path: Path, trained: Training
     script = (
         "import sys\n"
         "from tests.test_training import demo_events\n"
-        "from ticketeval.training import save_model, train\n"
+        "from ticketeval.scoring.training import save_model, train\n"
         "save_model(train(demo_events(), seed=3, data_sha256='f' * 64), sys.argv[1])\n"
     )
     path = tmp_path / "child.skops"

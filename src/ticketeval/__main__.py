@@ -1,4 +1,4 @@
-from ticketeval.cli import app
+from ticketeval.cli.app import app
 
 # Guarded: Dask's spawned worker processes import __main__ again.
 if __name__ == "__main__":

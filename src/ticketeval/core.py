@@ -20,17 +20,17 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ticketeval import recording
 from ticketeval.errors import UsageError
+from ticketeval.history import recording
 
 if TYPE_CHECKING:
-    from ticketeval.cache import CacheInfo, FetchResult
-    from ticketeval.cluster import ClusterOptions
-    from ticketeval.history import HistoryRow
-    from ticketeval.periods import Period
-    from ticketeval.saturn import Registration, SaturnClusterOptions
+    from ticketeval.data.cache import CacheInfo, FetchResult
+    from ticketeval.data.periods import Period
+    from ticketeval.data.sources import ProgressCallback
+    from ticketeval.history.store import HistoryRow
+    from ticketeval.pipeline.cluster import ClusterOptions
+    from ticketeval.pipeline.saturn import Registration, SaturnClusterOptions
     from ticketeval.settings import Settings
-    from ticketeval.sources import ProgressCallback
 
 FetchCallback = Callable[["FetchResult"], None]
 
@@ -46,9 +46,9 @@ def fetch(
     progress: ProgressCallback | None = None,
 ) -> FetchResult:
     """`ticketeval fetch`: get the event log into the cache (reused unless `force`)."""
-    from ticketeval import cache
-    from ticketeval.demo import DEFAULT_DEMO_EVENTS
-    from ticketeval.sources import check_url
+    from ticketeval.data import cache
+    from ticketeval.data.demo import DEFAULT_DEMO_EVENTS
+    from ticketeval.data.sources import check_url
 
     if url is not None:
         check_url(url)
@@ -68,7 +68,7 @@ def fetch(
 def _prepare_data(
     settings: Settings, source: str | None, on_fetch: FetchCallback | None
 ) -> CacheInfo:
-    from ticketeval.cache import ensure_cache
+    from ticketeval.data.cache import ensure_cache
 
     result = ensure_cache(settings, source)
     if on_fetch is not None:
@@ -122,10 +122,10 @@ def _plan_trial(
     of the data, of a period, or of every ticket closed since the previous trial of the
     champion on the same data (`since_last`). The seed is checked before any work: a trial is
     never computed only to be refused."""
-    from ticketeval.batches import closure_span, parse_batch_size
-    from ticketeval.champion import model_specs
-    from ticketeval.demo import DEMO_SOURCE
-    from ticketeval.periods import Period, iso, parse_date
+    from ticketeval.data.batches import closure_span, parse_batch_size
+    from ticketeval.data.demo import DEMO_SOURCE
+    from ticketeval.data.periods import Period, iso, parse_date
+    from ticketeval.scoring.champion import model_specs
     from ticketeval.settings import check_seed
 
     if seed is not None:
@@ -177,7 +177,7 @@ def evaluate(
     """`ticketeval evaluate`: score `model` (or several, champion first, on the same batch) in
     this process, record the trial (and write its report), and return its summary (or
     NothingNew, recording nothing)."""
-    from ticketeval.trial import score_trial
+    from ticketeval.scoring.trial import score_trial
 
     plan = _plan_trial(
         settings,
@@ -225,10 +225,10 @@ def run_local(
 ) -> dict[str, Any] | NothingNew:
     """`ticketeval run-local`: the same trial as a Prefect flow on Dask (the flow records it);
     returns its summary. Everything that can be checked is checked before a cluster starts."""
-    from ticketeval.batches import check_batch_size, closed_in
-    from ticketeval.cluster import run_flow
-    from ticketeval.flow import build_flow, flow_name
-    from ticketeval.models import load_model, model_columns
+    from ticketeval.data.batches import check_batch_size, closed_in
+    from ticketeval.pipeline.cluster import run_flow
+    from ticketeval.pipeline.flow import build_flow, flow_name
+    from ticketeval.scoring.models import load_model, model_columns
 
     plan = _plan_trial(
         settings,
@@ -298,15 +298,15 @@ def backtest(
     task per period, on Dask), judge each period against the reference periods' band, record
     the run, and return its periods and thresholds. One model: compare models with
     `evaluate` or `run-local`."""
-    from ticketeval.backtest import DEFAULT_MIN_EVENTS, backtest_periods
-    from ticketeval.batches import parse_batch_size
-    from ticketeval.champion import model_specs
-    from ticketeval.cluster import run_flow
-    from ticketeval.demo import DEMO_SOURCE
-    from ticketeval.flow import build_backtest_flow, flow_name
-    from ticketeval.models import load_model
-    from ticketeval.periods import parse_date, parse_every
-    from ticketeval.trial import new_trial_id
+    from ticketeval.data.batches import parse_batch_size
+    from ticketeval.data.demo import DEMO_SOURCE
+    from ticketeval.data.periods import parse_date, parse_every
+    from ticketeval.pipeline.cluster import run_flow
+    from ticketeval.pipeline.flow import build_backtest_flow, flow_name
+    from ticketeval.scoring.backtest import DEFAULT_MIN_EVENTS, backtest_periods
+    from ticketeval.scoring.champion import model_specs
+    from ticketeval.scoring.models import load_model
+    from ticketeval.scoring.trial import new_trial_id
 
     parse_every(every)
     specs = model_specs(model)
@@ -380,7 +380,7 @@ def report(
 ) -> dict[str, Any]:
     """`ticketeval report`: the page (and PNG charts) of a recorded trial, the last by
     default, drawn from its summary, its per-event results and the history around it."""
-    from ticketeval.report import find_trial, history_points, write_trial_report
+    from ticketeval.report.build import find_trial, history_points, write_trial_report
 
     summary = find_trial(settings.history, trial_id)
     points, band = history_points(settings.history, summary)
@@ -411,7 +411,7 @@ def train(
     The cut is `closed_before`, else the `train_fraction` point (0.7) of the closures. The
     seed is the trees' (default 0, not TICKETEVAL_SEED: the same data gives the same file).
     """
-    from ticketeval.training import DEFAULT_LOSS, save_model, train_from_cache
+    from ticketeval.scoring.training import DEFAULT_LOSS, save_model, train_from_cache
 
     if closed_before is not None and train_fraction is not None:
         raise UsageError("give --closed-before or --train-fraction, not both.")
@@ -429,7 +429,7 @@ def train(
 
 def show_model(path: str | Path) -> dict[str, Any]:
     """`ticketeval train --show`: what a saved model file says about itself."""
-    from ticketeval.training import describe_model
+    from ticketeval.scoring.training import describe_model
 
     described = describe_model(path)
     return describe_model_metadata(described.pop("path"), described)
@@ -470,7 +470,7 @@ def history(
 ) -> HistoryView:
     """`ticketeval history`: the recorded trials, oldest first, each flagged when it is worse
     than earlier trials of the same model on the same data beyond their intervals."""
-    from ticketeval.history import flag_regressions, pending_spool, read_trials, redact_url
+    from ticketeval.history.store import flag_regressions, pending_spool, read_trials, redact_url
 
     # A backtest's periods run in parallel: show them together, in the order of the periods.
     rows = read_trials(settings.history, model=model)
@@ -495,7 +495,7 @@ def history(
 
 def describe_sizes(settings: Settings) -> dict[str, str]:
     """`ticketeval describe-sizes`: Saturn Cloud's instance sizes, name → description."""
-    from ticketeval import saturn
+    from ticketeval.pipeline import saturn
 
     return saturn.describe_sizes(settings)
 
@@ -511,8 +511,8 @@ def register(
     dry_run: bool = False,
 ) -> Registration:
     """`ticketeval register`: the flow registered with Prefect Cloud for a Saturn cluster."""
-    from ticketeval import saturn
-    from ticketeval.batches import parse_batch_size
+    from ticketeval.data.batches import parse_batch_size
+    from ticketeval.pipeline import saturn
 
     return saturn.register(
         settings,

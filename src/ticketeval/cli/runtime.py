@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from ticketeval import core
+from ticketeval.cli.render import Reporter, describe_cache, render_summary, stderr
 from ticketeval.errors import ExitCode, Terminated, TicketevalError
-from ticketeval.render import Reporter, describe_cache, render_summary, stderr
 
 if TYPE_CHECKING:
-    from ticketeval.cache import FetchResult
+    from ticketeval.data.cache import FetchResult
     from ticketeval.settings import Settings
 
 
@@ -99,7 +99,7 @@ def flow_settings(data_dir: Path | None, *, verbose: bool) -> Settings:
 
 def show_library_logs(verbose: bool) -> None:
     if verbose:
-        from ticketeval.cluster import CurrentStderr
+        from ticketeval.pipeline.cluster import CurrentStderr
 
         logging.basicConfig(
             stream=CurrentStderr(),  # type: ignore[arg-type]

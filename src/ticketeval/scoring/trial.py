@@ -12,9 +12,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ticketeval.batches import Batch, load_batch
-from ticketeval.champion import columns_of, comparisons, model_info, model_specs, overlaps_training
-from ticketeval.metrics import (
+from ticketeval.data.batches import Batch, load_batch
+from ticketeval.data.periods import Period
+from ticketeval.scoring.champion import (
+    columns_of,
+    comparisons,
+    model_info,
+    model_specs,
+    overlaps_training,
+)
+from ticketeval.scoring.metrics import (
     INTERVAL_METRICS,
     METRIC_NAMES,
     bootstrap_intervals,
@@ -22,11 +29,10 @@ from ticketeval.metrics import (
     score_metric,
     with_rmse,
 )
-from ticketeval.models import Model, load_model, predict
-from ticketeval.periods import Period
+from ticketeval.scoring.models import Model, load_model, predict
 
 if TYPE_CHECKING:
-    from ticketeval.cache import CacheInfo
+    from ticketeval.data.cache import CacheInfo
 
 # What the summary reads of the batch, besides the target.
 SUMMARY_COLUMNS = ("priority", "number")
@@ -113,7 +119,7 @@ def empty_summary(
 ) -> dict[str, Any]:
     """The summary of a period in which no event closed: nothing scored, nothing undefined
     pretended."""
-    from ticketeval.cache import read_cache_info
+    from ticketeval.data.cache import read_cache_info
 
     cache = read_cache_info(data_dir, demo=demo)
     assert cache is not None
@@ -235,7 +241,7 @@ class ResultsKeeping:
     ) -> Path | None:
         """Write this trial's results, then drop the oldest beyond the retention; nothing for
         a batch larger than RESULTS_MAX_EVENTS (None)."""
-        from ticketeval.results import prune_results, write_results
+        from ticketeval.scoring.results import prune_results, write_results
 
         if len(batch.frame) > RESULTS_MAX_EVENTS:
             return None

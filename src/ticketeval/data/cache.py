@@ -13,11 +13,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ticketeval.demo import DEFAULT_DEMO_EVENTS, DEMO_SOURCE, demo_event_log
-from ticketeval.errors import DataError, DownloadError
-from ticketeval.files import atomic_file, shorten, unwritable
-from ticketeval.parsing import parse_event_log
-from ticketeval.sources import (
+from ticketeval.data.demo import DEFAULT_DEMO_EVENTS, DEMO_SOURCE, demo_event_log
+from ticketeval.data.parsing import parse_event_log
+from ticketeval.data.sources import (
     UCI_CSV_SHA256,
     UCI_URLS,
     UCI_ZIP_SHA256,
@@ -28,6 +26,8 @@ from ticketeval.sources import (
     read_zip,
     unreadable_source,
 )
+from ticketeval.errors import DataError, DownloadError
+from ticketeval.files import atomic_file, shorten, unwritable
 
 if TYPE_CHECKING:
     from ticketeval.settings import Settings

@@ -8,8 +8,7 @@ from __future__ import annotations
 import json
 
 from ticketeval import core
-from ticketeval.cli_runtime import flow_settings, reported_errors, settings_for
-from ticketeval.options import (
+from ticketeval.cli.options import (
     AdaptMaxOption,
     AdaptMinOption,
     BatchSizeOption,
@@ -25,7 +24,8 @@ from ticketeval.options import (
     VerboseOption,
     WorkerSizeOption,
 )
-from ticketeval.render import Reporter, render_registration, render_sizes
+from ticketeval.cli.render import Reporter, render_registration, render_sizes
+from ticketeval.cli.runtime import flow_settings, reported_errors, settings_for
 
 
 def describe_sizes(*, json_output: JsonOption = False) -> None:
@@ -66,7 +66,7 @@ def register(
     """
     reporter = Reporter()
     with reported_errors(reporter):
-        from ticketeval.saturn import SaturnClusterOptions
+        from ticketeval.pipeline.saturn import SaturnClusterOptions
 
         cluster = SaturnClusterOptions(
             workers, worker_size, scheduler_size, spot, shutdown_on_close, adapt_min, adapt_max

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ticketeval.data.parsing import COLUMNS, CSV_NAME
 from ticketeval.errors import DataError, DownloadError, UsageError
 from ticketeval.files import atomic_file, shorten
-from ticketeval.parsing import COLUMNS, CSV_NAME
 
 UCI_URLS = (
     # UCI's current address for data set 498, then the legacy one the seed used.

@@ -9,7 +9,7 @@ Beneath it, one concern each (imports go one way, urls → rows → sql → spoo
 - `spool`: the files where trials wait while the history cannot be reached.
 
 sqlite3, psycopg and platformdirs are imported inside the functions that use them, so that
-`import ticketeval.history` stays cheap.
+`import ticketeval.history.store` stays cheap.
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from ticketeval.errors import HistoryError, HistoryUnavailable, UsageError
-from ticketeval.history_rows import HistoryRow, rows_from_summary
-from ticketeval.history_sql import HistoryStore
-from ticketeval.history_urls import (
+from ticketeval.history.rows import HistoryRow, rows_from_summary
+from ticketeval.history.spool import SpoolProgress, pending_spool, send_spooled, spool_trial
+from ticketeval.history.sql import HistoryStore
+from ticketeval.history.urls import (
     DEFAULT_BUSY_TIMEOUT,
     DEFAULT_CONNECT_TIMEOUT,
     HISTORY_FILE,
@@ -36,7 +37,6 @@ from ticketeval.history_urls import (
     scrub,
     without_password,
 )
-from ticketeval.spool import SpoolProgress, pending_spool, send_spooled, spool_trial
 
 
 def to_json(rows: Sequence[HistoryRow]) -> str:

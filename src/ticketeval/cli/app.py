@@ -13,19 +13,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ticketeval import __version__, cli_saturn, core
-from ticketeval.cli_runtime import (
-    announce,
-    flow_settings,
-    handle_sigterm,
-    report_fetch,
-    report_trial,
-    reported_errors,
-    settings_for,
-    show_library_logs,
-)
-from ticketeval.errors import UsageError
-from ticketeval.options import (
+from ticketeval import __version__, core
+from ticketeval.cli import saturn as cli_saturn
+from ticketeval.cli.options import (
     AddressOption,
     BacktestModelOption,
     BatchSizeOption,
@@ -46,7 +36,7 @@ from ticketeval.options import (
     VerboseOption,
     WorkersOption,
 )
-from ticketeval.render import (
+from ticketeval.cli.render import (
     Reporter,
     describe_cache,
     download_progress,
@@ -54,6 +44,17 @@ from ticketeval.render import (
     render_history,
     render_model,
 )
+from ticketeval.cli.runtime import (
+    announce,
+    flow_settings,
+    handle_sigterm,
+    report_fetch,
+    report_trial,
+    reported_errors,
+    settings_for,
+    show_library_logs,
+)
+from ticketeval.errors import UsageError
 
 if TYPE_CHECKING:
     pass
@@ -235,7 +236,7 @@ def run_local(
     """
     reporter = Reporter(quiet=quiet, log_file=log_file)
     with reported_errors(reporter):
-        from ticketeval.cluster import ClusterOptions
+        from ticketeval.pipeline.cluster import ClusterOptions
 
         cluster = ClusterOptions(workers, threads_per_worker, memory_limit, address, verbose)
         settings = flow_settings(data_dir, verbose=verbose)
@@ -302,7 +303,7 @@ def backtest(
     """
     reporter = Reporter(quiet=quiet, log_file=log_file)
     with reported_errors(reporter):
-        from ticketeval.cluster import ClusterOptions
+        from ticketeval.pipeline.cluster import ClusterOptions
 
         cluster = ClusterOptions(workers, threads_per_worker, memory_limit, address, verbose)
         settings = flow_settings(data_dir, verbose=verbose)

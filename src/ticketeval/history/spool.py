@@ -20,7 +20,7 @@ from typing import Any
 
 from ticketeval.errors import SummaryError
 from ticketeval.files import atomic_file
-from ticketeval.history_rows import null_if_undefined, rows_from_summary, utc_iso
+from ticketeval.history.rows import null_if_undefined, rows_from_summary, utc_iso
 
 
 def _spool_name(summary: Mapping[str, Any]) -> str:

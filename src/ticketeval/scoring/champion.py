@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ticketeval.data.periods import Period
 from ticketeval.errors import UsageError
-from ticketeval.metrics import paired_mae_difference
-from ticketeval.models import Model, model_columns
-from ticketeval.periods import Period
+from ticketeval.scoring.metrics import paired_mae_difference
+from ticketeval.scoring.models import Model, model_columns
 
 DEFAULT_MODEL = "heuristic"
 
@@ -86,7 +86,7 @@ def overlaps_training(
     if not info or not info.get("trained_from") or not info.get("trained_until"):
         return False
     if period.bounded:
-        from ticketeval.training import overlaps_training as periods_overlap
+        from ticketeval.scoring.training import overlaps_training as periods_overlap
 
         training = {
             "first_closed_at": info["trained_from"],

@@ -1,8 +1,8 @@
 """Models: the reference heuristic, loading a user's model or a model file, and checking what
 it predicts.
 
-A model file (`ticketeval train`) is read by `ticketeval.training`, imported only when a spec
-names one: the heuristic and `--help` never import scikit-learn or skops.
+A model file (`ticketeval train`) is read by `ticketeval.scoring.training`, imported only
+when a spec names one: the heuristic and `--help` never import scikit-learn or skops.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ticketeval.data.parsing import COLUMNS
 from ticketeval.errors import ModelError
-from ticketeval.parsing import COLUMNS
 
 HOUR = 3600.0
 # The seed's heuristic, with the label the data really uses ("4 - Low", not "4 - Lower").
@@ -56,7 +56,7 @@ def load_model(spec: str) -> Model:
     if spec == "heuristic":
         return heuristic_model
     if is_model_file(spec):
-        from ticketeval.training import load_model_file
+        from ticketeval.scoring.training import load_model_file
 
         return load_model_file(spec)
     module_name, _, attribute = spec.partition(":")

@@ -14,12 +14,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ticketeval.batches import closure_span
+from ticketeval.data.batches import closure_span
+from ticketeval.data.periods import Period, split_periods
 from ticketeval.errors import DataError
-from ticketeval.periods import Period, split_periods
 
 if TYPE_CHECKING:
-    from ticketeval.trial import ResultsKeeping
+    from ticketeval.scoring.trial import ResultsKeeping
 
 DEFAULT_MIN_EVENTS = 100
 _ONE_SECOND = timedelta(seconds=1)
@@ -72,7 +72,7 @@ def score_period(
     demo: bool = False,
 ) -> dict[str, Any]:
     """One period's trial summary, or a summary with no events when none closed in it."""
-    from ticketeval.trial import empty_summary, score_trial
+    from ticketeval.scoring.trial import empty_summary, score_trial
 
     try:
         summary = score_trial(
@@ -100,16 +100,16 @@ def score_period(
 def _training_marks(model: str, period: Period) -> dict[str, Any]:
     """`model_info` and `overlaps_training` of a period no event closed in (the leakage guard
     still marks it, by its dates)."""
-    from ticketeval.champion import model_info, overlaps_training
-    from ticketeval.models import load_model
+    from ticketeval.scoring.champion import model_info, overlaps_training
+    from ticketeval.scoring.models import load_model
 
     info = model_info(model, load_model(model))
     return {"model_info": info, "overlaps_training": overlaps_training(info, period)}
 
 
 def _has_no_events(data_dir: Path, period: Period, demo: bool) -> bool:
-    from ticketeval.batches import closed_in
-    from ticketeval.cache import cache_path
+    from ticketeval.data.batches import closed_in
+    from ticketeval.data.cache import cache_path
 
     return len(closed_in(cache_path(data_dir, demo=demo), period)) == 0
 

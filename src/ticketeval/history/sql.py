@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 from ticketeval.errors import HistoryError, HistoryUnreachable, TicketevalError
-from ticketeval.history_rows import (
+from ticketeval.history.rows import (
     COLUMN_NAMES,
     COLUMNS,
     META_TABLE,
@@ -29,7 +29,7 @@ from ticketeval.history_rows import (
     rows_from_v1,
     to_int,
 )
-from ticketeval.history_urls import (
+from ticketeval.history.urls import (
     DEFAULT_BUSY_TIMEOUT,
     DEFAULT_CONNECT_TIMEOUT,
     HistoryURL,

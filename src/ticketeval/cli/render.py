@@ -18,8 +18,8 @@ from rich.text import Text
 from ticketeval.errors import UsageError
 
 if TYPE_CHECKING:
-    from ticketeval.cache import CacheInfo
     from ticketeval.core import HistoryView
+    from ticketeval.data.cache import CacheInfo
 
 # Off a terminal (cron mail, a pipe, a file) nothing has to fit a screen: tables take their
 # natural width, so that no number or id is cut, whatever COLUMNS says.

@@ -27,10 +27,10 @@ import numpy as np
 import pandas as pd
 
 from ticketeval import __version__
-from ticketeval.cache import cache_path, read_cache_info
+from ticketeval.data.cache import cache_path, read_cache_info
 from ticketeval.errors import DataError, ModelError, UsageError
-from ticketeval.models import heuristic_model
-from ticketeval.trial import compute_target
+from ticketeval.scoring.models import heuristic_model
+from ticketeval.scoring.trial import compute_target
 
 # --- What the model may read -------------------------------------------------------------------
 

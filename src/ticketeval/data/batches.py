@@ -14,9 +14,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ticketeval.cache import CacheInfo, cache_path, read_cache_info, unreadable_cache
+from ticketeval.data.cache import CacheInfo, cache_path, read_cache_info, unreadable_cache
+from ticketeval.data.periods import Period
 from ticketeval.errors import DataError, UsageError
-from ticketeval.periods import Period
 from ticketeval.settings import check_seed
 
 # What every trial reads: the target's two columns, the priority the summary groups by, and

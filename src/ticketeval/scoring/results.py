@@ -22,7 +22,7 @@ from ticketeval.files import atomic_file
 
 RESULT_COLUMNS = ("number", "sys_updated_at", "priority", "incident_state", "actual", "predicted")
 SUFFIX = ".parquet"
-METADATA_KEY = b"ticketeval.results"
+METADATA_KEY = b"ticketeval.scoring.results"
 # A temporary file untouched for this long was left by a killed writer (kill -9, power cut).
 # Trial ids become file names: no separators, no leading dot (hidden, or "..").
 _SAFE_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")

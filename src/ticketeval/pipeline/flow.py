@@ -13,15 +13,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ticketeval.batches import Batch, load_batch, parse_batch_size
-from ticketeval.cache import ensure_cache
-from ticketeval.champion import columns_of, model_specs
-from ticketeval.demo import DEMO_SOURCE
+from ticketeval.data.batches import Batch, load_batch, parse_batch_size
+from ticketeval.data.cache import ensure_cache
+from ticketeval.data.demo import DEMO_SOURCE
+from ticketeval.data.periods import Period, iso, parse_date
 from ticketeval.errors import DownloadError, HistoryError, UsageError
-from ticketeval.metrics import METRIC_NAMES, score_metric
-from ticketeval.models import load_model, predict
-from ticketeval.periods import Period, iso, parse_date
-from ticketeval.trial import ResultsKeeping, compute_target, new_trial_id, summarize_models
+from ticketeval.scoring.champion import columns_of, model_specs
+from ticketeval.scoring.metrics import METRIC_NAMES, score_metric
+from ticketeval.scoring.models import load_model, predict
+from ticketeval.scoring.trial import ResultsKeeping, compute_target, new_trial_id, summarize_models
 
 if TYPE_CHECKING:
     from prefect import Flow
@@ -127,7 +127,7 @@ def _task_write_report(
     written: dict[str, Any], history_url: str | None, out: Path
 ) -> dict[str, Any]:
     """The trial's page, from the summary just written and the history around it."""
-    from ticketeval.report import history_points, write_trial_report
+    from ticketeval.report.build import history_points, write_trial_report
 
     url = history_url or _worker_settings(None).history
     points, band = history_points(url, written["summary"])
@@ -137,7 +137,7 @@ def _task_write_report(
 
 def _task_write_backtest_report(verdict: dict[str, Any], out: Path) -> dict[str, Any]:
     """The backtest's page: its last period with events, and every period over time."""
-    from ticketeval.report import backtest_points, write_trial_report
+    from ticketeval.report.build import backtest_points, write_trial_report
 
     points, band = backtest_points(verdict)
     current = next(i for i, point in enumerate(points) if point["current"])
@@ -157,7 +157,7 @@ def _task_write_trial_summary(
     """
     import prefect
 
-    from ticketeval.history import open_history, redact_url
+    from ticketeval.history.store import open_history, redact_url
 
     prefect.context.get("logger").info(json.dumps(trial_summary))
     url = history_url or _worker_settings(None).history
@@ -282,7 +282,7 @@ def _task_score_period(
     results: ResultsKeeping | None = None,
     demo: bool = False,
 ) -> dict[str, Any]:
-    from ticketeval.backtest import score_period
+    from ticketeval.scoring.backtest import score_period
 
     settings = _worker_settings(data_dir)
     ensure_cache(settings, DEMO_SOURCE if demo else None)
@@ -301,7 +301,7 @@ def _task_score_period(
 def _task_judge_backtest(
     summaries: list[dict[str, Any]], reference: int | None, min_events: int
 ) -> dict[str, Any]:
-    from ticketeval.backtest import judge
+    from ticketeval.scoring.backtest import judge
 
     return judge(summaries, reference=reference, min_events=min_events)
 
@@ -310,7 +310,7 @@ def _task_write_backtest(
     summaries: list[dict[str, Any]], verdict: dict[str, Any], history_url: str | None
 ) -> dict[str, Any]:
     """Record every period as one run; the outcome of each, for the client to complete."""
-    from ticketeval.backtest import with_alerts
+    from ticketeval.scoring.backtest import with_alerts
 
     written = [
         _task_write_trial_summary(summary, history_url, must_record=False)

@@ -177,7 +177,7 @@ class CurrentStderr:
 
 def warm_up_worker() -> None:
     """Import what the tasks need, on a worker, while the client builds the flow."""
-    import ticketeval.flow  # noqa: F401  (pandas, pyarrow and the tasks' modules)
+    import ticketeval.pipeline.flow  # noqa: F401  (pandas, pyarrow and the tasks' modules)
 
     prefect_logs_to_stderr()
 

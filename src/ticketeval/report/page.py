@@ -7,7 +7,7 @@ events), the charts' look (colour-blind-safe, readable in print, durations in ho
 and the rules the page keeps so it can travel in a cron mail: no script, no external resource,
 every string from the data escaped, charts as inline SVG each with its numbers in a table.
 
-Plain data in (the trial summary dict, the per-event results frame of `ticketeval.results`,
+Plain data in (the trial summary dict, the per-event results frame of `ticketeval.scoring.results`,
 a list of over-time points), plain data out (`Report`). matplotlib is imported only inside the
 functions that draw, and only its object-oriented API (no pyplot, no global backend); typer and
 rich are never imported.
@@ -24,14 +24,6 @@ import numpy as np
 import pandas as pd
 
 from ticketeval import __version__
-from ticketeval.charts import (
-    Chart,
-    PriorityScores,
-    error_distribution,
-    over_time_chart,
-    predicted_vs_actual,
-    priority_chart,
-)
 from ticketeval.errors import DataError, UsageError
 from ticketeval.files import atomic_file
 from ticketeval.formatting import (
@@ -44,6 +36,14 @@ from ticketeval.formatting import (
     format_seconds,
     html_table,
     human_duration,
+)
+from ticketeval.report.charts import (
+    Chart,
+    PriorityScores,
+    error_distribution,
+    over_time_chart,
+    predicted_vs_actual,
+    priority_chart,
 )
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ def build_report(
       when present: `period` {closed_from, closed_to}, `data.metrics_ci` {MAE, MedAE, RMSE:
       [low, high]}, `alert` {flagged, reason}, `data.baseline_by_priority` {label: MAE of the
       constant}, `overlaps_training`. Any value may be None.
-    - `results`: the per-event frame (`ticketeval.results.RESULT_COLUMNS`; `actual` and
+    - `results`: the per-event frame (`ticketeval.scoring.results.RESULT_COLUMNS`; `actual` and
       `predicted` are required, the rest shown when present), or None when not kept.
     - `over_time`: points oldest first, each {label, MAE, MAE_low, MAE_high, events, alert,
       too_small, current}, MAE in seconds.

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ticketeval.errors import RemoteError, SettingsError, UnreachableError, UsageError
-from ticketeval.history import flow_history_url
+from ticketeval.history.store import flow_history_url
 from ticketeval.settings import Settings, env_var_name
 
 if TYPE_CHECKING:
@@ -240,7 +240,7 @@ def register(
         raise UsageError(
             f"--schedule-hours must be a positive number of hours, not {schedule_hours}."
         )
-    from ticketeval.batches import parse_batch_size
+    from ticketeval.data.batches import parse_batch_size
 
     events = parse_batch_size(batch_size)
     if events is not None and events < 1:
@@ -263,8 +263,8 @@ def register(
         os.environ.update(prefect_environment)
         _apply_to_loaded_prefect(prefect_environment)
 
-    from ticketeval.cluster import prefect_logs_to_stderr
-    from ticketeval.flow import build_flow, flow_name
+    from ticketeval.pipeline.cluster import prefect_logs_to_stderr
+    from ticketeval.pipeline.flow import build_flow, flow_name
 
     prefect_logs_to_stderr()
     history_url = flow_history_url(settings.history)

@@ -7,14 +7,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ticketeval.cluster import ClusterOptions
+    from ticketeval.pipeline.cluster import ClusterOptions
+    from ticketeval.scoring.trial import ResultsKeeping
     from ticketeval.settings import Settings
-    from ticketeval.trial import ResultsKeeping
 
 
 def write_report_of(settings: Settings, summary: dict[str, Any], out: Path) -> dict[str, Any]:
     """The page of a trial just recorded, with the trials around it in the history."""
-    from ticketeval.report import history_points, write_trial_report
+    from ticketeval.report.build import history_points, write_trial_report
 
     points, band = history_points(settings.history, summary)
     return write_trial_report(summary, over_time=points, thresholds=band, out=out).to_dict()
@@ -22,7 +22,7 @@ def write_report_of(settings: Settings, summary: dict[str, Any], out: Path) -> d
 
 def results_keeping(settings: Settings) -> ResultsKeeping:
     """Where this machine's trials keep their per-event results, and how many do."""
-    from ticketeval.trial import ResultsKeeping
+    from ticketeval.scoring.trial import ResultsKeeping
 
     return ResultsKeeping(settings.results_dir, settings.results_keep)
 
@@ -30,7 +30,7 @@ def results_keeping(settings: Settings) -> ResultsKeeping:
 def record(settings: Settings, summary: dict[str, Any]) -> dict[str, Any]:
     """Record a trial in the history, or keep it in the spool when the history cannot be
     reached; the summary comes back with where it went (`recorded`)."""
-    from ticketeval.history import move_legacy_history, record_trial
+    from ticketeval.history.store import move_legacy_history, record_trial
 
     notes = []
     if settings.history_url is None and settings.history_path is None:
@@ -65,7 +65,7 @@ def complete(settings: Settings, written: dict[str, Any]) -> dict[str, Any]:
 def history_for_workers(settings: Settings, cluster: ClusterOptions) -> str | None:
     """The history the flow's workers write to: this machine's, except that a scheduler given
     by address gets it only when it is a server (a SQLite path there would be its own disk)."""
-    from ticketeval.history_urls import is_server_url
+    from ticketeval.history.urls import is_server_url
 
     if cluster.address and not is_server_url(settings.history):
         return None
@@ -74,7 +74,7 @@ def history_for_workers(settings: Settings, cluster: ClusterOptions) -> str | No
 
 def last_period_end(settings: Settings, *, model: str, data_sha256: str) -> str | None:
     """Where the latest trial of `model` on this data that had a period ended (ISO)."""
-    from ticketeval.history import read_trials
+    from ticketeval.history.store import read_trials
 
     ends = [
         row.closed_to

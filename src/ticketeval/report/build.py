@@ -40,8 +40,8 @@ def write_trial_report(
     png_dir: Path | None = None,
 ) -> WrittenReport:
     """Build and write the page (and the PNGs) of one trial, with its results when kept."""
-    from ticketeval.page import build_report, write_report
-    from ticketeval.results import read_results
+    from ticketeval.report.page import build_report, write_report
+    from ticketeval.scoring.results import read_results
 
     if out is None and png_dir is None:
         raise UsageError("nothing to write: give --out PATH, --png DIR, or both.")
@@ -58,7 +58,7 @@ def write_trial_report(
 
 def find_trial(history_url: str, trial_id: str | None) -> dict[str, Any]:
     """The summary of trial `trial_id` (a unique prefix will do), or of the last trial."""
-    from ticketeval.history import open_history, read_trials, redact_url
+    from ticketeval.history.store import open_history, read_trials, redact_url
 
     summaries = []
     if read_trials(history_url, last=1):  # a history not created yet reads as empty
@@ -86,7 +86,7 @@ def history_points(
     """The over-time chart's points around `summary`, and the alert band when there is one:
     the backtest's periods for one of its periods, else the earlier trials of the same model
     on the same data (the trial itself last, even when it is not recorded yet)."""
-    from ticketeval.history import HistoryRow, flag_regressions, read_trials
+    from ticketeval.history.store import HistoryRow, flag_regressions, read_trials
 
     model = str(summary.get("model"))
     data = (summary.get("source") or {}).get("csv_sha256")

@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from ticketeval.data.parsing import PRIORITIES
 from ticketeval.errors import UsageError
-from ticketeval.parsing import PRIORITIES
 from ticketeval.settings import check_seed
 
 HOUR = 3600.0

@@ -1,0 +1,1 @@
+"""Prefect 1 flows on Dask: a LocalCluster, an existing scheduler, or Saturn Cloud."""

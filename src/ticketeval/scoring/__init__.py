@@ -1,0 +1,1 @@
+"""Models, their predictions and scores: metrics, intervals, trials, backtests, training."""
