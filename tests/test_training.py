@@ -17,7 +17,7 @@ import pytest
 from tests.conftest import ROOT
 from ticketeval.data.demo import demo_event_log
 from ticketeval.data.parsing import parse_event_log
-from ticketeval.errors import ExitCode, ModelError, UsageError
+from ticketeval.errors import ExitCode, ModelError, SettingsError, UsageError
 from ticketeval.scoring.training import (
     INPUT_COLUMNS,
     LEAKY_COLUMNS,
@@ -296,7 +296,7 @@ def test_a_failed_save_leaves_the_previous_file(
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", refuse)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(SettingsError, match="disk full"):
         save_model(trained, path)
     assert path.read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.skops"]

@@ -15,18 +15,19 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ticketeval.errors import UsageError
+from ticketeval.errors import TicketevalError, UsageError
 from ticketeval.history import recording
 
 if TYPE_CHECKING:
     from ticketeval.data.cache import CacheInfo, FetchResult
     from ticketeval.data.periods import Period
     from ticketeval.data.sources import ProgressCallback
+    from ticketeval.history.spools import Waiting
     from ticketeval.history.store import HistoryRow
     from ticketeval.pipeline.cluster import ClusterOptions
     from ticketeval.pipeline.saturn import Registration, SaturnClusterOptions
@@ -62,7 +63,30 @@ def fetch(
         timeout=settings.timeout,
         retry_backoff=settings.retry_backoff,
         progress=progress,
+        limits=cache.zip_limits(settings),
     )
+
+
+def own_files(settings: Settings) -> list[Path]:
+    """Every file and directory of ticketeval's own under these settings: the history, its
+    spool, the per-event results and both caches. No output may be written over them."""
+    from ticketeval.data.cache import cache_path
+
+    data = settings.data_dir
+    return [*settings.own_paths, cache_path(data), cache_path(data, demo=True)]
+
+
+def check_output(settings: Settings, path: Path, *, chosen_by: str, probe: bool = False) -> Path:
+    """The file an output given by `chosen_by` (an option) writes, checked before any work:
+    never a special file, a directory or one of ticketeval's own files (`files.check_output`);
+    with `probe`, its directory is also tried for writing (work would be lost otherwise)."""
+    from ticketeval.files import check_output as check
+    from ticketeval.files import probe_writable
+
+    target = check(Path(path), chosen_by=chosen_by, own=own_files(settings))
+    if probe:
+        probe_writable(target, chosen_by=chosen_by)
+    return target
 
 
 def _prepare_data(
@@ -179,6 +203,8 @@ def evaluate(
     NothingNew, recording nothing)."""
     from ticketeval.scoring.trial import score_trial
 
+    if report is not None:
+        report = check_output(settings, report, chosen_by="--report", probe=True)
     plan = _plan_trial(
         settings,
         batch_size=batch_size,
@@ -204,7 +230,11 @@ def evaluate(
     )
     recorded = recording.record(settings, summary)
     if report is not None:
-        recorded["report"] = recording.write_report_of(settings, recorded, report)
+        try:
+            recorded["report"] = recording.write_report_of(settings, recorded, report)
+        except TicketevalError as error:
+            # The trial is computed (and recorded): it is printed all the same, then this.
+            recorded["report_failed"] = {"message": str(error), "exit_code": int(error.exit_code)}
     return recorded
 
 
@@ -230,6 +260,8 @@ def run_local(
     from ticketeval.pipeline.flow import build_flow, flow_name
     from ticketeval.scoring.models import load_model, model_columns
 
+    if report is not None:
+        report = check_output(settings, report, chosen_by="--report", probe=True)
     plan = _plan_trial(
         settings,
         batch_size=batch_size,
@@ -309,6 +341,8 @@ def backtest(
     from ticketeval.scoring.trial import new_trial_id
 
     parse_every(every)
+    if report is not None:
+        report = check_output(settings, report, chosen_by="--report", probe=True)
     specs = model_specs(model)
     if len(specs) > 1:
         raise UsageError(
@@ -334,6 +368,7 @@ def backtest(
         demo=demo,
     )
     run_id = new_trial_id()
+    keeping = recording.results_keeping(settings)
     cluster = replace(cluster, scheduler_timeout=settings.scheduler_timeout)
     build = functools.partial(
         build_backtest_flow,
@@ -347,15 +382,22 @@ def backtest(
         min_events=DEFAULT_MIN_EVENTS if min_events is None else min_events,
         data_dir=None if cluster.address else settings.data_dir,
         history_url=recording.history_for_workers(settings, cluster),
-        results=None if cluster.address else recording.results_keeping(settings),
+        # Tagged with the run, not pruned while it runs: a run that fails leaves no results
+        # of trials never recorded, and retention counts recorded trials only.
+        results=None if cluster.address else replace(keeping, run_id=run_id),
         report=report,
         demo=demo,
     )
     last_task = "write_backtest" if report is None else "write_report"
-    verdict = run_flow(build, cluster, on_cluster=on_cluster, result_task=last_task)
-    recorded = [
-        recording.complete(settings, written)["recorded"] for written in verdict.pop("written")
-    ]
+    try:
+        verdict = run_flow(build, cluster, on_cluster=on_cluster, result_task=last_task)
+        recorded = [
+            recording.complete(settings, written)["recorded"] for written in verdict.pop("written")
+        ]
+    except BaseException:
+        recording.discard_run_results(settings, run_id)
+        raise
+    keeping.prune()
     return {
         "run_id": run_id,
         "model": model,
@@ -365,6 +407,9 @@ def backtest(
         "recorded": {
             "history": recorded[0]["history"] if recorded else None,
             "spooled": sum(outcome["spooled"] for outcome in recorded),
+            "message": next(
+                (outcome["message"] for outcome in recorded if outcome["spooled"]), None
+            ),
             "notes": [note for outcome in recorded for note in outcome["notes"]],
         },
         **({"report": verdict["report"]} if report is not None else {}),
@@ -382,12 +427,29 @@ def report(
     default, drawn from its summary, its per-event results and the history around it."""
     from ticketeval.report.build import find_trial, history_points, write_trial_report
 
+    if out is not None:
+        out = check_output(settings, out, chosen_by="--out")
+    if png_dir is not None:
+        png_dir = _check_png_dir(settings, png_dir)
     summary = find_trial(settings.history, trial_id)
     points, band = history_points(settings.history, summary)
     written = write_trial_report(
         summary, over_time=points, thresholds=band, out=out, png_dir=png_dir
     )
     return written.to_dict()
+
+
+def _check_png_dir(settings: Settings, png_dir: Path) -> Path:
+    """`report --png`: a directory (made when missing), never a file nor one of ours."""
+    from ticketeval.files import shorten
+
+    if png_dir.exists() and not png_dir.is_dir():
+        raise UsageError(
+            f"--png {shorten(png_dir)} is a file, not a directory: give a directory for the "
+            "PNG charts (--png)."
+        )
+    check_output(settings, png_dir / "chart.png", chosen_by="--png")
+    return png_dir
 
 
 DEFAULT_MODEL_FILE = "model.skops"
@@ -415,6 +477,13 @@ def train(
 
     if closed_before is not None and train_fraction is not None:
         raise UsageError("give --closed-before or --train-fraction, not both.")
+    # Checked before training: a path that cannot take the file is refused at once.
+    target = check_output(
+        settings,
+        Path(out) if out is not None else Path(DEFAULT_MODEL_FILE),
+        chosen_by="--out",
+        probe=True,
+    )
     _prepare_data(settings, source, on_fetch)
     result = train_from_cache(
         settings.data_dir,
@@ -423,7 +492,7 @@ def train(
         seed=0 if seed is None else seed,
         loss=loss or DEFAULT_LOSS,
     )
-    path = save_model(result, Path(out) if out is not None else Path(DEFAULT_MODEL_FILE))
+    path = save_model(result, target)
     return describe_model_metadata(str(path), result.metadata)
 
 
@@ -451,7 +520,8 @@ class HistoryView:
     history: str  # the URL, password redacted
     rows: list[HistoryRow]
     flagged: list[bool]
-    pending: int  # trials waiting in the spool
+    pending: int  # trials waiting in the spool of this history
+    waiting: list[Waiting] = field(default_factory=list)  # every spool with trials
 
     def records(self) -> list[dict[str, Any]]:
         """The rows as plain dicts (the same on every backend), each with its flag."""
@@ -470,6 +540,7 @@ def history(
 ) -> HistoryView:
     """`ticketeval history`: the recorded trials, oldest first, each flagged when it is worse
     than earlier trials of the same model on the same data beyond their intervals."""
+    from ticketeval.history.spools import waiting_spools
     from ticketeval.history.store import flag_regressions, pending_spool, read_trials, redact_url
 
     # A backtest's periods run in parallel: show them together, in the order of the periods.
@@ -490,7 +561,13 @@ def history(
     flags = [bool(row.alert) if row.run_id else single_flags[id(row)] for row in rows]
     if last:
         rows, flags = rows[-last:], flags[-last:]
-    return HistoryView(redact_url(settings.history), rows, flags, pending_spool(settings.spool_dir))
+    return HistoryView(
+        redact_url(settings.history),
+        rows,
+        flags,
+        pending_spool(recording.history_spool(settings)),
+        waiting_spools(settings.spool_dir),
+    )
 
 
 def describe_sizes(settings: Settings) -> dict[str, str]:

@@ -18,6 +18,7 @@ class ExitCode(IntEnum):
     MODEL = 5  # the model failed to import, raised, or returned bad predictions
     REMOTE = 6  # Saturn Cloud or Prefect Cloud refused the request
     SPOOLED = 7  # the trial was scored, the history could not be reached: it waits in the spool
+    NOT_KEPT = 8  # the trial was scored and printed, but neither the history nor the spool kept it
     MAE_ABOVE_LIMIT = 10  # --fail-if-mae-above: the trial scored worse than the limit
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
     TERMINATED = 143  # SIGTERM (128 + 15): how cron, systemd and Kubernetes stop a job
@@ -94,6 +95,13 @@ class HistoryUnavailable(TicketevalError):
     """The trial was computed but the history could not be reached: it is spooled."""
 
     exit_code = ExitCode.SPOOLED
+
+
+class TrialNotKept(HistoryError):
+    """The trial was computed, but neither the history nor the spool could keep it: it is
+    printed (table or JSON) so that nothing computed is lost, and the exit code says so."""
+
+    exit_code = ExitCode.NOT_KEPT
 
 
 class SummaryError(TicketevalError):

@@ -6,10 +6,11 @@ the tool's own settings are prefixed `TICKETEVAL_`. Nothing here is read at impo
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse, urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -75,6 +76,10 @@ class Settings(BaseSettings):
     history_url: SecretStr | None = None
     history_dir: Path = Field(default_factory=default_history_dir)
     results_keep: int = Field(default=100, ge=0)
+    # Zip bombs: the largest CSV a zip may unpack to, and the highest compression ratio
+    # (ticketeval.data.sources.DEFAULT_MAX_CSV_BYTES and DEFAULT_MAX_ZIP_RATIO).
+    max_csv_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
+    max_zip_ratio: float = Field(default=100.0, gt=1, allow_inf_nan=False)
     timeout: float = Field(default=30.0, gt=0, allow_inf_nan=False)
     # How long a Dask scheduler given by --address has to answer as one.
     scheduler_timeout: float = Field(default=10.0, gt=0, le=600, allow_inf_nan=False)
@@ -131,6 +136,23 @@ class Settings(BaseSettings):
     def results_dir(self) -> Path:
         """Where each trial's per-event results are kept (for `ticketeval report`)."""
         return self.history_dir / "results"
+
+    @property
+    def own_paths(self) -> list[Path]:
+        """The files and directories ticketeval keeps for itself here (an output must never be
+        written over them): the SQLite history and its journals, the legacy history in the
+        data directory, the spool and the per-event results (directories: all they hold)."""
+        paths = [self.history_dir / "history.sqlite", self.data_dir / "history.sqlite"]
+        url = self.history
+        if url.lower().startswith("sqlite:"):
+            with contextlib.suppress(ValueError):
+                paths.append(Path("/" + unquote(urlsplit(url).path).lstrip("/")))
+        journals = [
+            path.with_name(path.name + suffix)
+            for path in paths
+            for suffix in ("-wal", "-shm", "-journal")
+        ]
+        return [*paths, *journals, self.spool_dir, self.results_dir]
 
     @property
     def username(self) -> str:

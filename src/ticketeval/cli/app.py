@@ -43,6 +43,7 @@ from ticketeval.cli.render import (
     render_backtest,
     render_history,
     render_model,
+    spool_line,
 )
 from ticketeval.cli.runtime import (
     announce,
@@ -54,7 +55,7 @@ from ticketeval.cli.runtime import (
     settings_for,
     show_library_logs,
 )
-from ticketeval.errors import UsageError
+from ticketeval.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
     pass
@@ -337,6 +338,14 @@ def backtest(
                     )
         if "report" in result:
             reporter.info(f"Report: {result['report']['page']}")
+        spooled = result["recorded"]["spooled"]
+        if spooled:
+            # As for every command: a trial that only reached the spool is exit 7, one line.
+            reporter.error(
+                f"{spooled} of {len(result['periods'])} period trial(s) only reached the spool: "
+                f"{result['recorded']['message']}"
+            )
+            raise typer.Exit(code=int(ExitCode.SPOOLED))
 
 
 # --- train ---------------------------------------------------------------------------------------
@@ -442,11 +451,8 @@ def history(
     reporter = Reporter()
     with reported_errors(reporter):
         view = core.history(settings_for(data_dir), last=last, threshold=threshold, model=model)
-        if view.pending:
-            reporter.info(
-                f"{view.pending} trial(s) wait in the spool: they are sent with the next trial "
-                "that reaches the history."
-            )
+        for spool in view.waiting:
+            reporter.info(spool_line(spool))
         if json_output:
             print(json.dumps(view.records(), allow_nan=False))
             return

@@ -20,6 +20,7 @@ from ticketeval.errors import UsageError
 if TYPE_CHECKING:
     from ticketeval.core import HistoryView
     from ticketeval.data.cache import CacheInfo
+    from ticketeval.history.spools import Waiting
 
 # Off a terminal (cron mail, a pipe, a file) nothing has to fit a screen: tables take their
 # natural width, so that no number or id is cut, whatever COLUMNS says.
@@ -48,6 +49,9 @@ class Reporter:
         """Refuse a --log-file that cannot be appended to, before anything runs."""
         if self.log_file is None:
             return
+        # Never a device, FIFO (opening one would block), socket or directory, nor one of
+        # ticketeval's own files; a symlink is followed to a regular file.
+        self.log_file = _checked_log_file(self.log_file)
         try:
             with self.log_file.open("a", encoding="utf-8"):
                 pass
@@ -90,6 +94,33 @@ class Reporter:
                     "more is logged there, the trial is still recorded in the history.",
                 )
             )
+
+
+def _checked_log_file(path: Path) -> Path:
+    from ticketeval.core import own_files
+    from ticketeval.errors import SettingsError
+    from ticketeval.files import check_output
+    from ticketeval.settings import load_settings
+
+    try:
+        own = own_files(load_settings())
+    except SettingsError:
+        own = []  # the command itself reports the bad setting
+    return check_output(path, chosen_by="--log-file", own=own)
+
+
+def spool_line(spool: Waiting) -> str:
+    """What `history` says of one spool's waiting trials, and for which history."""
+    if spool.history is None:
+        return (
+            f"{spool.trials} trial(s) wait in {spool.spool}, spooled by an earlier release for "
+            "no named history: they are not sent; move them into the spool directory of the "
+            "history they belong to."
+        )
+    return (
+        f"{spool.trials} trial(s) wait in the spool for {spool.history}: they are sent with "
+        "the next trial that reaches that history."
+    )
 
 
 def describe_cache(cache: CacheInfo) -> str:

@@ -142,8 +142,17 @@ def report_trial(
     recorded = summary.get("recorded") or {}
     for note in recorded.get("notes", []):
         reporter.info(note)
+    if summary.get("results_note"):
+        reporter.info(summary["results_note"])
     if "report" in summary:
         reporter.info(f"Report: {summary['report']['page']}")
+    if recorded.get("kept") is False:
+        reporter.error(recorded["message"])
+        raise typer.Exit(code=int(ExitCode.NOT_KEPT))
+    failed = summary.get("report_failed")
+    if failed:
+        reporter.error(f"trial {summary['id']}: {failed['message']}")
+        raise typer.Exit(code=failed["exit_code"])
     if recorded.get("spooled"):
         reporter.error(recorded["message"])
     mae = summary["data"]["metrics"]["MAE"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import uuid
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -21,13 +23,14 @@ from ticketeval.data.sources import (
     UCI_ZIP_SHA256,
     ProgressCallback,
     RawLog,
+    ZipLimits,
     download,
     read_local,
     read_zip,
     unreadable_source,
 )
 from ticketeval.errors import DataError, DownloadError
-from ticketeval.files import atomic_file, shorten, unwritable
+from ticketeval.files import atomic_file, file_kind, shorten, unwritable
 
 if TYPE_CHECKING:
     from ticketeval.settings import Settings
@@ -84,6 +87,11 @@ def read_cache_info(data_dir: Path, *, demo: bool = False) -> CacheInfo | None:
     moved or copied since it was written).
     """
     path = cache_path(data_dir, demo=demo)
+    with contextlib.suppress(OSError):  # then reading it says what is wrong
+        # Never opened when it is not a regular file: a FIFO would block, a device never end.
+        kind = file_kind(os.stat(path).st_mode)
+        if kind is not None:
+            raise unreadable_cache(path, f"it is {kind}, not a file", demo=demo)
     try:
         schema = pq.read_schema(path)
     except FileNotFoundError:
@@ -167,6 +175,7 @@ def fetch(
     timeout: float = 30.0,
     retry_backoff: float = 0.5,
     progress: ProgressCallback | None = None,
+    limits: ZipLimits | None = None,
 ) -> FetchResult:
     """Get the event log into the typed cache, reusing the cache when it already holds it.
 
@@ -178,8 +187,8 @@ def fetch(
         return _fetch_demo(data_dir, force, demo_seed, demo_events)
     cached = None if force else _reusable(data_dir)
     if source is not None:
-        return _fetch_local(Path(source).expanduser(), data_dir, cached, force)
-    return _fetch_url(url, data_dir, cached, force, timeout, retry_backoff, progress)
+        return _fetch_local(Path(source).expanduser(), data_dir, cached, force, limits)
+    return _fetch_url(url, data_dir, cached, force, timeout, retry_backoff, progress, limits)
 
 
 def _fetch_demo(data_dir: Path, force: bool, demo_seed: int, demo_events: int) -> FetchResult:
@@ -192,7 +201,13 @@ def _fetch_demo(data_dir: Path, force: bool, demo_seed: int, demo_events: int) -
     return FetchResult(info, reused=False, notes=[DEMO_NOTE])
 
 
-def _fetch_local(path: Path, data_dir: Path, cached: CacheInfo | None, force: bool) -> FetchResult:
+def _fetch_local(
+    path: Path,
+    data_dir: Path,
+    cached: CacheInfo | None,
+    force: bool,
+    limits: ZipLimits | None = None,
+) -> FetchResult:
     try:
         stat = path.stat()
     except OSError as error:
@@ -205,7 +220,7 @@ def _fetch_local(path: Path, data_dir: Path, cached: CacheInfo | None, force: bo
         and (cached.source_size, cached.source_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
     ):
         return FetchResult(cached, reused=True)
-    raw = read_local(path)
+    raw = read_local(path, limits)
     raw = RawLog(raw.csv, resolved, raw.csv_name, raw.zip_sha256)
     table = parse_event_log(raw.csv, name=raw.csv_name)
     info = write_cache(
@@ -222,6 +237,7 @@ def _fetch_url(
     timeout: float,
     retry_backoff: float,
     progress: ProgressCallback | None,
+    limits: ZipLimits | None = None,
 ) -> FetchResult:
     candidates = [url] if url else list(UCI_URLS)
     # UCI's data is reused whichever way it came (a download, or a local copy of the zip).
@@ -243,7 +259,7 @@ def _fetch_url(
             failures.append(str(error))
             continue
         try:
-            raw = read_zip(download_path.read_bytes(), source=candidate)
+            raw = read_zip(download_path.read_bytes(), source=candidate, limits=limits)
             # The CSV's checksum is the content's; a zip recompressed around the same CSV
             # (a different zip checksum) is still UCI's data.
             if url is None and raw.csv_sha256 != UCI_CSV_SHA256:
@@ -291,4 +307,10 @@ def ensure_cache(settings: Settings, source: str | None = None) -> FetchResult:
         url=settings.data_url,
         timeout=settings.timeout,
         retry_backoff=settings.retry_backoff,
+        limits=zip_limits(settings),
     )
+
+
+def zip_limits(settings: Settings) -> ZipLimits:
+    """The zip limits the settings give (TICKETEVAL_MAX_CSV_BYTES, TICKETEVAL_MAX_ZIP_RATIO)."""
+    return ZipLimits(settings.max_csv_bytes, settings.max_zip_ratio)

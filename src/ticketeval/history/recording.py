@@ -3,6 +3,7 @@ reached), its per-event results, its report; and what the history says of earlie
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,14 +31,33 @@ def results_keeping(settings: Settings) -> ResultsKeeping:
 def record(settings: Settings, summary: dict[str, Any]) -> dict[str, Any]:
     """Record a trial in the history, or keep it in the spool when the history cannot be
     reached; the summary comes back with where it went (`recorded`)."""
-    from ticketeval.history.store import move_legacy_history, record_trial
+    from ticketeval.errors import HistoryError, TicketevalError, TrialNotKept
+    from ticketeval.history.spools import label_spool
+    from ticketeval.history.store import move_legacy_history, record_trial, redact_url
 
     notes = []
     if settings.history_url is None and settings.history_path is None:
-        moved = move_legacy_history(settings.data_dir, settings.history_dir)
-        if moved:
-            notes.append(moved)
-    outcome = record_trial(summary, settings.history, settings.spool_dir)
+        with contextlib.suppress(HistoryError):  # then the trial goes to the spool
+            moved = move_legacy_history(settings.data_dir, settings.history_dir)
+            if moved:
+                notes.append(moved)
+    try:
+        outcome = record_trial(summary, settings.history, history_spool(settings))
+    except TrialNotKept as error:
+        # The computed trial comes back all the same, to be printed: never lost unseen.
+        return {
+            **summary,
+            "recorded": {
+                "history": redact_url(settings.history),
+                "spooled": False,
+                "kept": False,
+                "message": str(error),
+                "notes": notes,
+            },
+        }
+    if outcome.spooled:
+        with contextlib.suppress(OSError, TicketevalError):  # the label only helps `history`
+            label_spool(history_spool(settings), settings.history)
     if outcome.recorded and outcome.sent_from_spool:
         notes.append(outcome.message)
     return {
@@ -49,6 +69,28 @@ def record(settings: Settings, summary: dict[str, Any]) -> dict[str, Any]:
             "notes": notes,
         },
     }
+
+
+def discard_run_results(settings: Settings, run_id: str) -> None:
+    """After a backtest failed or was stopped: delete the per-event results its periods wrote
+    for trials the history does not hold (they would only evict recorded trials' results)."""
+    import contextlib
+
+    from ticketeval.errors import TicketevalError
+    from ticketeval.history.store import read_trials
+    from ticketeval.scoring.results import discard_run
+
+    recorded: set[str] = set()
+    with contextlib.suppress(TicketevalError):
+        recorded = {row.id for row in read_trials(settings.history, run_id=run_id)}
+    discard_run(settings.results_dir, run_id, keep=recorded)
+
+
+def history_spool(settings: Settings) -> Path:
+    """The spool of the settings' history: its trials are sent there and nowhere else."""
+    from ticketeval.history.spools import spool_for
+
+    return spool_for(settings.spool_dir, settings.history)
 
 
 def complete(settings: Settings, written: dict[str, Any]) -> dict[str, Any]:

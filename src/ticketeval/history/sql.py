@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 from ticketeval.errors import HistoryError, HistoryUnreachable, TicketevalError
+from ticketeval.files import output_target
 from ticketeval.history.rows import (
     COLUMN_NAMES,
     COLUMNS,
@@ -68,6 +69,10 @@ _INDEXES = (
     "CREATE INDEX IF NOT EXISTS trials_by_time ON trials (timestamp, id, model)",
     "CREATE INDEX IF NOT EXISTS trials_by_run ON trials (run_id)",
 )
+
+
+# The settings that choose where the SQLite history is, named when its path is refused.
+HISTORY_CHOICE = "TICKETEVAL_HISTORY_URL, TICKETEVAL_HISTORY_PATH or TICKETEVAL_HISTORY_DIR"
 
 
 class HistoryStore:
@@ -144,6 +149,8 @@ class HistoryStore:
 
         path = self.target.path
         assert path is not None
+        # A device, FIFO, socket or directory in the history's place is refused, not opened.
+        path = output_target(path, chosen_by=HISTORY_CHOICE)
         if create:
             path.parent.mkdir(parents=True, exist_ok=True)
         mode = "rwc" if create else "rw"

@@ -23,7 +23,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ticketeval.errors import HistoryError, HistoryUnavailable, UsageError
+from ticketeval.errors import (
+    HistoryError,
+    HistoryUnavailable,
+    TicketevalError,
+    TrialNotKept,
+    UsageError,
+)
 from ticketeval.history.rows import HistoryRow, rows_from_summary
 from ticketeval.history.spool import SpoolProgress, pending_spool, send_spooled, spool_trial
 from ticketeval.history.sql import HistoryStore
@@ -206,10 +212,12 @@ def record_trial(
     except (HistoryError, UsageError) as error:
         try:
             spool_file = spool_trial(summary, spool_dir)
-        except OSError as spool_error:
-            raise HistoryError(
-                f"trial {trial_id} is lost: {error} And the spool {spool_dir} cannot be "
-                f"written either: {spool_error}."
+        except (OSError, TicketevalError) as spool_error:
+            reason = getattr(spool_error, "strerror", None) or str(spool_error).rstrip(".")
+            raise TrialNotKept(
+                f"trial {trial_id} was not kept: {str(error).rstrip('.')}; and the spool "
+                f"{spool_dir} cannot be written either ({reason}). It is printed above: keep "
+                "that output."
             ) from None
         return RecordOutcome(
             trial_id=trial_id,

@@ -8,6 +8,7 @@ appear in messages only through `redact_url`, and a driver's error text only thr
 from __future__ import annotations
 
 import contextlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
@@ -22,8 +23,25 @@ DEFAULT_BUSY_TIMEOUT = 60.0  # seconds a write waits for another process's lock
 DEFAULT_CONNECT_TIMEOUT = 10.0  # seconds to reach a PostgreSQL server
 
 
+def _raw_userinfo(url: str) -> tuple[str, str, str] | None:
+    """(`scheme://`, the user part, the rest after its `@`), read from the raw string: the user
+    part is everything between the scheme's `//` and the LAST `@`, so a password holding an
+    unencoded `@`, `/`, `?` or `#` (which urlsplit would cut elsewhere) is still all of it."""
+    scheme, separator, rest = url.partition("//")
+    if not separator or "@" not in rest:
+        return None
+    userinfo, _, after = rest.rpartition("@")
+    return scheme + separator, userinfo, after
+
+
 def redact_url(url: str) -> str:
     """The URL with its password (in the user part or a `password=` parameter) as `***`."""
+    raw = _raw_userinfo(url)
+    if raw is not None and ":" in raw[1]:
+        start, userinfo, after = raw
+        url = f"{start}{userinfo.partition(':')[0]}:***@{after}"
+        if "password" not in after.lower():
+            return url
     try:
         parts = urlsplit(url)
         netloc = parts.netloc
@@ -61,6 +79,10 @@ def without_password(url: str) -> str:
 def secrets_of(url: str) -> list[str]:
     """The password of `url` in every spelling a message could contain."""
     found: list[str] = []
+    raw = _raw_userinfo(url)
+    if raw is not None and ":" in raw[1]:
+        password = raw[1].partition(":")[2]
+        found += [password, unquote(password)]
     with contextlib.suppress(ValueError):
         parts = urlsplit(url)
         if parts.password:
@@ -130,6 +152,7 @@ def parse_history_url(url: str) -> HistoryURL:
         path = Path("/" + unquote(parts.path).lstrip("/"))
         return HistoryURL(url=url.strip(), backend="sqlite", path=path)
     if scheme in POSTGRES_SCHEMES:
+        _check_userinfo(url.strip())
         if not parts.hostname and "host=" not in parts.query:
             raise UsageError(f"the history URL {redact_url(url)} names no host: use {forms}.")
         try:
@@ -138,6 +161,25 @@ def parse_history_url(url: str) -> HistoryURL:
             raise UsageError(f"the history URL {redact_url(url)} has an invalid port.") from None
         return HistoryURL(url=url.strip(), backend="postgresql")
     raise UsageError(f"the history URL {redact_url(url)} is not supported: use {forms}.")
+
+
+# What a user part may hold as it is: RFC 3986's unreserved and sub-delims, ':' between the
+# user and the password, and %XX escapes; anything else must be percent-encoded.
+_USERINFO = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:]|%[0-9A-Fa-f]{2})*")
+
+
+def _check_userinfo(url: str) -> None:
+    """Refuse a user part a URL parser would cut elsewhere (an `@`, `/`, `?` or `#` in the
+    password, a `%` not starting an escape): the password could then reach the host name, and
+    messages. The message never shows it."""
+    raw = _raw_userinfo(url)
+    if raw is not None and not _USERINFO.fullmatch(raw[1]):
+        raise UsageError(
+            f"the history URL {redact_url(url)} has special characters in its user name or "
+            "password: percent-encode them (@ as %40, / as %2F, : in the user name as %3A, "
+            "% as %25, ? as %3F, # as %23), e.g. with Python's urllib.parse.quote(password, "
+            "safe='')."
+        )
 
 
 def is_server_url(url: str) -> bool:

@@ -119,8 +119,7 @@ def _task_get_trial_summary(
     )
     if results is None:
         return summary
-    kept = results.write(trial_id, batch, actuals, predictions[0], models[0])
-    return summary if kept is None else {**summary, "results_path": str(kept)}
+    return {**summary, **results.keep(trial_id, batch, actuals, predictions[0], models[0])}
 
 
 def _task_write_report(

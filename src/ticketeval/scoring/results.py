@@ -52,7 +52,12 @@ def results_path(directory: Path, trial_id: str) -> Path:
 
 
 def write_results(
-    directory: Path, trial_id: str, frame: pd.DataFrame, *, model: str | None = None
+    directory: Path,
+    trial_id: str,
+    frame: pd.DataFrame,
+    *,
+    model: str | None = None,
+    run_id: str | None = None,
 ) -> Path:
     """Write a trial's per-event results to `<directory>/<trial_id>.parquet` and return the path.
 
@@ -62,7 +67,7 @@ def write_results(
     """
     destination = results_path(directory, trial_id)
     table = _to_table(frame)
-    metadata = {**(table.schema.metadata or {}), METADATA_KEY: _metadata(trial_id, model)}
+    metadata = {**(table.schema.metadata or {}), METADATA_KEY: _metadata(trial_id, model, run_id)}
     table = table.replace_schema_metadata(metadata)
     with atomic_file(destination) as out:
         pq.write_table(table, out, compression="zstd", use_dictionary=True)
@@ -96,8 +101,9 @@ def _to_table(frame: pd.DataFrame) -> pa.Table:
         return table  # more distinct priorities or states than int8 holds: keep int32 indices
 
 
-def _metadata(trial_id: str, model: str | None) -> bytes:
-    return json.dumps({"trial_id": trial_id, "model": model}).encode()
+def _metadata(trial_id: str, model: str | None, run_id: str | None = None) -> bytes:
+    found = {"trial_id": trial_id, "model": model}
+    return json.dumps(found if run_id is None else {**found, "run_id": run_id}).encode()
 
 
 def read_results(path: Path) -> pd.DataFrame:
@@ -154,4 +160,25 @@ def prune_results(directory: Path, keep: int | None) -> list[Path]:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
             deleted.append(path)
+    return deleted
+
+
+def discard_run(directory: Path, run_id: str, *, keep: set[str]) -> list[Path]:
+    """Delete the results files of backtest run `run_id` whose trial is not in `keep` (the
+    recorded ones); return them. Files of other runs and trials are left alone."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    deleted = []
+    for path in directory.glob(f"*{SUFFIX}"):
+        if path.name.startswith(".") or path.stem in keep:
+            continue
+        try:
+            found = json.loads((pq.read_schema(path).metadata or {}).get(METADATA_KEY, b"{}"))
+        except (OSError, ValueError, pa.ArrowException):
+            continue
+        if isinstance(found, dict) and found.get("run_id") == run_id:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                deleted.append(path)
     return deleted

@@ -14,8 +14,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
-import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ import pandas as pd
 from ticketeval import __version__
 from ticketeval.data.cache import cache_path, read_cache_info
 from ticketeval.errors import DataError, ModelError, UsageError
+from ticketeval.files import atomic_file
 from ticketeval.scoring.models import heuristic_model
 from ticketeval.scoring.trial import compute_target
 
@@ -401,18 +400,10 @@ def save_model(result: TrainingResult | TrainedModel, path: Path | str) -> Path:
     model = result.model if isinstance(result, TrainingResult) else result
     path = Path(path)
     data = model_bytes(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
+    # The shared atomic write: never over a special file, and the mode the umask gives (a
+    # team sharing a model directory reads it like the reports and the cache).
+    with atomic_file(path, chosen_by="--out") as out:
+        out.write(data)
     return path
 
 

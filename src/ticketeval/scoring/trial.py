@@ -14,6 +14,7 @@ import pandas as pd
 
 from ticketeval.data.batches import Batch, load_batch
 from ticketeval.data.periods import Period
+from ticketeval.errors import TicketevalError
 from ticketeval.scoring.champion import (
     columns_of,
     comparisons,
@@ -200,9 +201,9 @@ def score_trial(
         spec: predict(function, batch.frame, name=spec) for spec, function in functions.items()
     }
     trial_id = new_trial_id()
-    kept = None
+    kept: dict[str, str] = {}
     if results is not None:
-        kept = results.write(trial_id, batch, target, predictions[specs[0]], specs[0])
+        kept = results.keep(trial_id, batch, target, predictions[specs[0]], specs[0])
     closed_at = batch.frame["closed_at"].to_numpy()
     # From here on only the priority is read (by the summary): free the other columns before
     # the metrics make their temporaries.
@@ -216,7 +217,7 @@ def score_trial(
         closed_at=closed_at,
         runner=runner,
     )
-    return summary if kept is None else {**summary, "results_path": str(kept)}
+    return {**summary, **kept}
 
 
 # Larger batches keep no per-event results: writing ten million rows would cost more than the
@@ -230,6 +231,15 @@ class ResultsKeeping:
 
     directory: Path
     retain: int | None  # how many trials keep theirs (None: all)
+    # A backtest's run: its files are tagged with it and not pruned as they are written (the
+    # run prunes once recorded, or discards them when it fails).
+    run_id: str | None = None
+
+    def prune(self) -> None:
+        """Keep the newest `retain` results files; delete the others."""
+        from ticketeval.scoring.results import prune_results
+
+        prune_results(self.directory, self.retain)
 
     def write(
         self,
@@ -257,9 +267,40 @@ class ResultsKeeping:
                 "predicted": predictions,
             }
         )
-        path = write_results(self.directory, trial_id, per_event, model=model)
-        prune_results(self.directory, self.retain)
+        try:
+            path = write_results(
+                self.directory, trial_id, per_event, model=model, run_id=self.run_id
+            )
+        except (OSError, TicketevalError) as error:
+            # A full disk or an unwritable directory costs the report its per-event charts,
+            # never the trial: it is scored, printed and recorded all the same.
+            raise ResultsNotKept(getattr(error, "strerror", None) or str(error)) from None
+        if self.run_id is None:
+            prune_results(self.directory, self.retain)
         return path
+
+    def keep(
+        self,
+        trial_id: str,
+        batch: Batch,
+        target: pd.Series,
+        predictions: np.ndarray,
+        model: str,
+    ) -> dict[str, str]:
+        """`write`, as the summary's keys: `results_path` when written, a `results_note` when
+        they could not be (the trial goes on without them), nothing for a large batch."""
+        try:
+            path = self.write(trial_id, batch, target, predictions, model)
+        except ResultsNotKept as error:
+            reason = str(error).rstrip(".")
+            return {
+                "results_note": f"Per-event results not kept ({reason}): the report lacks them."
+            }
+        return {} if path is None else {"results_path": str(path)}
+
+
+class ResultsNotKept(Exception):
+    """The per-event results could not be written (the reason); the trial goes on without."""
 
 
 def summarize_models(
