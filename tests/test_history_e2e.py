@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from ticketeval.history.spool import spooled_files
+from ticketeval.history.spools import spool_for
 from ticketeval.history.store import read_trials, record_trial, redact_url
 
 from .conftest import run_ticketeval, start_ticketeval
@@ -91,7 +92,7 @@ def test_ten_processes_at_once_record_ten_trials_none_twice(
     rows = read_trials(postgres_url)
     assert sorted(row.id for row in rows) == sorted(s["id"] for s in summaries)
     assert count(postgres_url) == (10, 10)
-    assert spooled_files(data_dir / "spool") == []
+    assert spooled_files(spool_for(data_dir / "spool", postgres_url)) == []
 
 
 def test_a_trial_made_while_the_server_is_down_is_spooled_then_sent_first(
@@ -107,7 +108,7 @@ def test_a_trial_made_while_the_server_is_down_is_spooled_then_sent_first(
     assert f"Trial {first['id']} was not recorded" in line
     assert "cannot reach the history server" in line and "spooled" in line
     assert redact_url(postgres_url) in line
-    [spooled] = spooled_files(data_dir / "spool")
+    [spooled] = spooled_files(spool_for(data_dir / "spool", postgres_url))
     assert json.loads(spooled.read_text())["id"] == first["id"]
 
     waiting = run_ticketeval("history", env=env)
@@ -122,7 +123,7 @@ def test_a_trial_made_while_the_server_is_down_is_spooled_then_sent_first(
     rows = read_trials(postgres_url)
     assert {row.id for row in rows} == {first["id"], second["id"]}
     assert count(postgres_url) == (2, 2)
-    assert spooled_files(data_dir / "spool") == []
+    assert spooled_files(spool_for(data_dir / "spool", postgres_url)) == []
 
 
 def test_a_wrong_password_is_one_line_and_never_written_anywhere(
@@ -143,7 +144,7 @@ def test_a_wrong_password_is_one_line_and_never_written_anywhere(
     assert read_code == 4, read_stderr
     [read_line] = error_lines(read_stderr)
     assert "refused the login" in read_line
-    [spooled] = spooled_files(data_dir / "spool")
+    [spooled] = spooled_files(spool_for(data_dir / "spool", url))
     written = [stdout, stderr, read_stdout, read_stderr, log.read_text(), spooled.read_text()]
     for text in written:
         assert wrong not in text
