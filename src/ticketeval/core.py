@@ -473,6 +473,7 @@ def train(
     The cut is `closed_before`, else the `train_fraction` point (0.7) of the closures. The
     seed is the trees' (default 0, not TICKETEVAL_SEED: the same data gives the same file).
     """
+    from ticketeval.data.demo import DEMO_SOURCE
     from ticketeval.scoring.training import DEFAULT_LOSS, save_model, train_from_cache
 
     if closed_before is not None and train_fraction is not None:
@@ -487,6 +488,7 @@ def train(
     _prepare_data(settings, source, on_fetch)
     result = train_from_cache(
         settings.data_dir,
+        demo=source == DEMO_SOURCE,
         closed_before=closed_before,
         train_fraction=DEFAULT_TRAIN_FRACTION if train_fraction is None else train_fraction,
         seed=0 if seed is None else seed,

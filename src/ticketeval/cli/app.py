@@ -269,7 +269,7 @@ def backtest(
     ] = "month",
     closed_from: ClosedFromOption = None,
     closed_to: ClosedToOption = None,
-    model: BacktestModelOption = "heuristic",
+    model: BacktestModelOption = None,
     batch_size: Annotated[
         str,
         typer.Option("--batch-size", help="Events to sample per period, or 'all'."),
@@ -314,7 +314,7 @@ def backtest(
             cluster=cluster,
             closed_from=closed_from,
             closed_to=closed_to,
-            model=model,
+            model=model or "heuristic",
             batch_size=batch_size,
             seed=seed,
             reference=reference,
@@ -418,7 +418,8 @@ def train(
         if json_output:
             print(json.dumps(described))
             return
-        render_model(described, saved=show is None)
+        if not quiet:  # --quiet: silent like every other command (the file is written)
+            render_model(described, saved=show is None)
 
 
 # --- history -----------------------------------------------------------------------------------

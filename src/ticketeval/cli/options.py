@@ -56,10 +56,12 @@ ModelOption = Annotated[
     ),
 ]
 BacktestModelOption = Annotated[
-    str,
+    list[str] | None,
     typer.Option(
         "--model",
-        help="'heuristic', a model file (.skops), or package.module:function (one model).",
+        help="'heuristic', a model file (.skops), or package.module:function (one model: "
+        "given twice, refused). \\[default: heuristic]",
+        show_default=False,
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON only, on stdout.")]

@@ -142,6 +142,12 @@ def report_trial(
     recorded = summary.get("recorded") or {}
     for note in recorded.get("notes", []):
         reporter.info(note)
+    negative = summary["data"].get("num_negative")
+    if negative:
+        reporter.info(
+            f"note: {negative:,} event(s) close before their update (closed_at before "
+            "sys_updated_at, a negative time to close); scored as they are (num_negative)."
+        )
     if summary.get("results_note"):
         reporter.info(summary["results_note"])
     if "report" in summary:

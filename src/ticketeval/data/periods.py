@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from ticketeval.errors import UsageError
+from ticketeval.errors import HistoryError, UsageError
 
 EVERY_HELP = "'month' (calendar months), 'week' (weeks from Monday) or '<N>d' (N-day steps)"
 
@@ -61,19 +61,36 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat(timespec="seconds") if value is not None else None
 
 
-def parse_date(value: str | datetime | None, option: str = "date") -> datetime | None:
-    """An ISO date or date-time (`2016-03-01`, `2016-03-01T12:00`, `2016-03-01 12:00`)."""
+def parse_date(value: str | datetime | None, option: str | None = None) -> datetime | None:
+    """An ISO date or date-time (`2016-03-01`, `2016-03-01T12:00`, `2016-03-01 12:00`) given
+    by `option` (e.g. "closed_from"); None: a date read back from the history.
+
+    The log's timestamps are naive local times of a zone it does not name, so a time with a
+    UTC offset cannot be converted to them: it is refused, never silently stripped."""
     if value is None or isinstance(value, datetime):
         return value
     try:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
+        if option is None:
+            raise HistoryError(
+                f"the history holds {value!r} where the end of a trial's period should be a "
+                "date: the history is damaged (see `ticketeval history --json`)."
+            ) from None
         raise UsageError(
             f"--{option.replace('_', '-')} {value!r} is not a date: use YYYY-MM-DD "
             "or YYYY-MM-DDTHH:MM."
         ) from None
-    # The log's timestamps are naive local times: compare like with like.
+    if parsed.tzinfo is not None and option is not None:
+        raise UsageError(
+            f"--{option.replace('_', '-')} {value!r} has a UTC offset: the event log's times are "
+            "naive local times of a zone it does not name, so no offset can be converted to "
+            "them; give the time as the log writes it, without an offset."
+        )
     return parsed.replace(tzinfo=None)
+
+
+MAX_EVERY_DAYS = 36_500
 
 
 def parse_every(every: str) -> str | int:
@@ -82,6 +99,11 @@ def parse_every(every: str) -> str | int:
     if text in ("month", "week"):
         return text
     match = re.fullmatch(r"(\d+)d", text)
+    if match and int(match.group(1)) > MAX_EVERY_DAYS:
+        # Longer periods overflow Python's dates (year 9999) and mean nothing for a backtest.
+        raise UsageError(
+            f"--every {every!r} is too long: give at most {MAX_EVERY_DAYS:,}d (100 years)."
+        )
     if match and int(match.group(1)) >= 1:
         return int(match.group(1))
     raise UsageError(f"--every {every!r} is not a period: use {EVERY_HELP}.")

@@ -53,6 +53,16 @@ class ClusterOptions:
             raise UsageError(
                 f"--threads-per-worker must be at least 1, not {self.threads_per_worker}."
             )
+        for option, value in (
+            ("--workers", self.workers),
+            ("--threads-per-worker", self.threads_per_worker),
+        ):
+            if value is not None and value > max_local_parallelism():
+                # Thousands of worker processes never start: refused now, not after minutes.
+                raise UsageError(
+                    f"{option} {value} is more than this machine can run: give at most "
+                    f"{max_local_parallelism()} (4 per CPU core)."
+                )
         if self.memory_limit is not None:
             memory_limit_bytes(self.memory_limit)
         if self.address is not None:
@@ -71,6 +81,11 @@ class ClusterOptions:
                     f"{', '.join(shaping)} shape the LocalCluster ticketeval starts; with "
                     "--address the scheduler's own workers run the flow: drop them."
                 )
+
+
+def max_local_parallelism() -> int:
+    """The most workers, or threads per worker, a LocalCluster may be asked for: 4 per core."""
+    return 4 * (os.cpu_count() or 1)
 
 
 def memory_limit_bytes(text: str) -> int | None:

@@ -129,6 +129,11 @@ SECONDS_PER_UNIT = {
 }  # fmt: skip
 
 
+# Beyond this (in seconds, either sign) a prediction is refused: the squares of such errors
+# summed over millions of rows overflow a float64, and no ticket takes millions of years.
+MAX_PREDICTION_SECONDS = 1e15
+
+
 def predict(model: Model, batch: pd.DataFrame, *, name: str = "model") -> np.ndarray:
     """The model's predictions, checked: one finite number of seconds per row.
 
@@ -179,6 +184,14 @@ def check_predictions(raw: object, batch: pd.DataFrame, *, name: str = "model") 
             f"model {name!r} returned {int((~finite).sum())} missing, NaN or infinite "
             f"prediction(s) (the first at row {position}): predict a finite number of seconds "
             "for every row."
+        )
+    beyond = np.abs(seconds) > MAX_PREDICTION_SECONDS
+    if beyond.any():
+        # Finite, but their errors squared overflow a float64: the metrics would be NaN.
+        raise ModelError(
+            f"model {name!r} returned {int(beyond.sum())} prediction(s) beyond ±"
+            f"{MAX_PREDICTION_SECONDS:.0e} s (31 million years; the first at row "
+            f"{int(np.argmax(beyond))}): their errors cannot be scored; predict seconds to close."
         )
     return seconds
 

@@ -23,9 +23,10 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict
 
 from ticketeval import __version__
-from ticketeval.data.cache import cache_path, read_cache_info
+from ticketeval.data.cache import cache_path, read_cache_info, unreadable_cache
 from ticketeval.errors import DataError, ModelError, UsageError
 from ticketeval.files import atomic_file
 from ticketeval.scoring.models import heuristic_model
@@ -339,6 +340,26 @@ def train(
     return TrainingResult(model)
 
 
+class _Period(BaseModel):
+    """A training or holdout block: its closures must be dates (or null)."""
+
+    model_config = ConfigDict(extra="allow")
+    first_closed_at: datetime | None
+    last_closed_at: datetime | None
+
+
+class _Metadata(BaseModel):
+    """The fields of a model file's metadata that ticketeval reads, with their types."""
+
+    model_config = ConfigDict(extra="allow")
+    loss: Literal["absolute_error", "log"]
+    columns: list[str]
+    category_maps: dict[str, list[str]]
+    versions: dict[str, str]
+    training: _Period
+    holdout: _Period
+
+
 # --- The model file ----------------------------------------------------------------------------
 
 
@@ -447,12 +468,29 @@ def _read_payload(path: Path) -> tuple[Any, dict[str, Any]]:
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
         raise ModelError(not_ours)
     if metadata.get("format_version") != FORMAT_VERSION:
-        made_by = metadata.get("versions", {}).get("ticketeval", "?")
+        versions = metadata.get("versions")
+        made_by = versions.get("ticketeval", "?") if isinstance(versions, dict) else "?"
         raise ModelError(
             f"{path} is a model file of format {metadata.get('format_version')!r} (ticketeval "
             f"{made_by}); this ticketeval reads format {FORMAT_VERSION}: train the model again."
         )
+    check_metadata(path, metadata)
     return payload["model"], metadata
+
+
+def check_metadata(path: Path, metadata: dict[str, Any]) -> None:
+    """Refuse (ModelError, one line naming the field) metadata of the wrong shape: every field
+    the commands read later, so a damaged or edited file fails on load, never half-way."""
+    from pydantic import ValidationError
+
+    try:
+        _Metadata.model_validate(metadata)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        raise ModelError(
+            f"{path} has invalid metadata: {field}: {first['msg']}; train the model again."
+        ) from None
 
 
 def load_model_file(path: Path | str) -> TrainedModel:
@@ -498,20 +536,29 @@ def overlaps_training(
 # --- From the cache ----------------------------------------------------------------------------
 
 
-def training_frame(data_dir: Path) -> tuple[pd.DataFrame, str]:
-    """The cached events' columns training needs, and the data's CSV sha256."""
+def training_frame(data_dir: Path, *, demo: bool = False) -> tuple[pd.DataFrame, str]:
+    """The cached events' columns training needs (the demo data's with `demo`), and the
+    data's CSV sha256. A damaged cache is one line saying how to fetch it again."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    info = read_cache_info(data_dir)
+    info = read_cache_info(data_dir, demo=demo)
     if info is None:
-        raise DataError(f"no data in {data_dir} yet: run `ticketeval fetch` (or `--source demo`).")
+        fetch = "ticketeval fetch --source demo" if demo else "ticketeval fetch"
+        raise DataError(f"no data in {data_dir} yet: run `{fetch}`.")
     columns = list(dict.fromkeys([*INPUT_COLUMNS, "number", "closed_at"]))
-    return pq.read_table(cache_path(data_dir), columns=columns).to_pandas(), info.csv_sha256
+    path = cache_path(data_dir, demo=demo)
+    try:
+        table = pq.read_table(path, columns=columns)
+    except (OSError, ValueError, pa.ArrowException) as error:
+        raise unreadable_cache(path, error, demo=demo) from None
+    return table.to_pandas(), info.csv_sha256
 
 
-def train_from_cache(data_dir: Path, **options: Any) -> TrainingResult:
-    """`train` on the cached event log, recording the cache's CSV sha256."""
-    frame, sha256 = training_frame(data_dir)
+def train_from_cache(data_dir: Path, *, demo: bool = False, **options: Any) -> TrainingResult:
+    """`train` on the cached event log (the demo data's with `demo`), recording the cache's
+    CSV sha256."""
+    frame, sha256 = training_frame(data_dir, demo=demo)
     return train(frame, data_sha256=sha256, **options)
 
 

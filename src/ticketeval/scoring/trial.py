@@ -92,6 +92,8 @@ def summarize(
             "num_obs": len(batch.frame),
             "num_scored": int(scored.sum()),
             "num_dropped": int((~scored).sum()),
+            # closed_at before sys_updated_at: a negative time to close, scored as it is.
+            "num_negative": int((y_scored < 0).sum()),
             "num_incidents": (
                 int(batch.frame["number"].nunique()) if "number" in batch.frame else None
             ),
