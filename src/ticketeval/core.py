@@ -431,6 +431,7 @@ def report(
         out = check_output(settings, out, chosen_by="--out")
     if png_dir is not None:
         png_dir = _check_png_dir(settings, png_dir)
+    recording.adopt_legacy_history(settings)
     summary = find_trial(settings.history, trial_id)
     points, band = history_points(settings.history, summary)
     written = write_trial_report(
@@ -524,6 +525,7 @@ class HistoryView:
     flagged: list[bool]
     pending: int  # trials waiting in the spool of this history
     waiting: list[Waiting] = field(default_factory=list)  # every spool with trials
+    notes: list[str] = field(default_factory=list)  # e.g. the legacy history moved
 
     def records(self) -> list[dict[str, Any]]:
         """The rows as plain dicts (the same on every backend), each with its flag."""
@@ -545,6 +547,7 @@ def history(
     from ticketeval.history.spools import waiting_spools
     from ticketeval.history.store import flag_regressions, pending_spool, read_trials, redact_url
 
+    moved = recording.adopt_legacy_history(settings)
     # A backtest's periods run in parallel: show them together, in the order of the periods.
     rows = read_trials(settings.history, model=model)
     run_start: dict[str, str] = {}
@@ -569,6 +572,7 @@ def history(
         flags,
         pending_spool(recording.history_spool(settings)),
         waiting_spools(settings.spool_dir),
+        [moved] if moved else [],
     )
 
 

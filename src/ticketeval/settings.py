@@ -98,6 +98,32 @@ class Settings(BaseSettings):
     def _expand_user(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
 
+    @field_validator("history_url")
+    @classmethod
+    def _sqlite_directory_exists(cls, value: SecretStr | None) -> SecretStr | None:
+        # sqlite:////abs/dir/h.sqlite (or sqlite:///abs/dir/h.sqlite): the path after
+        # "sqlite://" is absolute. A directory that does not exist is refused rather than
+        # created (a typo would start a new history far away), and so is the filesystem's root
+        # (what "sqlite:///relative.db" names: a relative path cannot be given).
+        url = value.get_secret_value().strip() if value is not None else ""
+        if not url.lower().startswith("sqlite:"):
+            return value
+        try:
+            path = Path("/" + unquote(urlsplit(url).path).lstrip("/"))
+        except ValueError:
+            return value  # the history's own parser says what is wrong
+        if path.parent == Path("/"):
+            raise ValueError(
+                f"{url!r} names {path} at the filesystem root: give an absolute path, "
+                "e.g. sqlite:////home/me/history.sqlite (four slashes before the path)"
+            )
+        if not path.parent.is_dir():
+            raise ValueError(
+                f"{url!r}: the directory {path.parent} does not exist; create it, or give "
+                "another path (sqlite:////absolute/path.sqlite)"
+            )
+        return value
+
     @field_validator("data_dir")
     @classmethod
     def _usable_directory(cls, value: Path) -> Path:

@@ -55,6 +55,7 @@ from ticketeval.cli.runtime import (
     settings_for,
     show_library_logs,
 )
+from ticketeval.cli.usage import OneLineErrorsGroup
 from ticketeval.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
@@ -77,6 +78,7 @@ def _flags_take_no_value() -> None:
 _flags_take_no_value()
 
 app = typer.Typer(
+    cls=OneLineErrorsGroup,
     name="ticketeval",
     help="Score a time-to-close model on IT support tickets, every day.",
     no_args_is_help=True,
@@ -452,13 +454,21 @@ def history(
     reporter = Reporter()
     with reported_errors(reporter):
         view = core.history(settings_for(data_dir), last=last, threshold=threshold, model=model)
+        for note in view.notes:
+            reporter.info(note)
         for spool in view.waiting:
             reporter.info(spool_line(spool))
         if json_output:
             print(json.dumps(view.records(), allow_nan=False))
             return
         if not view.rows:
-            reporter.info(f"No trials recorded yet in {view.history}.")
+            if model is not None:  # the history may hold other models' trials
+                reporter.info(
+                    f"No trial of model {model!r} in {view.history}: `ticketeval history` "
+                    "shows the models recorded."
+                )
+            else:
+                reporter.info(f"No trials recorded yet in {view.history}.")
             return
         render_history(view)
 

@@ -41,6 +41,7 @@ def parse_event_log(csv: bytes | Path, *, name: str = CSV_NAME) -> pa.Table:
         # Refused before Arrow sees it: Arrow's reader, failing on an empty file, can leave a
         # thread behind that aborts the process at exit.
         raise DataError(f"{name} is empty: expected the incident event log CSV.")
+    _refuse_binary(csv, name)
     source = pa.BufferReader(csv) if isinstance(csv, bytes) else str(csv)
     try:
         table = pacsv.read_csv(
@@ -52,7 +53,8 @@ def parse_event_log(csv: bytes | Path, *, name: str = CSV_NAME) -> pa.Table:
             ),
         )
     except pa.ArrowInvalid as error:
-        detail = str(error).splitlines()[0]
+        # Printable only: a binary file's bytes must not reach the terminal.
+        detail = "".join(c if c.isprintable() else "?" for c in str(error).splitlines()[0])
         if "Empty CSV file" in detail:
             raise DataError(f"{name} is empty: expected the incident event log CSV.") from None
         raise DataError(f"{name} is not a readable CSV ({detail}).") from None
@@ -72,6 +74,22 @@ def parse_event_log(csv: bytes | Path, *, name: str = CSV_NAME) -> pa.Table:
     if table.num_rows == 0:
         raise DataError(f"{name} has a header but no rows.")
     return pa.table({column: _convert(column, table[column], name) for column in COLUMNS})
+
+
+def _refuse_binary(csv: bytes | Path, name: str) -> None:
+    """A CSV is text: NUL bytes in its first 64 KiB mean a binary file (a Parquet file, an
+    image, a disk image of zeros), said as such instead of Arrow's puzzling errors."""
+    if isinstance(csv, bytes):
+        head = csv[: 1 << 16]
+    else:
+        with open(csv, "rb") as stream:
+            head = stream.read(1 << 16)
+    if b"\0" in head:
+        kind = " (a Parquet file)" if head.startswith(b"PAR1") else ""
+        raise DataError(
+            f"{name} is not a CSV: it holds binary data{kind}; give the incident event log's "
+            ".csv or .zip."
+        )
 
 
 def _convert(column: str, values: pa.ChunkedArray, name: str) -> pa.ChunkedArray:

@@ -28,19 +28,29 @@ def results_keeping(settings: Settings) -> ResultsKeeping:
     return ResultsKeeping(settings.results_dir, settings.results_keep)
 
 
+def adopt_legacy_history(settings: Settings) -> str | None:
+    """Move a history left in the cache directory by earlier releases to the data directory
+    (the default history only); the sentence saying so, or None. Every command that reads or
+    writes the history calls it first, so none reports "no trials" while they sit there."""
+    from ticketeval.history.store import move_legacy_history
+
+    if settings.history_url is not None or settings.history_path is not None:
+        return None
+    return move_legacy_history(settings.data_dir, settings.history_dir)
+
+
 def record(settings: Settings, summary: dict[str, Any]) -> dict[str, Any]:
     """Record a trial in the history, or keep it in the spool when the history cannot be
     reached; the summary comes back with where it went (`recorded`)."""
     from ticketeval.errors import HistoryError, TicketevalError, TrialNotKept
     from ticketeval.history.spools import label_spool
-    from ticketeval.history.store import move_legacy_history, record_trial, redact_url
+    from ticketeval.history.store import record_trial, redact_url
 
     notes = []
-    if settings.history_url is None and settings.history_path is None:
-        with contextlib.suppress(HistoryError):  # then the trial goes to the spool
-            moved = move_legacy_history(settings.data_dir, settings.history_dir)
-            if moved:
-                notes.append(moved)
+    with contextlib.suppress(HistoryError):  # then the trial goes to the spool
+        moved = adopt_legacy_history(settings)
+        if moved:
+            notes.append(moved)
     try:
         outcome = record_trial(summary, settings.history, history_spool(settings))
     except TrialNotKept as error:
@@ -58,8 +68,8 @@ def record(settings: Settings, summary: dict[str, Any]) -> dict[str, Any]:
     if outcome.spooled:
         with contextlib.suppress(OSError, TicketevalError):  # the label only helps `history`
             label_spool(history_spool(settings), settings.history)
-    if outcome.recorded and outcome.sent_from_spool:
-        notes.append(outcome.message)
+    if outcome.recorded and (outcome.sent_from_spool or outcome.rejected):
+        notes.append(outcome.message)  # says how many unreadable files were set aside
     return {
         **summary,
         "recorded": {

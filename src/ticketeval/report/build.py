@@ -15,6 +15,8 @@ from typing import Any
 
 from ticketeval.errors import DataError, UsageError
 
+# The shortest --trial prefix accepted: shorter ones match trials by accident.
+MIN_ID_PREFIX = 4
 # Earlier trials shown in the over-time chart of a single trial.
 OVER_TIME_TRIALS = 30
 
@@ -60,6 +62,11 @@ def find_trial(history_url: str, trial_id: str | None) -> dict[str, Any]:
     """The summary of trial `trial_id` (a unique prefix will do), or of the last trial."""
     from ticketeval.history.store import open_history, read_trials, redact_url
 
+    if trial_id is not None and len(trial_id.strip()) < MIN_ID_PREFIX:
+        raise UsageError(
+            f"--trial {trial_id!r} is too short: give at least {MIN_ID_PREFIX} characters of "
+            "the trial's id (see `ticketeval history --json` for the ids)."
+        )
     summaries = []
     if read_trials(history_url, last=1):  # a history not created yet reads as empty
         with open_history(history_url, create=False) as store:

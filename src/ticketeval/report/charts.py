@@ -71,6 +71,29 @@ class Chart:
     png: bytes
 
 
+def writable_matplotlib_config() -> None:
+    """Give matplotlib a config directory it can write before it is first imported: with a
+    read-only HOME it would otherwise print two lines of warnings on every report. The user's
+    MPLCONFIGDIR wins; a usable default is left alone."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    if "MPLCONFIGDIR" in os.environ:
+        return
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    default = Path(base) / "matplotlib"
+    try:
+        default.mkdir(parents=True, exist_ok=True)
+        if os.access(default, os.W_OK):
+            return
+    except OSError:
+        pass
+    fallback = Path(tempfile.gettempdir()) / f"ticketeval-matplotlib-{os.getuid()}"
+    fallback.mkdir(mode=0o700, exist_ok=True)
+    os.environ["MPLCONFIGDIR"] = str(fallback)
+
+
 @contextlib.contextmanager
 def _style(chart_id: str) -> Iterator[None]:
     """matplotlib settings for one chart, restored afterwards (no global state left behind)."""

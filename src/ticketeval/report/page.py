@@ -44,6 +44,7 @@ from ticketeval.report.charts import (
     over_time_chart,
     predicted_vs_actual,
     priority_chart,
+    writable_matplotlib_config,
 )
 
 if TYPE_CHECKING:
@@ -103,6 +104,7 @@ def build_report(
     """
     if not isinstance(summary, Mapping):
         raise UsageError("The report needs the trial summary as a mapping (the summary's JSON).")
+    writable_matplotlib_config()
     frame = _scored_frame(results)
     points = [point for point in over_time if isinstance(point, Mapping)]
     priorities = _by_priority(summary, frame)
