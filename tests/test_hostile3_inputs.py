@@ -118,6 +118,13 @@ def test_negative_times_to_close_are_counted_and_said(tmp_path: Path) -> None:
     data = json.loads(result.stdout)["data"]
     assert data["num_negative"] == flipped > 0
     assert f"{flipped:,} event(s) close before their update" in result.stderr
+    dropped = invoke(
+        "evaluate", "--batch-size", "all", "--json", env={"TICKETEVAL_NEGATIVE_TARGETS": "drop"}
+    )
+    assert dropped.exit_code == 0, dropped.output
+    kept_data = json.loads(dropped.stdout)["data"]
+    assert kept_data["num_negative"] == flipped
+    assert kept_data["num_scored"] == data["num_scored"] - flipped
 
 
 def test_backtest_refuses_two_models(data_dir: Path) -> None:

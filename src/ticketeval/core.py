@@ -227,6 +227,7 @@ def evaluate(
         allow_fewer=plan.allow_fewer,
         results=recording.results_keeping(settings),
         demo=plan.demo,
+        negative=settings.negative_targets,
     )
     recorded = recording.record(settings, summary)
     if report is not None:

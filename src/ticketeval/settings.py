@@ -10,6 +10,7 @@ import contextlib
 import getpass
 import os
 from pathlib import Path
+from typing import Literal
 from urllib.parse import unquote, urlparse, urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
@@ -78,6 +79,9 @@ class Settings(BaseSettings):
     results_keep: int = Field(default=100, ge=0)
     # Zip bombs: the largest CSV a zip may unpack to, and the highest compression ratio
     # (ticketeval.data.sources.DEFAULT_MAX_CSV_BYTES and DEFAULT_MAX_ZIP_RATIO).
+    # Events closed before their update (a negative time to close): scored as they are, or
+    # left unscored like an event without a date. Counted in `num_negative` either way.
+    negative_targets: Literal["keep", "drop"] = "keep"
     max_csv_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
     max_zip_ratio: float = Field(default=100.0, gt=1, allow_inf_nan=False)
     timeout: float = Field(default=30.0, gt=0, allow_inf_nan=False)

@@ -146,7 +146,9 @@ def report_trial(
     if negative:
         reporter.info(
             f"note: {negative:,} event(s) close before their update (closed_at before "
-            "sys_updated_at, a negative time to close); scored as they are (num_negative)."
+            "sys_updated_at, a negative time to close): num_negative; "
+            "TICKETEVAL_NEGATIVE_TARGETS=drop leaves them unscored, keep (the default) scores "
+            "them as they are."
         )
     if summary.get("results_note"):
         reporter.info(summary["results_note"])

@@ -21,7 +21,7 @@ from ticketeval.errors import DownloadError, HistoryError, UsageError
 from ticketeval.scoring.champion import columns_of, model_specs
 from ticketeval.scoring.metrics import METRIC_NAMES, score_metric
 from ticketeval.scoring.models import load_model, predict
-from ticketeval.scoring.trial import ResultsKeeping, compute_target, new_trial_id, summarize_models
+from ticketeval.scoring.trial import ResultsKeeping, new_trial_id, scored_target, summarize_models
 
 if TYPE_CHECKING:
     from prefect import Flow
@@ -78,7 +78,7 @@ def _task_get_models(model: str) -> list[str]:
 
 
 def _task_get_target(batch: Batch) -> pd.Series:
-    return compute_target(batch.frame)
+    return scored_target(batch.frame, _worker_settings(None).negative_targets)
 
 
 def _task_predict(batch: Batch, model: str) -> np.ndarray:
@@ -294,6 +294,7 @@ def _task_score_period(
         run_id=run_id,
         results=results,
         demo=demo,
+        negative=settings.negative_targets,
     )
 
 

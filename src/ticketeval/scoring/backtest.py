@@ -70,6 +70,7 @@ def score_period(
     run_id: str,
     results: ResultsKeeping | None = None,
     demo: bool = False,
+    negative: str = "keep",
 ) -> dict[str, Any]:
     """One period's trial summary, or a summary with no events when none closed in it."""
     from ticketeval.scoring.trial import empty_summary, score_trial
@@ -84,6 +85,7 @@ def score_period(
             period=period,
             results=results,
             demo=demo,
+            negative=negative,
         )
     except DataError:
         if not _has_no_events(data_dir, period, demo):

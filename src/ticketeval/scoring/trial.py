@@ -46,6 +46,14 @@ def compute_target(batch: pd.DataFrame) -> pd.Series:
     return pd.Series(elapsed / np.timedelta64(1, "s"), index=batch.index, name="target")
 
 
+def scored_target(batch: pd.DataFrame, negative: str = "keep") -> pd.Series:
+    """`compute_target`, with the negative times to close (closed_at before sys_updated_at)
+    kept as they are (`keep`) or left unscored like a missing date (`drop`): the setting
+    TICKETEVAL_NEGATIVE_TARGETS. Either way `num_negative` counts them."""
+    target = compute_target(batch)
+    return target.mask(target < 0) if negative == "drop" else target
+
+
 def summarize(
     *,
     trial_id: str,
@@ -183,6 +191,7 @@ def score_trial(
     allow_fewer: bool = False,
     results: ResultsKeeping | None = None,
     demo: bool = False,
+    negative: str = "keep",
 ) -> dict[str, Any]:
     """Score `model` (or several: champion first) on one batch from the cache (the demo data's
     with `demo`; None: every event of the period), in this process, and summarize the trial
@@ -198,7 +207,8 @@ def score_trial(
         allow_fewer=allow_fewer,
         demo=demo,
     )
-    target = compute_target(batch.frame)
+    negatives = int((compute_target(batch.frame) < 0).sum())
+    target = scored_target(batch.frame, negative)
     predictions = {
         spec: predict(function, batch.frame, name=spec) for spec, function in functions.items()
     }
@@ -219,6 +229,7 @@ def score_trial(
         closed_at=closed_at,
         runner=runner,
     )
+    summary["data"]["num_negative"] = negatives  # dropped or not, they were there
     return {**summary, **kept}
 
 
