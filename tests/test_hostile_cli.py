@@ -9,6 +9,7 @@ installed executable, loopback TCP servers, a real LocalCluster.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -308,19 +309,38 @@ def test_a_log_file_that_cannot_be_opened_is_refused_first(
     path = tmp_path / "no" / "such" / "x.log" if place == "missing-directory" else tmp_path
     result = runner.invoke(app, ["evaluate", "--batch-size", "50", "--log-file", str(path)])
     assert result.exit_code == ExitCode.USAGE, result.output
-    reason = "No such file or directory" if place == "missing-directory" else "Is a directory"
-    one_error_line(result.stderr, f"--log-file {path}", reason)
+    if place == "missing-directory":
+        one_error_line(result.stderr, f"--log-file {path}", "No such file or directory")
+    else:  # refused by the output guard, before any open
+        one_error_line(result.stderr, str(path), "is a directory", "--log-file")
     assert result.stdout == ""
     assert json.loads(runner.invoke(app, ["history", "--json"]).stdout) == []  # nothing ran
 
 
-@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full here")
-def test_a_log_file_that_fails_later_is_said_once_and_the_trial_is_kept(data_dir: Path) -> None:
-    result = run_ticketeval(
-        "evaluate", "--quiet", "--batch-size", "50", "--log-file", "/dev/full", "--json"
+def test_a_log_file_that_fails_later_is_said_once_and_the_trial_is_kept(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    # A regular file on a full file system (a device such as /dev/full is refused up front).
+    full = tmp_path / "full"
+    full.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(full)], capture_output=True
     )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        with contextlib.suppress(OSError), open(full / "filler", "wb") as filler:
+            while True:
+                filler.write(b"\0" * 4096)
+                filler.flush()
+        log = full / "run.log"
+        result = run_ticketeval(
+            "evaluate", "--quiet", "--batch-size", "50", "--log-file", str(log), "--json"
+        )
+    finally:
+        subprocess.run(["umount", str(full)], check=True)
     assert result.returncode == 0, result.stderr
-    one_error_line(result.stderr, "--log-file /dev/full", "No space left on device", "history")
+    one_error_line(result.stderr, f"--log-file {log}", "No space left on device", "history")
     trial = json.loads(result.stdout)
     listed = run_ticketeval("history", "--json")
     assert [row["id"] for row in json.loads(listed.stdout)] == [trial["id"]]

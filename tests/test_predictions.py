@@ -21,7 +21,7 @@ from hypothesis.extra import numpy as hnp
 from hypothesis.extra import pandas as hpd
 
 from ticketeval.errors import ExitCode, ModelError
-from ticketeval.scoring.models import check_predictions, predict
+from ticketeval.scoring.models import MAX_PREDICTION_SECONDS, check_predictions, predict
 
 NAME = "my_models:m"
 FIXED_UNITS = {
@@ -71,7 +71,8 @@ def oracle_array(array: np.ndarray, rows: int) -> list[float] | None:
     meant = []
     for value in array.reshape(-1):
         seconds = seconds_of(value, array.dtype)
-        if seconds is None or not math.isfinite(seconds):
+        # Beyond MAX_PREDICTION_SECONDS the errors would overflow the metrics: refused too.
+        if seconds is None or not math.isfinite(seconds) or abs(seconds) > MAX_PREDICTION_SECONDS:
             return None
         meant.append(seconds)
     return meant

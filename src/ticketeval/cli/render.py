@@ -51,7 +51,11 @@ class Reporter:
             return
         # Never a device, FIFO (opening one would block), socket or directory, nor one of
         # ticketeval's own files; a symlink is followed to a regular file.
-        self.log_file = _checked_log_file(self.log_file)
+        try:
+            self.log_file = _checked_log_file(self.log_file)
+        except UsageError:
+            self.log_file = None  # the refusal is not logged into what was refused
+            raise
         try:
             with self.log_file.open("a", encoding="utf-8"):
                 pass
