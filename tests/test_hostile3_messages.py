@@ -121,3 +121,54 @@ def test_a_sqlite_url_that_cannot_be_meant_is_refused(
         fragment,
     )
     assert not Path("/relative.db").exists() and not Path("/nonexistent-h3").exists()
+
+
+CONSTANT_MODEL = """
+import numpy as np
+
+
+def model(batch):
+    return np.full(len(batch), 1_014_343.0)
+"""
+
+
+@pytest.mark.e2e
+def test_a_narrow_terminal_wraps_the_champion_table_never_cuts_it(
+    data_dir: Path, model_dir: Path
+) -> None:
+    import fcntl
+    import os
+    import pty
+    import re
+    import struct
+    import subprocess
+    import termios
+
+    from .conftest import ticketeval_executable
+
+    (model_dir / "constant.py").write_text(CONSTANT_MODEL)
+    leader, follower = pty.openpty()  # a terminal, 60 columns wide
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 60, 0, 0))
+    process = subprocess.Popen(
+        [ticketeval_executable(), *EVALUATE, "--model", "heuristic", "--model", "constant:model"],
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "COLUMNS": "60", "TERM": "xterm"},
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    assert process.wait(timeout=120) == 0
+    os.close(leader)
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode())
+    assert "…" not in shown, shown
+    assert max(len(line) for line in shown.splitlines()) <= 60, shown
+    assert "heuristic" in shown and "constant:model" in shown

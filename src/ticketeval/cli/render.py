@@ -268,9 +268,12 @@ def render_models(summary: dict[str, Any]) -> None:
     names = list(blocks)
     data = summary["data"]
     table = Table(title=f"Trial {summary['id']}", title_justify="left")
-    table.add_column("", style="bold")
+    # Cells fold onto more lines on a narrow terminal: a number is never cut.
+    table.add_column("", style="bold", overflow="fold")
     for index, name in enumerate(names):
-        table.add_column(f"{name}{' (champion)' if index == 0 else ''}", justify="right")
+        table.add_column(
+            f"{name}{' (champion)' if index == 0 else ''}", justify="right", overflow="fold"
+        )
     events = f"{data['num_obs']:,}" + (
         f" ({data['num_dropped']:,} without a target)" if data["num_dropped"] else ""
     )
@@ -303,7 +306,9 @@ def render_models(summary: dict[str, Any]) -> None:
     versus = Table(title="Challenger vs champion (paired bootstrap, 95%)", title_justify="left")
     for column in ("challenger", "champion", "MAE difference", "95% CI", "verdict"):
         versus.add_column(
-            column, justify="right" if column in ("MAE difference", "95% CI") else "left"
+            column,
+            justify="right" if column in ("MAE difference", "95% CI") else "left",
+            overflow="fold",
         )
     for row in summary.get("comparison") or []:
         interval = row["ci"]
@@ -323,10 +328,10 @@ def render_models(summary: dict[str, Any]) -> None:
     stdout.print(versus)
 
     per_priority = Table(title="MAE by priority", title_justify="left")
-    per_priority.add_column("priority")
-    per_priority.add_column("num_obs", justify="right")
+    per_priority.add_column("priority", overflow="fold")
+    per_priority.add_column("num_obs", justify="right", overflow="fold")
     for name in names:
-        per_priority.add_column(name, justify="right")
+        per_priority.add_column(name, justify="right", overflow="fold")
     for label, values in data["by_priority"].items():
         per_priority.add_row(
             label,
