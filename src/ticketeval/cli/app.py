@@ -316,7 +316,8 @@ def backtest(
             cluster=cluster,
             closed_from=closed_from,
             closed_to=closed_to,
-            model=model or "heuristic",
+            # One --model is one string (commas name several, refused); repeated, a list.
+            model=model[0] if model and len(model) == 1 else (model or "heuristic"),
             batch_size=batch_size,
             seed=seed,
             reference=reference,
