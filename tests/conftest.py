@@ -14,6 +14,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -188,6 +189,22 @@ def demo_csv() -> bytes:
     from ticketeval.data import demo
 
     return demo.demo_event_log(DEMO_ROWS, seed=3)
+
+
+@pytest.fixture(scope="session")
+def demo_training(demo_cache: Path) -> Any:
+    """A small model trained on the session's demo cache before its 70% point, once."""
+    from ticketeval.scoring.training import train_from_cache
+
+    return train_from_cache(demo_cache, train_fraction=0.7, seed=0)
+
+
+@pytest.fixture(scope="session")
+def demo_model(demo_training: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`demo_training` saved as a model file."""
+    from ticketeval.scoring.training import save_model
+
+    return Path(save_model(demo_training, tmp_path_factory.mktemp("model") / "demo.skops"))
 
 
 @pytest.fixture

@@ -1,0 +1,64 @@
+"""The suite never reads or writes the real user's directories: HOME and the XDG directories are
+temporary from before the first fixture runs (tests/conftest.py's pytest_configure), so even a
+module-scoped fixture, which runs outside the per-test `isolated_environment`, records its trial
+in a temporary history. The real directories are compared with what they were when the run
+started, here and once more when the run ends."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import real_dirs_state, real_state_key, real_user_dirs
+from tests.support.helpers import invoke
+
+
+@pytest.fixture(scope="module")
+def trial_of_a_module_fixture() -> dict:
+    """A trial recorded by a module-scoped fixture with the default directories: no test's
+    TICKETEVAL_DATA_DIR or TICKETEVAL_HISTORY_DIR is set yet."""
+    assert "TICKETEVAL_DATA_DIR" not in os.environ and "TICKETEVAL_HISTORY_DIR" not in os.environ
+    fetched = invoke("fetch", "--source", "demo", "--demo-events", "500")
+    assert fetched.exit_code == 0, fetched.output
+    result = invoke("evaluate", "--source", "demo", "--batch-size", "100", "--seed", "1", "--json")
+    assert result.exit_code == 0, result.output
+    return dict(json.loads(result.stdout))
+
+
+def test_home_and_the_xdg_directories_are_temporary() -> None:
+    import platformdirs
+
+    home = Path(os.environ["HOME"])
+    assert home.is_relative_to(tempfile.gettempdir()) and home.name.startswith("ticketeval-tests")
+    for name in ("XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME"):
+        assert Path(os.environ[name]).is_relative_to(home), name
+    real = real_user_dirs()
+    assert platformdirs.user_data_dir("ticketeval", appauthor=False) != real["data"]
+    assert platformdirs.user_cache_dir("ticketeval", appauthor=False) != real["cache"]
+    assert not Path(real["data"]).is_relative_to(home)
+
+
+def test_a_module_fixtures_trial_lands_in_the_temporary_home(
+    trial_of_a_module_fixture: dict, request: pytest.FixtureRequest
+) -> None:
+    history = trial_of_a_module_fixture["recorded"]["history"]
+    assert history.startswith("sqlite:///"), history
+    assert Path(history.removeprefix("sqlite:///")).is_relative_to(os.environ["HOME"]), history
+    # The real directories are as this process found them when the run started.
+    assert real_dirs_state() == request.config.stash[real_state_key]
+
+
+def test_a_command_with_the_default_directories_leaves_the_real_ones_as_they_were(
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    monkeypatch.delenv("TICKETEVAL_DATA_DIR")
+    monkeypatch.delenv("TICKETEVAL_HISTORY_DIR")
+    result = invoke("evaluate", "--source", "demo", "--batch-size", "100", "--json")
+    assert result.exit_code == 0, result.output
+    history = json.loads(result.stdout)["recorded"]["history"]
+    assert Path(history.removeprefix("sqlite:///")).is_relative_to(os.environ["HOME"]), history
+    assert real_dirs_state() == request.config.stash[real_state_key]
