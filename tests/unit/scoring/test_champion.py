@@ -19,7 +19,6 @@ from ticketeval.pipeline.flow import build_flow
 from ticketeval.scoring.backtest import judge, score_period
 from ticketeval.scoring.champion import model_specs, overlaps_training
 from ticketeval.scoring.metrics import paired_mae_difference
-from ticketeval.scoring.training import save_model, train_from_cache
 from ticketeval.settings import load_settings
 
 runner = CliRunner()
@@ -50,13 +49,6 @@ also_two_days = two_days
 def models(model_dir: Path) -> Path:
     (model_dir / "planted.py").write_text(MODELS)
     return model_dir
-
-
-@pytest.fixture(scope="module")
-def trained_file(demo_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A model trained on the demo cache before its 70% point, saved once for the module."""
-    result = train_from_cache(demo_cache, train_fraction=0.7)
-    return save_model(result, tmp_path_factory.mktemp("trained") / "trained.skops")
 
 
 def evaluate(*args: str) -> dict:
@@ -208,29 +200,29 @@ def test_the_flows_model_parameter_names_several_models(data_dir: Path, models: 
 # --- The leakage guard ---------------------------------------------------------------------------
 
 
-def test_a_trial_inside_the_training_period_says_so(data_dir: Path, trained_file: Path) -> None:
-    training = training_period(trained_file)
+def test_a_trial_inside_the_training_period_says_so(data_dir: Path, demo_model: Path) -> None:
+    training = training_period(demo_model)
     inside = evaluate(
-        *("--model", str(trained_file), "--batch-size", "all"),
+        *("--model", str(demo_model), "--batch-size", "all"),
         *("--closed-from", training["first_closed_at"], "--closed-to", training["cut"]),
     )
     assert inside["overlaps_training"] is True
     assert inside["model_info"]["trained_until"] == training["last_closed_at"]
     after = evaluate(
-        "--model", str(trained_file), "--batch-size", "all", "--closed-from", training["cut"]
+        "--model", str(demo_model), "--batch-size", "all", "--closed-from", training["cut"]
     )
     assert after["overlaps_training"] is False
     result = runner.invoke(
-        app, ["evaluate", "--model", str(trained_file), "--closed-to", training["cut"]]
+        app, ["evaluate", "--model", str(demo_model), "--closed-to", training["cut"]]
     )
     assert result.exit_code == 0, result.output
     assert "YES: it trained on some of these tickets" in result.stdout
 
 
 def test_a_sample_of_the_whole_log_overlaps_when_an_event_closed_in_training(
-    data_dir: Path, trained_file: Path
+    data_dir: Path, demo_model: Path
 ) -> None:
-    summary = evaluate("--model", str(trained_file), "--batch-size", "300", "--seed", "1")
+    summary = evaluate("--model", str(demo_model), "--batch-size", "300", "--seed", "1")
     assert summary["overlaps_training"] is True
     heuristic = evaluate("--batch-size", "300", "--seed", "1")
     assert heuristic["overlaps_training"] is False and heuristic["model_info"] is None
@@ -248,23 +240,23 @@ def test_a_sample_of_the_whole_log_overlaps_when_an_event_closed_in_training(
 
 
 def test_with_a_challenger_each_model_says_whether_it_overlaps(
-    data_dir: Path, trained_file: Path
+    data_dir: Path, demo_model: Path
 ) -> None:
-    training = training_period(trained_file)
+    training = training_period(demo_model)
     summary = evaluate(
-        *("--model", "heuristic", "--model", str(trained_file), "--batch-size", "all"),
+        *("--model", "heuristic", "--model", str(demo_model), "--batch-size", "all"),
         *("--closed-to", training["cut"]),
     )
     assert summary["overlaps_training"] is True
     assert summary["models"]["heuristic"]["overlaps_training"] is False
-    assert summary["models"][str(trained_file)]["overlaps_training"] is True
-    assert summary["models"][str(trained_file)]["model_info"]["path"] == str(trained_file)
+    assert summary["models"][str(demo_model)]["overlaps_training"] is True
+    assert summary["models"][str(demo_model)]["model_info"]["path"] == str(demo_model)
 
 
 def test_a_backtest_marks_the_periods_the_model_trained_on(
-    data_dir: Path, trained_file: Path, capsys: pytest.CaptureFixture[str]
+    data_dir: Path, demo_model: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    training = training_period(trained_file)
+    training = training_period(demo_model)
     cut = pd.Timestamp(training["cut"])
     periods = [
         Period(cut - pd.Timedelta(days=30), cut, "before the cut"),
@@ -277,14 +269,14 @@ def test_a_backtest_marks_the_periods_the_model_trained_on(
             period=period,
             batch_size=None,
             seed=1,
-            model=str(trained_file),
+            model=str(demo_model),
             run_id="run",
         )
         for period in periods
     ]
     verdict = judge(summaries, reference=1, min_events=0)
     assert [row["overlaps_training"] for row in verdict["periods"]] == [True, False, False]
-    render_backtest({"run_id": "run", "model": str(trained_file), "every": "30d", **verdict})
+    render_backtest({"run_id": "run", "model": str(demo_model), "every": "30d", **verdict})
     table = capsys.readouterr().out
     assert "in training" in table
     marked = [line for line in table.splitlines() if "YES" in line]

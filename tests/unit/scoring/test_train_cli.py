@@ -18,24 +18,11 @@ from ticketeval.scoring.metrics import score_metric
 from ticketeval.scoring.training import (
     TrainingResult,
     load_model_file,
-    save_model,
-    train_from_cache,
 )
 from ticketeval.scoring.trial import compute_target
 from ticketeval.settings import load_settings
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="session")
-def demo_training(demo_cache: Path) -> TrainingResult:
-    """A small model trained on the session's demo cache (2,000 events), once."""
-    return train_from_cache(demo_cache, train_fraction=0.7, seed=0)
-
-
-@pytest.fixture(scope="session")
-def demo_model(demo_training: TrainingResult, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_model(demo_training, tmp_path_factory.mktemp("model") / "demo.skops")
 
 
 def invoke(*args: str) -> dict:
