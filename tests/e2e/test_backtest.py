@@ -8,8 +8,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.support.helpers import runner
-from tests.unit.scoring.test_backtest import HOUR, evaluate, known  # noqa: F401  (a fixture)
+from tests.support.helpers import run_ticketeval, runner
+from tests.unit.scoring.test_backtest import (  # noqa: F401  (known: a fixture)
+    HOUR,
+    evaluate,
+    known,
+    known_log,
+)
 from ticketeval import core
 from ticketeval.cli.app import app
 from ticketeval.data import cache, parsing
@@ -56,3 +61,57 @@ def test_monthly_backtest_of_the_real_file_matches_an_independent_count(
     may = next(row for row in rows if row["label"] == "2016-05")
     evaluated = evaluate(closed_from="2016-05-01", closed_to="2016-06-01", batch_size="all")
     assert may["MAE"] == evaluated["data"]["metrics"]["MAE"]
+
+
+@pytest.mark.usefixtures("known")
+def test_a_backtest_of_a_period_scores_only_the_tickets_closed_in_it() -> None:
+    result = runner.invoke(
+        app,
+        ["backtest", "--every", "month", "--closed-from", "2016-03-15", "--closed-to"]
+        + ["2016-05-01", "--min-events", "10", "--reference", "1", "--json"],
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    rows = out["periods"]
+    # March from the 15th (the closures of the 20th only), all of April, nothing of May.
+    assert [row["label"] for row in rows] == ["2016-03", "2016-04"]
+    assert [(row["closed_from"], row["closed_to"]) for row in rows] == [
+        ("2016-03-15T00:00:00", "2016-04-01T00:00:00"),
+        ("2016-04-01T00:00:00", "2016-05-01T00:00:00"),
+    ]
+    assert [row["events"] for row in rows] == [30, 80]
+    assert [row["MAE"] / HOUR for row in rows] == pytest.approx([20.0, 100.0])
+    march = evaluate(closed_from="2016-03-15", closed_to="2016-04-01", batch_size="all")
+    assert rows[0]["MAE"] == march["data"]["metrics"]["MAE"]
+    recorded = [row for row in core.history(load_settings()).rows if row.run_id == out["run_id"]]
+    assert sorted(row.period_label for row in recorded) == ["2016-03", "2016-04"]
+
+
+# Four months: errors of 20, 22 and 18 h (the reference band), then 100 h (an alert).
+DRIFTING = {
+    "2016-01-10T10:00": [100.0] * 20 + [140.0] * 20,
+    "2016-02-10T10:00": [98.0] * 20 + [142.0] * 20,
+    "2016-03-10T10:00": [102.0] * 20 + [138.0] * 20,
+    "2016-04-10T10:00": [20.0] * 20 + [220.0] * 20,
+}
+
+
+def test_backtest_quiet_prints_only_the_alerts_as_cron_mails_them(
+    isolated_environment: Path, tmp_path: Path
+) -> None:
+    cache.fetch(str(known_log(tmp_path / "drifting.csv", DRIFTING)), data_dir=isolated_environment)
+    log = tmp_path / "backtest.log"
+    result = run_ticketeval(
+        "backtest", "--every", "month", "--min-events", "10", "--reference", "3", "--quiet",
+        "--log-file", str(log),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "ALERT 2016-04: MAE 360,000 s is outside the band the reference periods set."
+    ]
+    entries = [line.split(" ", 1)[1] for line in log.read_text().splitlines()]
+    [logged] = [json.loads(entry) for entry in entries if entry.startswith("{")]
+    assert entries[-1] == result.stderr.strip()  # the alert is in the log too
+    assert [row["alert"] for row in logged["periods"]] == [False, False, False, True]
+    assert logged["alerts"] == 1

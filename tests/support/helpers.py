@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import csv
 import io
+import multiprocessing
 import os
 import re
 import shutil
 import subprocess
 import sys
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 import psutil
 from click.testing import Result
@@ -24,6 +26,8 @@ REAL_ZIP = ROOT.parent / "shared" / "data" / "incident_event_log.zip"
 REAL_ROWS, REAL_INCIDENTS = 141_712, 24_918
 DEMO_ROWS = 2_000  # what the `data_dir` fixture's demo cache holds
 MARKER = "TICKETEVAL_TEST_MARKER"  # set in a child's environment to find all its descendants
+NOBODY = 65534  # the uid and gid a test drops to, as root, to be refused like any user
+T = TypeVar("T")
 
 
 # --- Running the command line ------------------------------------------------------------------
@@ -179,3 +183,34 @@ def assert_no_process_left(marker: str) -> None:
     for process in alive:  # do not leak them into the next test
         process.kill()
     assert not alive, [process.cmdline() for process in alive]
+
+
+# --- As a user without root's rights -------------------------------------------------------------
+
+
+def _as_nobody(queue: Any, function: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    try:
+        os.setgroups([])
+        os.setgid(NOBODY)
+        os.setuid(NOBODY)
+        queue.put(("returned", function(*args)))
+    except BaseException as error:  # reported to the parent, which fails the test with it
+        queue.put(("raised", f"{type(error).__name__}: {error}"))
+
+
+def as_unprivileged(function: Callable[..., T], *args: Any) -> T:
+    """`function(*args)` as a user that file modes apply to: as root (CI runs as root, and
+    root writes into read-only directories), in a forked child that dropped to `nobody`;
+    otherwise in this process. What it returns must pickle."""
+    if os.geteuid() != 0:
+        return function(*args)
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_as_nobody, args=(queue, function, args))
+    child.start()
+    try:
+        kind, value = queue.get(timeout=120)
+    finally:
+        child.join(timeout=60)
+    assert kind == "returned", value
+    return value  # type: ignore[no-any-return]

@@ -7,8 +7,11 @@ import gzip
 import io
 import json
 import os
+import shutil
 import socket
 import sqlite3
+import subprocess
+import tempfile
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -19,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from tests.support.helpers import expect_error, invoke, snapshot
+from tests.support.helpers import as_unprivileged, expect_error, invoke, snapshot
 from ticketeval.data import cache
 from ticketeval.data.demo import demo_event_log
 from ticketeval.errors import ExitCode
@@ -115,23 +118,34 @@ def test_a_data_directory_below_a_file_cannot_be_written(tmp_path: Path) -> None
     )
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
-def test_a_read_only_data_directory_is_named_and_its_cache_kept(data_dir: Path) -> None:
-    before = snapshot(data_dir)
-    data_dir.chmod(0o555)
+def fetch_demo_into(data_dir: str) -> tuple[int, str, str, str]:
+    """`fetch --source demo --force` into `data_dir`, from the directory above it."""
+    os.chdir(Path(data_dir).parent)  # the test's own working directory is private to its user
+    result = invoke("fetch", "--source", "demo", "--force", env={"TICKETEVAL_DATA_DIR": data_dir})
+    return result.exit_code, result.stdout, result.stderr, repr(result.exception)
+
+
+def test_a_read_only_data_directory_is_named_and_its_cache_kept(demo_cache: Path) -> None:
+    base = Path(tempfile.mkdtemp())  # not tmp_path: pytest's are private to their user
     try:
-        result = invoke("fetch", "--source", "demo", "--force")
-        expect_error(
-            result,
-            ExitCode.USAGE,
-            "cannot write",
-            str(data_dir),
-            "Permission denied",
-            after_notes=True,
-        )
+        base.chmod(0o755)
+        data_dir = base / "data"
+        shutil.copytree(demo_cache, data_dir)
+        before = snapshot(data_dir)
+        data_dir.chmod(0o555)
+        # As nobody, the interpreter's own files may be unreadable (a Python under /root):
+        # what the command imports, on success and on error, is imported here first.
+        assert fetch_demo_into(str(base / "scratch"))[0] == 0
+        expect_error(invoke("fetch", "--source", str(base / "missing.csv")), ExitCode.DATA)
+        code, stdout, stderr, exception = as_unprivileged(fetch_demo_into, str(data_dir))
+        assert exception in ("None", "SystemExit(2)"), exception
+        line = expect_error(subprocess.CompletedProcess([], code, stdout, stderr), ExitCode.USAGE)
+        for fragment in ("cannot write", str(data_dir), "Permission denied"):
+            assert fragment in line, (fragment, line)
+        assert snapshot(data_dir) == before
     finally:
         data_dir.chmod(0o755)
-    assert snapshot(data_dir) == before
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_a_data_directory_name_too_long_is_a_bad_setting(tmp_path: Path) -> None:
