@@ -25,7 +25,10 @@ DataDirOption = Annotated[
     Path | None,
     typer.Option(
         "--data-dir",
-        help="Cache and history directory. \\[default: TICKETEVAL_DATA_DIR or ~/.cache/ticketeval]",
+        help=(
+            "The event log's cache (the history is in TICKETEVAL_HISTORY_DIR). "
+            "\\[default: TICKETEVAL_DATA_DIR or ~/.cache/ticketeval]"
+        ),
         show_default=False,
     ),
 ]
