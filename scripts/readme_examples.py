@@ -10,7 +10,7 @@
 Each part sits between `<!-- NAME:start -->` and `<!-- NAME:end -->` in README.md. Trial ids and
 temporary paths are replaced by fixed ones. `python scripts/readme_examples.py` rewrites the
 README; `--check` only reports the parts that differ (exit 1). tests/unit/test_docs.py and
-tests/e2e/test_readme.py run the same checks.
+tests/e2e/test_train_cli.py run the same checks.
 """
 
 from __future__ import annotations
@@ -129,12 +129,13 @@ SINCE_LAST = (
 )
 
 
-def real_session(real_zip: Path) -> dict[str, str]:
+def real_session(real_zip: Path, keep_in: Path | None = None) -> dict[str, str]:
     """`train` at the 70% point, then the heuristic against the trained model on every later
     ticket: the commands and what they print (the evaluate table trimmed as the README says);
-    and what a second `evaluate --since-last` says."""
+    and what a second `evaluate --since-last` says. With `keep_in`, the session's cache,
+    history and model file stay there (for a test to check the figures)."""
     with tempfile.TemporaryDirectory() as temporary:
-        directory = Path(temporary)
+        directory = keep_in or Path(temporary)
         env = isolated(directory)
         code, _, stderr = run("fetch", "--source", str(real_zip), env=env)
         assert code == 0, stderr
