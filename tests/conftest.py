@@ -113,19 +113,18 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """The whole run, fixtures of every scope included, left the real user's directories as
-    they were (checked once, by the process that started the run)."""
+    """Say so when the real user's directories changed during the run (checked once, by the
+    process that started it). Another program may have written there meanwhile, so this is a
+    warning; tests/unit/test_isolation.py checks that this run's own trials are not there."""
     if hasattr(session.config, "workerinput"):
         return
     before = session.config.stash.get(real_state_key, None)
-    if before is not None and real_dirs_state() != before:
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            reporter.write_line(
-                f"ERROR: the tests changed the real user directories {real_user_dirs()}",
-                red=True,
-            )
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if before is not None and real_dirs_state() != before and reporter is not None:
+        reporter.write_line(
+            f"warning: the real user directories {real_user_dirs()} changed during the run",
+            yellow=True,
+        )
 
 
 # Fixtures that make a test end-to-end wherever it is (a test added outside tests/e2e included).
