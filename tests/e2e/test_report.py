@@ -16,7 +16,14 @@ import numpy as np
 import pytest
 
 from tests.support.browser import chromium, render
-from tests.unit.report.test_report import trial
+from tests.unit.report.test_report import (
+    MB,
+    THRESHOLDS,
+    over_time_points,
+    summary_for,
+    synthetic_results,
+    trial,
+)
 from ticketeval.report import page
 
 __all__ = ["trial"]  # a fixture of the unit tests, imported so pytest finds it
@@ -84,3 +91,14 @@ def test_the_browser_helper_sees_a_request_the_page_makes(tmp_path: Path) -> Non
     rendering = render(page, tmp_path / "fetches.png", width=400, height=300)
     assert rendering.page_requests == ["http://ticketeval.invalid/pixel.png"]
     assert all("ticketeval.invalid" not in url for url in rendering.browser_requests)
+
+
+def test_the_page_stays_small_at_the_real_files_size() -> None:
+    # Seconds of drawing: the real file's 141,712 events, synthetic.
+    events = 141_712
+    frame = synthetic_results(events, seed=events)
+    built = page.build_report(summary_for(frame), frame, over_time_points(), thresholds=THRESHOLDS)
+    size = len(built.html.encode("utf-8"))
+    assert size < 3 * MB, f"{size:,} bytes for {events:,} events"
+    # Every chart is drawn, whatever the number of events.
+    assert [chart.id for chart in built.charts] == list(page.CHART_IDS)
