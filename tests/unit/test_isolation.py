@@ -10,6 +10,7 @@ import json
 import os
 import sqlite3
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,15 +29,18 @@ def real_history_ids() -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def trial_of_a_module_fixture() -> dict:
-    """A trial recorded by a module-scoped fixture with the default directories: no test's
-    TICKETEVAL_DATA_DIR or TICKETEVAL_HISTORY_DIR is set yet."""
-    assert "TICKETEVAL_DATA_DIR" not in os.environ and "TICKETEVAL_HISTORY_DIR" not in os.environ
-    fetched = invoke("fetch", "--source", "demo", "--demo-events", "500")
-    assert fetched.exit_code == 0, fetched.output
-    result = invoke("evaluate", "--source", "demo", "--batch-size", "100", "--seed", "1", "--json")
-    assert result.exit_code == 0, result.output
-    return dict(json.loads(result.stdout))
+def trial_of_a_module_fixture() -> Iterator[dict]:
+    """A trial recorded by a module-scoped fixture with the default directories: it runs
+    before any test's `isolated_environment`, so only pytest_configure's HOME protects it."""
+    with pytest.MonkeyPatch.context() as scoped:
+        for name in [name for name in os.environ if name.startswith("TICKETEVAL_")]:
+            scoped.delenv(name)  # whatever an earlier test's fixture left: the defaults here
+        fetched = invoke("fetch", "--source", "demo", "--demo-events", "500")
+        assert fetched.exit_code == 0, fetched.output
+        arguments = ("evaluate", "--source", "demo", "--batch-size", "100", "--seed", "1", "--json")
+        result = invoke(*arguments)
+        assert result.exit_code == 0, result.output
+        yield dict(json.loads(result.stdout))
 
 
 def test_home_and_the_xdg_directories_are_temporary() -> None:
