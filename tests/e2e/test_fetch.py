@@ -27,8 +27,11 @@ from tests.support.loopback import (
 from tests.unit.data.test_fetch import (
     assert_killed_run_left_only_the_previous_cache,
     assert_old_cache_still_works,
+    body,
 )
 from ticketeval.errors import ExitCode
+
+__all__ = ["body"]  # a fixture of the unit tests, imported so pytest finds it
 
 
 def test_fetch_url_that_always_fails_with_500_is_a_network_error(
