@@ -232,8 +232,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         text = generate()
         if section(readme, name) != text:
             differing.append(name)
-            pattern = section_pattern(name)
-            readme = pattern.sub(lambda match, new=text: match[1] + new + match[3], readme, count=1)
+            match = section_pattern(name).search(readme)
+            assert match is not None
+            readme = readme[: match.start(2)] + text + readme[match.end(2) :]
     if arguments.check:
         for name in differing:
             print(f"README.md: {name} is not what the command prints now", file=sys.stderr)

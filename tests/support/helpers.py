@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import psutil
-from click.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 ROOT = Path(__file__).resolve().parents[2]
 REAL_ZIP = ROOT.parent / "shared" / "data" / "incident_event_log.zip"
@@ -102,7 +101,7 @@ def expect_error(
         returncode, stderr, prefix = None, str(outcome), ""
     elif isinstance(outcome, str):
         returncode, stderr = None, outcome
-    else:  # a CliRunner result (Click's, or Typer's subclass of it)
+    else:  # a CliRunner result
         exception = outcome.exception
         assert exception is None or isinstance(exception, SystemExit), outcome.exc_info
         assert "Traceback" not in outcome.output, outcome.output
