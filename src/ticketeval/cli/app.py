@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -21,8 +21,10 @@ from ticketeval.cli.options import (
     BatchSizeOption,
     ClosedFromOption,
     ClosedToOption,
+    Command,
     DataDirOption,
     FailIfMaeAboveOption,
+    Group,
     JsonOption,
     LogFileOption,
     MemoryLimitOption,
@@ -56,27 +58,9 @@ from ticketeval.cli.runtime import (
 )
 from ticketeval.errors import UsageError
 
-if TYPE_CHECKING:
-    pass
-
-
-def _flags_take_no_value() -> None:
-    """Typer's Rich help shows each option's type, flags included (`--json <bool>`, even its own
-    `--help <bool>`), as if they took a value: show none for a flag."""
-    from typer.core import TyperOption
-
-    shown = TyperOption.display_type_rich
-
-    def display_type_rich(self: TyperOption, ctx: typer.Context) -> str | None:
-        return None if self.is_flag else shown(self, ctx)
-
-    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
-
-
-_flags_take_no_value()
-
 app = typer.Typer(
     name="ticketeval",
+    cls=Group,
     help="Score a time-to-close model on IT support tickets, every day.",
     no_args_is_help=True,
     rich_markup_mode="rich",
@@ -115,7 +99,7 @@ def main(
 # --- fetch -----------------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(cls=Command)
 def fetch(
     *,
     source: SourceOption = None,
@@ -169,7 +153,7 @@ def fetch(
 # --- evaluate and run-local --------------------------------------------------------------------
 
 
-@app.command()
+@app.command(cls=Command)
 def evaluate(
     *,
     batch_size: BatchSizeOption = None,
@@ -208,7 +192,7 @@ def evaluate(
         report_trial(summary, reporter, json_output=json_output, limit=fail_if_mae_above)
 
 
-@app.command("run-local")
+@app.command("run-local", cls=Command)
 def run_local(
     *,
     batch_size: BatchSizeOption = None,
@@ -257,7 +241,7 @@ def run_local(
         report_trial(summary, reporter, json_output=json_output, limit=fail_if_mae_above)
 
 
-@app.command()
+@app.command(cls=Command)
 def backtest(
     *,
     every: Annotated[
@@ -342,7 +326,7 @@ def backtest(
 # --- train ---------------------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(cls=Command)
 def train(
     *,
     closed_before: Annotated[
@@ -415,7 +399,7 @@ def train(
 # --- history -----------------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(cls=Command)
 def history(
     *,
     last: Annotated[
@@ -456,7 +440,7 @@ def history(
         render_history(view)
 
 
-@app.command()
+@app.command(cls=Command)
 def report(
     *,
     trial: Annotated[
@@ -495,5 +479,5 @@ def report(
 
 
 # Saturn Cloud and Prefect Cloud: their commands live in cli_saturn.py.
-app.command("describe-sizes")(cli_saturn.describe_sizes)
-app.command()(cli_saturn.register)
+app.command("describe-sizes", cls=Command)(cli_saturn.describe_sizes)
+app.command(cls=Command)(cli_saturn.register)

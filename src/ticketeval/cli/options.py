@@ -7,9 +7,10 @@ Defaults that come from a setting say so in their help; the commands resolve the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup, TyperOption
 
 from ticketeval.errors import ExitCode
 
@@ -218,3 +219,29 @@ ProjectOption = Annotated[
 DryRunOption = Annotated[
     bool, typer.Option("--dry-run", help="Print what would be registered; no network.")
 ]
+
+
+def _flags_without_type(params: list[Any]) -> list[Any]:
+    """Typer's Rich help shows each option's type, flags included (`--json <bool>`, even its own
+    `--help <bool>`), as if they took a value. An option's `metavar` is what help shows for its
+    value: a flag's is made empty."""
+    for param in params:
+        if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+class Command(TyperCommand):
+    """Every command's class (Typer's `cls=`): its flags shown without a value type."""
+
+    # `Any`: the context's class moved from click to Typer's own copy of it in Typer 0.2x.
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _flags_without_type(super().get_params(ctx))
+
+
+class Group(TyperGroup):
+    """The app's class (Typer's `cls=`): its flags shown without a value type."""
+
+    # `Any`: the context's class moved from click to Typer's own copy of it in Typer 0.2x.
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _flags_without_type(super().get_params(ctx))
