@@ -17,12 +17,8 @@ from ticketeval.data.batches import load_batch
 from ticketeval.data.cache import read_cache_info
 from ticketeval.errors import ExitCode
 from ticketeval.scoring.metrics import score_metric
-from ticketeval.scoring.training import (
-    TrainingResult,
-    load_model_file,
-    save_model,
-    train_from_cache,
-)
+from ticketeval.scoring.model_file import TrainingResult, load_model_file, save_model
+from ticketeval.scoring.training import train_from_cache
 from ticketeval.scoring.trial import compute_target
 from ticketeval.settings import load_settings
 

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ticketeval.errors import UsageError
-from ticketeval.history import recording
 
 if TYPE_CHECKING:
     from ticketeval.data.cache import CacheInfo, FetchResult
@@ -102,7 +101,7 @@ class TrialPlan:
     seed: int | None
     period: Period
     demo: bool  # the demo data's cache, not the real data's
-    models: list[str]  # champion first
+    models: tuple[str, ...]  # champion first
     cache: CacheInfo
 
 
@@ -125,6 +124,7 @@ def _plan_trial(
     from ticketeval.data.batches import closure_span, parse_batch_size
     from ticketeval.data.demo import DEMO_SOURCE
     from ticketeval.data.periods import Period, iso, parse_date
+    from ticketeval.history.store import last_period_end
     from ticketeval.scoring.champion import model_specs
     from ticketeval.settings import check_seed
 
@@ -139,7 +139,7 @@ def _plan_trial(
         if period.bounded:
             raise UsageError("--since-last sets the period itself: drop --closed-from/--closed-to.")
         span = closure_span(settings.data_dir, demo=demo)
-        start = recording.last_period_end(settings, model=models[0], data_sha256=cache.csv_sha256)
+        start = last_period_end(settings, model=models[0], data_sha256=cache.csv_sha256)
         newest = span[1] if span else None
         if newest is None or (start is not None and parse_date(start) > newest):
             return NothingNew(models[0], start or "the first closure", iso(newest))
@@ -177,7 +177,9 @@ def evaluate(
     """`ticketeval evaluate`: score `model` (or several, champion first, on the same batch) in
     this process, record the trial (and write its report), and return its summary (or
     NothingNew, recording nothing)."""
-    from ticketeval.scoring.trial import score_trial
+    from ticketeval.history.store import record_summary
+    from ticketeval.report.build import write_report_of
+    from ticketeval.scoring.trial import ResultsKeeping, score_trial
 
     plan = _plan_trial(
         settings,
@@ -199,12 +201,12 @@ def evaluate(
         model=plan.models,
         period=plan.period,
         allow_fewer=plan.allow_fewer,
-        results=recording.results_keeping(settings),
+        results=ResultsKeeping.of(settings),
         demo=plan.demo,
     )
-    recorded = recording.record(settings, summary)
+    recorded = record_summary(settings, summary)
     if report is not None:
-        recorded["report"] = recording.write_report_of(settings, recorded, report)
+        recorded["report"] = write_report_of(settings.history, recorded, report)
     return recorded
 
 
@@ -226,9 +228,11 @@ def run_local(
     """`ticketeval run-local`: the same trial as a Prefect flow on Dask (the flow records it);
     returns its summary. Everything that can be checked is checked before a cluster starts."""
     from ticketeval.data.batches import check_batch_size, closed_in
+    from ticketeval.history.store import record_written
     from ticketeval.pipeline.cluster import run_flow
     from ticketeval.pipeline.flow import build_flow, flow_name
     from ticketeval.scoring.models import load_model, model_columns
+    from ticketeval.scoring.trial import ResultsKeeping
 
     plan = _plan_trial(
         settings,
@@ -263,15 +267,15 @@ def run_local(
         # A scheduler given by address may be another machine: its workers read their own
         # data directory and, unless this one names a shared history, their own history.
         data_dir=None if cluster.address else settings.data_dir,
-        history_url=recording.history_for_workers(settings, cluster),
-        results=None if cluster.address else recording.results_keeping(settings),
+        history_url=cluster.workers_history(settings.history),
+        results=None if cluster.address else ResultsKeeping.of(settings),
         report=report,
         runner="run-local",
         demo=plan.demo,
     )
     last_task = "write_trial_summary" if report is None else "write_report"
     written = run_flow(build, cluster, on_cluster=on_cluster, result_task=last_task)
-    recorded = recording.complete(settings, written)
+    recorded = record_written(settings, written)
     if report is not None:
         recorded["report"] = written["report"]
     return recorded
@@ -301,12 +305,13 @@ def backtest(
     from ticketeval.data.batches import parse_batch_size
     from ticketeval.data.demo import DEMO_SOURCE
     from ticketeval.data.periods import parse_date, parse_every
+    from ticketeval.history.store import record_written
     from ticketeval.pipeline.cluster import run_flow
     from ticketeval.pipeline.flow import build_backtest_flow, flow_name
     from ticketeval.scoring.backtest import DEFAULT_MIN_EVENTS, backtest_periods
     from ticketeval.scoring.champion import model_specs
     from ticketeval.scoring.models import load_model
-    from ticketeval.scoring.trial import new_trial_id
+    from ticketeval.scoring.trial import ResultsKeeping, new_trial_id
 
     parse_every(every)
     specs = model_specs(model)
@@ -346,16 +351,14 @@ def backtest(
         reference=reference,
         min_events=DEFAULT_MIN_EVENTS if min_events is None else min_events,
         data_dir=None if cluster.address else settings.data_dir,
-        history_url=recording.history_for_workers(settings, cluster),
-        results=None if cluster.address else recording.results_keeping(settings),
+        history_url=cluster.workers_history(settings.history),
+        results=None if cluster.address else ResultsKeeping.of(settings),
         report=report,
         demo=demo,
     )
     last_task = "write_backtest" if report is None else "write_report"
     verdict = run_flow(build, cluster, on_cluster=on_cluster, result_task=last_task)
-    recorded = [
-        recording.complete(settings, written)["recorded"] for written in verdict.pop("written")
-    ]
+    recorded = [record_written(settings, written)["recorded"] for written in verdict.pop("written")]
     return {
         "run_id": run_id,
         "model": model,
@@ -411,7 +414,8 @@ def train(
     The cut is `closed_before`, else the `train_fraction` point (0.7) of the closures. The
     seed is the trees' (default 0, not TICKETEVAL_SEED: the same data gives the same file).
     """
-    from ticketeval.scoring.training import DEFAULT_LOSS, save_model, train_from_cache
+    from ticketeval.scoring.model_file import save_model
+    from ticketeval.scoring.training import DEFAULT_LOSS, train_from_cache
 
     if closed_before is not None and train_fraction is not None:
         raise UsageError("give --closed-before or --train-fraction, not both.")
@@ -429,7 +433,7 @@ def train(
 
 def show_model(path: str | Path) -> dict[str, Any]:
     """`ticketeval train --show`: what a saved model file says about itself."""
-    from ticketeval.scoring.training import describe_model
+    from ticketeval.scoring.model_file import describe_model
 
     described = describe_model(path)
     return describe_model_metadata(described.pop("path"), described)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.table import Table
 from rich.text import Text
 
@@ -367,7 +367,7 @@ def render_backtest(result: dict[str, Any]) -> None:
     if overlapping:
         columns.append("in training")
     for column in columns:
-        justify = "right" if column in columns[1:7] else "left"
+        justify: JustifyMethod = "right" if column in columns[1:7] else "left"
         table.add_column(column, justify=justify, overflow="fold")
     for row in result["periods"]:
         if row["too_small"]:

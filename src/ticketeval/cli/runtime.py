@@ -102,7 +102,7 @@ def show_library_logs(verbose: bool) -> None:
         from ticketeval.pipeline.cluster import CurrentStderr
 
         logging.basicConfig(
-            stream=CurrentStderr(),  # type: ignore[arg-type]
+            stream=CurrentStderr(),
             level=logging.DEBUG,
             format="%(name)s: %(message)s",
             force=True,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, overload
 
 from ticketeval.errors import UsageError
 
@@ -61,6 +61,12 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat(timespec="seconds") if value is not None else None
 
 
+@overload
+def parse_date(value: str | datetime, option: str = "date") -> datetime: ...
+@overload
+def parse_date(value: None, option: str = "date") -> None: ...
+@overload
+def parse_date(value: str | datetime | None, option: str = "date") -> datetime | None: ...
 def parse_date(value: str | datetime | None, option: str = "date") -> datetime | None:
     """An ISO date or date-time (`2016-03-01`, `2016-03-01T12:00`, `2016-03-01 12:00`)."""
     if value is None or isinstance(value, datetime):

@@ -137,7 +137,7 @@ class HistoryStore:
         )
         # Waiting for another client's lock is bounded like SQLite's busy timeout.
         connection.execute(f"SET lock_timeout = {int(self.busy_timeout * 1000)}")
-        return connection  # type: ignore[return-value]
+        return connection
 
     def _connect_sqlite(self, create: bool) -> _Connection:
         import sqlite3
@@ -442,7 +442,8 @@ class HistoryStore:
         self, *, model: str | None, last: int | None, run_id: str | None
     ) -> list[HistoryRow]:
         selected = [name for name in COLUMN_NAMES if name != "summary"]
-        conditions, parameters = [], []
+        conditions: list[str] = []
+        parameters: list[str | int] = []
         for column, value in (("model", model), ("run_id", run_id)):
             if value is not None:
                 conditions.append(f"{column} = ?")

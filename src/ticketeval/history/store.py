@@ -21,7 +21,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ticketeval.errors import HistoryError, HistoryUnavailable, UsageError
 from ticketeval.history.rows import HistoryRow, rows_from_summary
@@ -37,6 +37,9 @@ from ticketeval.history.urls import (
     scrub,
     without_password,
 )
+
+if TYPE_CHECKING:
+    from ticketeval.settings import Settings
 
 
 def to_json(rows: Sequence[HistoryRow]) -> str:
@@ -77,8 +80,9 @@ def flag_regressions(
         if reference:
             if row.MAE_low is not None:
                 upper = statistics.median(
-                    r.MAE_high if r.MAE_high is not None else r.MAE  # type: ignore[misc]
+                    r.MAE_high if r.MAE_high is not None else r.MAE
                     for r in reference
+                    if r.MAE is not None  # always: only rows with an MAE are a reference
                 )
                 flagged = row.MAE_low > upper
             else:
@@ -230,6 +234,49 @@ def record_trial(
         pending=pending_spool(spool_dir),
         rejected=progress.rejected,
     )
+
+
+def record_summary(settings: Settings, summary: dict[str, Any]) -> dict[str, Any]:
+    """Record a trial in the settings' history, or keep it in the spool when the history cannot
+    be reached; the summary comes back with where it went (`recorded`)."""
+    notes = []
+    if settings.history_url is None and settings.history_path is None:
+        moved = move_legacy_history(settings.data_dir, settings.history_dir)
+        if moved:
+            notes.append(moved)
+    outcome = record_trial(summary, settings.history, settings.spool_dir)
+    if outcome.recorded and outcome.sent_from_spool:
+        notes.append(outcome.message)
+    return {
+        **summary,
+        "recorded": {
+            "history": outcome.history,
+            "spooled": outcome.spooled,
+            "message": None if outcome.recorded else outcome.message,
+            "notes": notes,
+        },
+    }
+
+
+def record_written(settings: Settings, written: dict[str, Any]) -> dict[str, Any]:
+    """A trial a flow's worker wrote, or here, what it could not write (nothing is lost)."""
+    summary = written["summary"]
+    if not written["recorded"]:
+        return record_summary(settings, summary)
+    return {
+        **summary,
+        "recorded": {"history": written["history"], "spooled": False, "message": None, "notes": []},
+    }
+
+
+def last_period_end(settings: Settings, *, model: str, data_sha256: str) -> str | None:
+    """Where the latest trial of `model` on this data that had a period ended (ISO)."""
+    ends = [
+        row.closed_to
+        for row in read_trials(settings.history, model=model)
+        if row.data_sha256 == data_sha256 and row.closed_to
+    ]
+    return max(ends, default=None)
 
 
 def flush_spool(url: str, spool_dir: Path, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> int:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from ticketeval.errors import FlowError, TicketevalError, UnreachableError, UsageError
+from ticketeval.history.urls import is_server_url
 
 if TYPE_CHECKING:
     from prefect import Flow
@@ -71,6 +72,14 @@ class ClusterOptions:
                     f"{', '.join(shaping)} shape the LocalCluster ticketeval starts; with "
                     "--address the scheduler's own workers run the flow: drop them."
                 )
+
+    def workers_history(self, history: str) -> str | None:
+        """The history the flow's workers write to: this machine's, except that a scheduler
+        given by address gets it only when it is a server (a SQLite path there would be its
+        own disk)."""
+        if self.address and not is_server_url(history):
+            return None
+        return history
 
 
 def memory_limit_bytes(text: str) -> int | None:
@@ -161,7 +170,7 @@ def prefect_logs_to_stderr() -> None:
 
     for handler in logging.getLogger("prefect").handlers:
         if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
-            handler.setStream(CurrentStderr())  # type: ignore[arg-type]
+            handler.setStream(CurrentStderr())
 
 
 class CurrentStderr:

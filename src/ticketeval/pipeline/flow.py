@@ -7,6 +7,7 @@ only inside `build_flow`.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -180,7 +181,7 @@ def build_flow(
     name: str,
     batch_size: int | None,
     seed: int | None = None,
-    model: str | list[str] = "heuristic",
+    model: str | Sequence[str] = "heuristic",
     period: Period | None = None,
     data_dir: Path | None = None,
     history_url: str | None = None,

@@ -120,7 +120,8 @@ def _remote_errors(settings: Settings) -> Iterator[None]:
             ) from None
         raise RemoteError(f"{name} answered HTTP {status} for {url}.") from None
     except (requests.ConnectionError, requests.Timeout) as error:
-        url = error.request.url if error.request is not None else settings.base_url
+        asked = error.request.url if error.request is not None else settings.base_url
+        url = asked.decode() if isinstance(asked, bytes) else asked
         name, _ = service(url)
         problem = (
             "did not answer in time" if isinstance(error, requests.Timeout) else "is unreachable"

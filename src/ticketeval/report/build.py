@@ -56,6 +56,12 @@ def write_trial_report(
     return WrittenReport(str(summary["id"]), page, charts)
 
 
+def write_report_of(history_url: str, summary: Mapping[str, Any], out: Path) -> dict[str, Any]:
+    """The page of a trial just recorded, with the trials around it in the history."""
+    points, band = history_points(history_url, summary)
+    return write_trial_report(summary, over_time=points, thresholds=band, out=out).to_dict()
+
+
 def find_trial(history_url: str, trial_id: str | None) -> dict[str, Any]:
     """The summary of trial `trial_id` (a unique prefix will do), or of the last trial."""
     from ticketeval.history.store import open_history, read_trials, redact_url

@@ -316,8 +316,12 @@ def _headline(summary: Mapping[str, Any]) -> str:
 
     row("Model", "model", None, str(summary.get("model") or "n/a"))
     matches = source.get("matches_uci") if isinstance(source, Mapping) else None
-    provenance = {True: "UCI's published file", False: "not UCI's published file"}.get(
-        matches, "provenance unknown"
+    provenance = (
+        "UCI's published file"
+        if matches is True
+        else "not UCI's published file"
+        if matches is False
+        else "provenance unknown"
     )
     row(
         "Data",

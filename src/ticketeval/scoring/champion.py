@@ -86,7 +86,7 @@ def overlaps_training(
     if not info or not info.get("trained_from") or not info.get("trained_until"):
         return False
     if period.bounded:
-        from ticketeval.scoring.training import overlaps_training as periods_overlap
+        from ticketeval.scoring.model_file import overlaps_training as periods_overlap
 
         training = {
             "first_closed_at": info["trained_from"],

@@ -1,7 +1,7 @@
 """Models: the reference heuristic, loading a user's model or a model file, and checking what
 it predicts.
 
-A model file (`ticketeval train`) is read by `ticketeval.scoring.training`, imported only
+A model file (`ticketeval train`) is read by `ticketeval.scoring.model_file`, imported only
 when a spec names one: the heuristic and `--help` never import scikit-learn or skops.
 """
 
@@ -56,7 +56,7 @@ def load_model(spec: str) -> Model:
     if spec == "heuristic":
         return heuristic_model
     if is_model_file(spec):
-        from ticketeval.scoring.training import load_model_file
+        from ticketeval.scoring.model_file import load_model_file
 
         return load_model_file(spec)
     module_name, _, attribute = spec.partition(":")
@@ -184,7 +184,7 @@ def check_predictions(raw: object, batch: pd.DataFrame, *, name: str = "model") 
 
 
 def _one_per_row(
-    raw: object, batch: pd.DataFrame, name: str
+    raw: Any, batch: pd.DataFrame, name: str
 ) -> np.ndarray | pd.api.extensions.ExtensionArray:
     """The values of `raw`, one per row in the batch's order, their type not yet checked."""
     if isinstance(raw, pd.DataFrame):

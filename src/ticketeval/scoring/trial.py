@@ -33,6 +33,7 @@ from ticketeval.scoring.models import Model, load_model, predict
 
 if TYPE_CHECKING:
     from ticketeval.data.cache import CacheInfo
+    from ticketeval.settings import Settings
 
 # What the summary reads of the batch, besides the target.
 SUMMARY_COLUMNS = ("priority", "number")
@@ -64,8 +65,9 @@ def summarize(
     if len(y_scored):
         baseline_mae = plain(np.abs(y_scored - np.median(y_scored)).mean())
     skill = None
-    if metrics.get("MAE") is not None and baseline_mae:
-        skill = plain(1 - metrics["MAE"] / baseline_mae)
+    mae = metrics.get("MAE")
+    if mae is not None and baseline_mae:
+        skill = plain(1 - mae / baseline_mae)
     constant = np.median(y_scored) if len(y_scored) else np.nan
     by_priority: dict[str, Any] = {}
     priority = batch.frame["priority"].astype("category")
@@ -230,6 +232,11 @@ class ResultsKeeping:
 
     directory: Path
     retain: int | None  # how many trials keep theirs (None: all)
+
+    @classmethod
+    def of(cls, settings: Settings) -> ResultsKeeping:
+        """Where this machine's trials keep their per-event results, and how many do."""
+        return cls(settings.results_dir, settings.results_keep)
 
     def write(
         self,
