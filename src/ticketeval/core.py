@@ -1,10 +1,9 @@
 """The API the command line calls: one function per command, plain data back.
 
 Each function takes the `Settings` of the command and resolves every "option, else setting"
-default here, once. Beneath it, one module per concern, imports going one way:
-
-    parsing → sources → demo → cache → batches → models → metrics → trial → history
-            → flow → cluster → core (and saturn, the Saturn Cloud and Prefect Cloud glue)
+default here, once. Beneath it, one subpackage per concern (`pipeline`, `report`, `history`,
+`scoring`, `data`), imports going one way: the layers are stated in pyproject.toml's
+`[tool.importlinter]` and checked in CI.
 
 Never imports typer or rich, and raises only the `TicketevalError` family. The heavy libraries
 (pandas, pyarrow, Prefect, Dask) are imported inside the functions, so importing this module
@@ -21,12 +20,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ticketeval.errors import UsageError
+from ticketeval.scoring import HEURISTIC
 
 if TYPE_CHECKING:
     from ticketeval.data.cache import CacheInfo, FetchResult
     from ticketeval.data.periods import Period
     from ticketeval.data.sources import ProgressCallback
-    from ticketeval.history.store import HistoryRow
+    from ticketeval.history.store import HistoryView
     from ticketeval.pipeline.cluster import ClusterOptions
     from ticketeval.pipeline.saturn import Registration, SaturnClusterOptions
     from ticketeval.settings import Settings
@@ -48,7 +48,9 @@ def fetch(
     from ticketeval.data import cache
     from ticketeval.data.demo import DEFAULT_DEMO_EVENTS
     from ticketeval.data.sources import check_url
+    from ticketeval.settings import check_seed
 
+    check_seed(demo_seed)
     if url is not None:
         check_url(url)
     return cache.fetch(
@@ -166,7 +168,7 @@ def evaluate(
     *,
     batch_size: int | str | None = None,
     seed: int | None = None,
-    model: str | Sequence[str] = "heuristic",
+    model: str | Sequence[str] = HEURISTIC,
     source: str | None = None,
     closed_from: str | None = None,
     closed_to: str | None = None,
@@ -210,13 +212,26 @@ def evaluate(
     return recorded
 
 
+def _workers_places(settings: Settings, cluster: ClusterOptions) -> dict[str, Any]:
+    """Where a flow's workers read and write. A scheduler given by address may be another
+    machine: its workers read their own data directory and, unless this one names a shared
+    history, their own history, and keep no per-event results."""
+    from ticketeval.scoring.trial import ResultsKeeping
+
+    return {
+        "data_dir": None if cluster.address else settings.data_dir,
+        "history_url": cluster.workers_history(settings.history),
+        "results": None if cluster.address else ResultsKeeping.of(settings),
+    }
+
+
 def run_local(
     settings: Settings,
     *,
     cluster: ClusterOptions,
     batch_size: int | str | None = None,
     seed: int | None = None,
-    model: str | Sequence[str] = "heuristic",
+    model: str | Sequence[str] = HEURISTIC,
     source: str | None = None,
     closed_from: str | None = None,
     closed_to: str | None = None,
@@ -232,7 +247,6 @@ def run_local(
     from ticketeval.pipeline.cluster import run_flow
     from ticketeval.pipeline.flow import build_flow, flow_name
     from ticketeval.scoring.models import load_model, model_columns
-    from ticketeval.scoring.trial import ResultsKeeping
 
     plan = _plan_trial(
         settings,
@@ -264,11 +278,7 @@ def run_local(
         seed=plan.seed,
         model=plan.models,
         period=plan.period,
-        # A scheduler given by address may be another machine: its workers read their own
-        # data directory and, unless this one names a shared history, their own history.
-        data_dir=None if cluster.address else settings.data_dir,
-        history_url=cluster.workers_history(settings.history),
-        results=None if cluster.address else ResultsKeeping.of(settings),
+        **_workers_places(settings, cluster),
         report=report,
         runner="run-local",
         demo=plan.demo,
@@ -288,7 +298,7 @@ def backtest(
     cluster: ClusterOptions,
     closed_from: str | None = None,
     closed_to: str | None = None,
-    model: str | Sequence[str] = "heuristic",
+    model: str | Sequence[str] = HEURISTIC,
     batch_size: int | str | None = "all",
     seed: int | None = None,
     reference: int | None = None,
@@ -305,15 +315,18 @@ def backtest(
     from ticketeval.data.batches import parse_batch_size
     from ticketeval.data.demo import DEMO_SOURCE
     from ticketeval.data.periods import parse_date, parse_every
-    from ticketeval.history.store import record_written
+    from ticketeval.history.store import record_all_written
     from ticketeval.pipeline.cluster import run_flow
     from ticketeval.pipeline.flow import build_backtest_flow, flow_name
     from ticketeval.scoring.backtest import DEFAULT_MIN_EVENTS, backtest_periods
     from ticketeval.scoring.champion import model_specs
     from ticketeval.scoring.models import load_model
-    from ticketeval.scoring.trial import ResultsKeeping, new_trial_id
+    from ticketeval.scoring.trial import new_trial_id
+    from ticketeval.settings import check_seed
 
     parse_every(every)
+    if seed is not None:
+        check_seed(seed)
     specs = model_specs(model)
     if len(specs) > 1:
         raise UsageError(
@@ -350,26 +363,20 @@ def backtest(
         run_id=run_id,
         reference=reference,
         min_events=DEFAULT_MIN_EVENTS if min_events is None else min_events,
-        data_dir=None if cluster.address else settings.data_dir,
-        history_url=cluster.workers_history(settings.history),
-        results=None if cluster.address else ResultsKeeping.of(settings),
+        **_workers_places(settings, cluster),
         report=report,
         demo=demo,
     )
     last_task = "write_backtest" if report is None else "write_report"
     verdict = run_flow(build, cluster, on_cluster=on_cluster, result_task=last_task)
-    recorded = [record_written(settings, written)["recorded"] for written in verdict.pop("written")]
+    recorded = record_all_written(settings, verdict.pop("written"))
     return {
         "run_id": run_id,
         "model": model,
         "every": every,
         "source": {"name": cache.source, "csv_sha256": cache.csv_sha256},
         **verdict,
-        "recorded": {
-            "history": recorded[0]["history"] if recorded else None,
-            "spooled": sum(outcome["spooled"] for outcome in recorded),
-            "notes": [note for outcome in recorded for note in outcome["notes"]],
-        },
+        "recorded": recorded,
         **({"report": verdict["report"]} if report is not None else {}),
     }
 
@@ -383,14 +390,10 @@ def report(
 ) -> dict[str, Any]:
     """`ticketeval report`: the page (and PNG charts) of a recorded trial, the last by
     default, drawn from its summary, its per-event results and the history around it."""
-    from ticketeval.report.build import find_trial, history_points, write_trial_report
+    from ticketeval.report.build import find_trial, write_report_of
 
     summary = find_trial(settings.history, trial_id)
-    points, band = history_points(settings.history, summary)
-    written = write_trial_report(
-        summary, over_time=points, thresholds=band, out=out, png_dir=png_dir
-    )
-    return written.to_dict()
+    return write_report_of(settings.history, summary, out, png_dir)
 
 
 DEFAULT_MODEL_FILE = "model.skops"
@@ -414,7 +417,7 @@ def train(
     The cut is `closed_before`, else the `train_fraction` point (0.7) of the closures. The
     seed is the trees' (default 0, not TICKETEVAL_SEED: the same data gives the same file).
     """
-    from ticketeval.scoring.model_file import save_model
+    from ticketeval.scoring.model_file import as_shown, save_model
     from ticketeval.scoring.training import DEFAULT_LOSS, train_from_cache
 
     if closed_before is not None and train_fraction is not None:
@@ -428,41 +431,15 @@ def train(
         loss=loss or DEFAULT_LOSS,
     )
     path = save_model(result, Path(out) if out is not None else Path(DEFAULT_MODEL_FILE))
-    return describe_model_metadata(str(path), result.metadata)
+    return as_shown(str(path), result.metadata)
 
 
 def show_model(path: str | Path) -> dict[str, Any]:
     """`ticketeval train --show`: what a saved model file says about itself."""
-    from ticketeval.scoring.model_file import describe_model
+    from ticketeval.scoring.model_file import as_shown, describe_model
 
     described = describe_model(path)
-    return describe_model_metadata(described.pop("path"), described)
-
-
-def describe_model_metadata(path: str, metadata: dict[str, Any]) -> dict[str, Any]:
-    """A model's metadata as `train` shows it: everything but the category maps (hundreds of
-    values each, for the model, not for people)."""
-    return {
-        "path": path,
-        **{key: value for key, value in metadata.items() if key != "category_maps"},
-    }
-
-
-@dataclass(frozen=True)
-class HistoryView:
-    """The recorded trials as `ticketeval history` shows them."""
-
-    history: str  # the URL, password redacted
-    rows: list[HistoryRow]
-    flagged: list[bool]
-    pending: int  # trials waiting in the spool
-
-    def records(self) -> list[dict[str, Any]]:
-        """The rows as plain dicts (the same on every backend), each with its flag."""
-        return [
-            {**asdict(row), "flagged": flagged}
-            for row, flagged in zip(self.rows, self.flagged, strict=True)
-        ]
+    return as_shown(described.pop("path"), described)
 
 
 def history(
@@ -474,27 +451,20 @@ def history(
 ) -> HistoryView:
     """`ticketeval history`: the recorded trials, oldest first, each flagged when it is worse
     than earlier trials of the same model on the same data beyond their intervals."""
-    from ticketeval.history.store import flag_regressions, pending_spool, read_trials, redact_url
+    from ticketeval.history.store import history_view
 
-    # A backtest's periods run in parallel: show them together, in the order of the periods.
-    rows = read_trials(settings.history, model=model)
-    run_start: dict[str, str] = {}
-    for row in rows:
-        if row.run_id:
-            run_start.setdefault(row.run_id, row.timestamp)
-    rows.sort(
-        key=lambda row: (run_start.get(row.run_id or "", row.timestamp), row.closed_from or "")
+    return history_view(
+        settings.history, settings.spool_dir, last=last, threshold=threshold, model=model
     )
-    # A backtest's periods were judged by the backtest, against its own band; a single trial
-    # is compared with the earlier single trials only (like with like).
-    singles = [row for row in rows if row.run_id is None]
-    single_flags = dict(
-        zip(map(id, singles), flag_regressions(singles, threshold=threshold), strict=True)
-    )
-    flags = [bool(row.alert) if row.run_id else single_flags[id(row)] for row in rows]
-    if last:
-        rows, flags = rows[-last:], flags[-last:]
-    return HistoryView(redact_url(settings.history), rows, flags, pending_spool(settings.spool_dir))
+
+
+def copy_history(settings: Settings, source: str, target: str | None = None) -> dict[str, Any]:
+    """`ticketeval history-copy`: every trial of the history `source` into `target` (by default
+    the settings' history), each a SQLite file's path or a history URL; copying again adds
+    nothing. Returns the two histories (passwords redacted) and the rows added."""
+    from ticketeval.history.store import copy_history
+
+    return copy_history(source, settings.history if target is None else target)
 
 
 def describe_sizes(settings: Settings) -> dict[str, str]:

@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from ticketeval import __version__, core
+from ticketeval.cli import history as cli_history
 from ticketeval.cli import saturn as cli_saturn
 from ticketeval.cli.options import (
     AddressOption,
@@ -57,6 +58,7 @@ from ticketeval.cli.runtime import (
     show_library_logs,
 )
 from ticketeval.errors import UsageError
+from ticketeval.scoring import HEURISTIC
 
 app = typer.Typer(
     name="ticketeval",
@@ -181,7 +183,7 @@ def evaluate(
             settings_for(data_dir),
             batch_size=batch_size,
             seed=seed,
-            model=model or "heuristic",
+            model=model or HEURISTIC,
             source=source,
             closed_from=closed_from,
             closed_to=closed_to,
@@ -229,7 +231,7 @@ def run_local(
             cluster=cluster,
             batch_size=batch_size,
             seed=seed,
-            model=model or "heuristic",
+            model=model or HEURISTIC,
             source=source,
             closed_from=closed_from,
             closed_to=closed_to,
@@ -252,7 +254,7 @@ def backtest(
     ] = "month",
     closed_from: ClosedFromOption = None,
     closed_to: ClosedToOption = None,
-    model: BacktestModelOption = "heuristic",
+    model: BacktestModelOption = HEURISTIC,
     batch_size: Annotated[
         str,
         typer.Option("--batch-size", help="Events to sample per period, or 'all'."),
@@ -481,3 +483,4 @@ def report(
 # Saturn Cloud and Prefect Cloud: their commands live in cli_saturn.py.
 app.command("describe-sizes", cls=Command)(cli_saturn.describe_sizes)
 app.command(cls=Command)(cli_saturn.register)
+app.command("history-copy", cls=Command)(cli_history.history_copy)

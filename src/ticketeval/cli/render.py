@@ -16,10 +16,11 @@ from rich.table import Table
 from rich.text import Text
 
 from ticketeval.errors import UsageError
+from ticketeval.formatting import format_seconds
 
 if TYPE_CHECKING:
-    from ticketeval.core import HistoryView
     from ticketeval.data.cache import CacheInfo
+    from ticketeval.history.store import HistoryView
 
 # Off a terminal (cron mail, a pipe, a file) nothing has to fit a screen: tables take their
 # natural width, so that no number or id is cut, whatever COLUMNS says.
@@ -121,21 +122,11 @@ def download_progress(*, enabled: bool) -> Iterator[Any]:
         yield update
 
 
-def seconds(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    if abs(value) >= 86_400:
-        return f"{value:,.0f} s ({value / 86_400:.1f} d)"
-    if abs(value) >= 3_600:
-        return f"{value:,.0f} s ({value / 3_600:.1f} h)"
-    return f"{value:,.0f} s"
-
-
 def with_interval(value: float | None, interval: list[float] | None) -> str:
     """A duration and its 95% interval: `152,942 s (1.8 d), 95% CI 131,000–178,000 s`."""
     if value is None or not interval:
-        return seconds(value)
-    return f"{seconds(value)}, 95% CI {interval[0]:,.0f}–{interval[1]:,.0f} s"
+        return format_seconds(value)
+    return f"{format_seconds(value)}, 95% CI {interval[0]:,.0f}–{interval[1]:,.0f} s"
 
 
 def period_text(period: dict[str, Any] | None) -> str:
@@ -200,12 +191,12 @@ def render_summary(summary: dict[str, Any]) -> None:
         ("RMSE", with_interval(metrics["RMSE"], intervals.get("RMSE"))),
         ("MSE", number(metrics["MSE"], 0)),
         ("R2", number(metrics["R2"])),
-        ("MAE of the median", seconds(baseline["MAE"])),
+        ("MAE of the median", format_seconds(baseline["MAE"])),
         ("skill vs the median", number(baseline["skill"])),
-        ("target mean", seconds(target["mean"])),
-        ("target median", seconds(target["median"])),
-        ("target min", seconds(target["min"])),
-        ("target max", seconds(target["max"])),
+        ("target mean", format_seconds(target["mean"])),
+        ("target median", format_seconds(target["median"])),
+        ("target min", format_seconds(target["min"])),
+        ("target max", format_seconds(target["max"])),
     ]
     for name, value in rows:
         table.add_row(name, value)
@@ -219,8 +210,8 @@ def render_summary(summary: dict[str, Any]) -> None:
         per_priority.add_row(
             label,
             f"{values['num_obs']:,}",
-            seconds(values["MAE"]),
-            seconds(values["MedAE"]),
+            format_seconds(values["MAE"]),
+            format_seconds(values["MedAE"]),
             number(values["R2"]),
         )
     stdout.print(per_priority)
@@ -261,7 +252,9 @@ def render_models(summary: dict[str, Any]) -> None:
             ),
         )
     table.add_row("R2", *each(lambda block: number(block["metrics"]["R2"])))
-    table.add_row("MAE of the median", seconds(data["baseline"]["MAE"]), *([""] * (len(names) - 1)))
+    table.add_row(
+        "MAE of the median", format_seconds(data["baseline"]["MAE"]), *([""] * (len(names) - 1))
+    )
     table.add_row("skill vs the median", *each(lambda block: number(block["baseline"]["skill"])))
     stdout.print(table)
 
@@ -296,7 +289,10 @@ def render_models(summary: dict[str, Any]) -> None:
         per_priority.add_row(
             label,
             f"{values['num_obs']:,}",
-            *[seconds((blocks[name]["by_priority"].get(label) or {}).get("MAE")) for name in names],
+            *[
+                format_seconds((blocks[name]["by_priority"].get(label) or {}).get("MAE"))
+                for name in names
+            ],
         )
     stdout.print(per_priority)
 
@@ -326,10 +322,10 @@ def render_model(described: dict[str, Any], *, saved: bool) -> None:
             f"closed {(holdout.get('first_closed_at') or '…')[:16]} to "
             f"{(holdout.get('last_closed_at') or '…')[:16]}".replace("T", " "),
         ),
-        ("holdout MAE", seconds(holdout.get("MAE"))),
-        ("MAE of the training median", seconds(holdout.get("MAE_constant"))),
+        ("holdout MAE", format_seconds(holdout.get("MAE"))),
+        ("MAE of the training median", format_seconds(holdout.get("MAE_constant"))),
         ("skill vs the training median", number(holdout.get("skill"))),
-        ("MAE of the heuristic", seconds(holdout.get("MAE_heuristic"))),
+        ("MAE of the heuristic", format_seconds(holdout.get("MAE_heuristic"))),
         ("skill vs the heuristic", number(holdout.get("skill_vs_heuristic"))),
         ("data sha256", described.get("data_sha256") or "-"),
         (
@@ -381,9 +377,9 @@ def render_backtest(result: dict[str, Any]) -> None:
             row["label"],
             f"{row['events']:,}",
             "" if row["incidents"] is None else f"{row['incidents']:,}",
-            seconds(row["MAE"]),
+            format_seconds(row["MAE"]),
             interval,
-            seconds(row["baseline_MAE"]),
+            format_seconds(row["baseline_MAE"]),
             number(row["skill"]),
             mark,
             *(
@@ -429,7 +425,7 @@ def render_history(view: HistoryView) -> None:
             row.model or "",
             period,
             f"{row.num_obs:,}" if row.num_obs is not None else "",
-            seconds(row.MAE),
+            format_seconds(row.MAE),
             interval,
             number(row.skill),
             Text("worse", style="bold red") if flagged else Text(""),

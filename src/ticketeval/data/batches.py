@@ -17,7 +17,6 @@ import pyarrow.parquet as pq
 from ticketeval.data.cache import CacheInfo, cache_path, read_cache_info, unreadable_cache
 from ticketeval.data.periods import Period
 from ticketeval.errors import DataError, UsageError
-from ticketeval.settings import check_seed
 
 # What every trial reads: the target's two columns, the priority the summary groups by, and
 # the ticket and its state (counted, and shown among the worst predictions); a model may ask
@@ -53,8 +52,6 @@ def load_batch(
     Only the needed columns are read, and rows are drawn before the conversion to pandas.
     `demo` reads the demo data's cache instead of the real data's.
     """
-    if seed is not None:
-        check_seed(seed)
     info = read_cache_info(data_dir, demo=demo)
     if info is None:
         raise DataError(f"no data in {data_dir} yet: run `ticketeval fetch` (or `--source demo`).")

@@ -91,7 +91,6 @@ class HistoryStore:
         self.connect_timeout = connect_timeout
         self.read_only = False
         self.version = 0
-        self.migrated_trials: int | None = None  # set when this open migrated a legacy history
         self._connection: _Connection | None = None
         with self._errors("open"):
             self._connection = self._connect(create)
@@ -351,7 +350,7 @@ class HistoryStore:
                 for statement in _create_statements(self.backend):
                     self._execute(statement)
             elif version == 1:
-                self.migrated_trials = self._migrate_from_v1()
+                self._migrate_from_v1()
             if version < SCHEMA_VERSION:
                 for statement in _INDEXES:
                     self._execute(statement)

@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 
 from ticketeval.errors import FlowError, TicketevalError, UnreachableError, UsageError
 from ticketeval.history.urls import is_server_url
+from ticketeval.settings import DEFAULT_SCHEDULER_TIMEOUT
 
 if TYPE_CHECKING:
     from prefect import Flow
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 # worker at 80% of its limit: below this a worker pauses or restarts before any task runs.
 MIN_MEMORY_LIMIT = 256 * 2**20
 # How long an --address has to answer as a Dask scheduler, and then to have a worker.
-SCHEDULER_TIMEOUT = 10.0
 WORKER_TIMEOUT = 60.0
 # How long a worker may stay paused for memory before the run is ended.
 PAUSE_GRACE = 3.0
@@ -44,8 +44,8 @@ class ClusterOptions:
     memory_limit: str | None = None
     address: str | None = None
     verbose: bool = False
-    # How long a scheduler given by --address has to answer (TICKETEVAL_SCHEDULER_TIMEOUT).
-    scheduler_timeout: float = SCHEDULER_TIMEOUT
+    # How long a scheduler given by --address has to answer (TICKETEVAL_DEFAULT_SCHEDULER_TIMEOUT).
+    scheduler_timeout: float = DEFAULT_SCHEDULER_TIMEOUT
 
     def __post_init__(self) -> None:
         if self.workers is not None and self.workers < 1:
@@ -122,7 +122,7 @@ def scheduler_host_port(address: str) -> tuple[str, int]:
     return host, port
 
 
-def check_scheduler(address: str, timeout: float = SCHEDULER_TIMEOUT) -> None:
+def check_scheduler(address: str, timeout: float = DEFAULT_SCHEDULER_TIMEOUT) -> None:
     """Refuse, within `timeout` seconds, an address where no Dask scheduler answers: Dask's own
     client would wait forever on a server that accepts the connection and says nothing."""
     host, port = scheduler_host_port(address)

@@ -19,6 +19,7 @@ from ticketeval.data.cache import ensure_cache
 from ticketeval.data.demo import DEMO_SOURCE
 from ticketeval.data.periods import Period, iso, parse_date
 from ticketeval.errors import DownloadError, HistoryError, UsageError
+from ticketeval.scoring import HEURISTIC
 from ticketeval.scoring.champion import columns_of, model_specs
 from ticketeval.scoring.metrics import METRIC_NAMES, score_metric
 from ticketeval.scoring.models import load_model, predict
@@ -181,7 +182,7 @@ def build_flow(
     name: str,
     batch_size: int | None,
     seed: int | None = None,
-    model: str | Sequence[str] = "heuristic",
+    model: str | Sequence[str] = HEURISTIC,
     period: Period | None = None,
     data_dir: Path | None = None,
     history_url: str | None = None,

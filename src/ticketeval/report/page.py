@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,10 +46,6 @@ from ticketeval.report.charts import (
     priority_chart,
 )
 
-if TYPE_CHECKING:
-    pass
-
-MINUTE, HOUR, DAY, WEEK = 60.0, 3_600.0, 86_400.0, 604_800.0
 WORST_EVENTS = 20
 NOT_KEPT = "Per-event results not kept for this trial."
 NOTHING_SCORED = "No event of this trial has an actual time to close."
@@ -61,12 +57,6 @@ SECTIONS = (
     ("by-priority", "MAE per priority"),
     ("over-time", "MAE over time"),
     ("worst-events", "Worst-predicted events"),
-)
-CHART_IDS = (
-    "chart-predicted-vs-actual",
-    "chart-error-distribution",
-    "chart-by-priority",
-    "chart-over-time",
 )
 
 

@@ -17,10 +17,9 @@ import pandas as pd
 
 from ticketeval.data.periods import Period
 from ticketeval.errors import UsageError
+from ticketeval.scoring import HEURISTIC
 from ticketeval.scoring.metrics import paired_mae_difference
 from ticketeval.scoring.models import Model, model_columns
-
-DEFAULT_MODEL = "heuristic"
 
 
 def model_specs(model: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -31,11 +30,11 @@ def model_specs(model: str | Sequence[str] | None) -> tuple[str, ...]:
     refused: each model is one column of the comparison and one row of the history.
     """
     if model is None:
-        return (DEFAULT_MODEL,)
+        return (HEURISTIC,)
     items = model.split(",") if isinstance(model, str) else list(model)
     specs = tuple(item.strip() for item in items)
     if not specs:
-        return (DEFAULT_MODEL,)
+        return (HEURISTIC,)
     if any(not spec for spec in specs):
         raise UsageError(f"an empty model name in {model!r}.")
     repeated = sorted({spec for spec in specs if specs.count(spec) > 1})

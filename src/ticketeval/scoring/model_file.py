@@ -224,6 +224,15 @@ def load_model_file(path: Path | str) -> TrainedModel:
     return TrainedModel(estimator, metadata)
 
 
+def as_shown(path: str, metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """A model's metadata as `train` shows it: everything but the category maps (hundreds of
+    values each, for the model, not for people)."""
+    return {
+        "path": path,
+        **{key: value for key, value in metadata.items() if key != "category_maps"},
+    }
+
+
 def describe_model(path: Path | str) -> dict[str, Any]:
     """What a model file says about itself (its metadata, plain data), plus its path."""
     _, metadata = _read_payload(Path(path))

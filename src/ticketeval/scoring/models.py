@@ -19,8 +19,9 @@ import pandas as pd
 
 from ticketeval.data.parsing import COLUMNS
 from ticketeval.errors import ModelError
+from ticketeval.formatting import HOUR
+from ticketeval.scoring import HEURISTIC
 
-HOUR = 3600.0
 # The seed's heuristic, with the label the data really uses ("4 - Low", not "4 - Lower").
 HEURISTIC_HOURS = {"1 - Critical": 6.0, "2 - High": 24.0, "3 - Moderate": 120.0, "4 - Low": 240.0}
 HEURISTIC_DEFAULT_HOURS = 180.0
@@ -53,7 +54,7 @@ def is_model_file(spec: str) -> bool:
 def load_model(spec: str) -> Model:
     """`heuristic`, a model file (`ticketeval train`), or `package.module:function` naming a
     callable batch -> seconds."""
-    if spec == "heuristic":
+    if spec == HEURISTIC:
         return heuristic_model
     if is_model_file(spec):
         from ticketeval.scoring.model_file import load_model_file

@@ -14,6 +14,7 @@ import pandas as pd
 
 from ticketeval.data.batches import Batch, load_batch
 from ticketeval.data.periods import Period
+from ticketeval.scoring import HEURISTIC
 from ticketeval.scoring.champion import (
     columns_of,
     comparisons,
@@ -176,7 +177,7 @@ def score_trial(
     data_dir: Path,
     batch_size: int | None,
     seed: int | None = None,
-    model: str | Sequence[str] = "heuristic",
+    model: str | Sequence[str] = HEURISTIC,
     runner: str = "evaluate",
     period: Period | None = None,
     allow_fewer: bool = False,
