@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ticketeval.history.store import HistoryView
     from ticketeval.pipeline.cluster import ClusterOptions
     from ticketeval.pipeline.saturn import Registration, SaturnClusterOptions
+    from ticketeval.scoring.summary import BacktestResult, TrialSummary, Verdict
     from ticketeval.settings import Settings
 
 FetchCallback = Callable[["FetchResult"], None]
@@ -175,7 +176,7 @@ def evaluate(
     since_last: bool = False,
     report: Path | None = None,
     on_fetch: FetchCallback | None = None,
-) -> dict[str, Any] | NothingNew:
+) -> TrialSummary | NothingNew:
     """`ticketeval evaluate`: score `model` (or several, champion first, on the same batch) in
     this process, record the trial (and write its report), and return its summary (or
     NothingNew, recording nothing)."""
@@ -239,7 +240,7 @@ def run_local(
     report: Path | None = None,
     on_fetch: FetchCallback | None = None,
     on_cluster: Callable[[str, str | None], None] | None = None,
-) -> dict[str, Any] | NothingNew:
+) -> TrialSummary | NothingNew:
     """`ticketeval run-local`: the same trial as a Prefect flow on Dask (the flow records it);
     returns its summary. Everything that can be checked is checked before a cluster starts."""
     from ticketeval.data.batches import check_batch_size, closed_in
@@ -307,7 +308,7 @@ def backtest(
     report: Path | None = None,
     on_fetch: FetchCallback | None = None,
     on_cluster: Callable[[str, str | None], None] | None = None,
-) -> dict[str, Any]:
+) -> BacktestResult:
     """`ticketeval backtest`: replay the log period by period as one Prefect flow (a mapped
     task per period, on Dask), judge each period against the reference periods' band, record
     the run, and return its periods and thresholds. One model: compare models with
@@ -318,7 +319,12 @@ def backtest(
     from ticketeval.history.store import record_all_written
     from ticketeval.pipeline.cluster import run_flow
     from ticketeval.pipeline.flow import build_backtest_flow, flow_name
-    from ticketeval.scoring.backtest import DEFAULT_MIN_EVENTS, backtest_periods
+    from ticketeval.scoring.backtest import (
+        DEFAULT_MIN_EVENTS,
+        backtest_model,
+        backtest_periods,
+        check_backtest_options,
+    )
     from ticketeval.scoring.champion import model_specs
     from ticketeval.scoring.models import load_model
     from ticketeval.scoring.trial import new_trial_id
@@ -327,20 +333,9 @@ def backtest(
     parse_every(every)
     if seed is not None:
         check_seed(seed)
-    specs = model_specs(model)
-    if len(specs) > 1:
-        raise UsageError(
-            "backtest scores one model: give --model once (compare models on the same events "
-            "with evaluate or run-local)."
-        )
-    model = specs[0]
+    model = backtest_model(model_specs(model))
     size = parse_batch_size(batch_size)
-    if size is not None and size < 1:
-        raise UsageError(f"the batch size must be at least 1, not {size}.")
-    if reference is not None and reference < 1:
-        raise UsageError(f"--reference must be at least 1 period, not {reference}.")
-    if min_events is not None and min_events < 0:
-        raise UsageError(f"--min-events must be 0 or more, not {min_events}.")
+    check_backtest_options(size, reference=reference, min_events=min_events)
     cache = _prepare_data(settings, source, on_fetch)
     load_model(model)
     demo = source == DEMO_SOURCE
@@ -368,17 +363,22 @@ def backtest(
         demo=demo,
     )
     last_task = "write_backtest" if report is None else "write_report"
-    verdict = run_flow(build, cluster, on_cluster=on_cluster, result_task=last_task)
-    recorded = record_all_written(settings, verdict.pop("written"))
-    return {
+    verdict: Verdict = run_flow(build, cluster, on_cluster=on_cluster, result_task=last_task)
+    result: BacktestResult = {
         "run_id": run_id,
         "model": model,
         "every": every,
         "source": {"name": cache.source, "csv_sha256": cache.csv_sha256},
-        **verdict,
-        "recorded": recorded,
-        **({"report": verdict["report"]} if report is not None else {}),
+        "reference_periods": verdict["reference_periods"],
+        "min_events": verdict["min_events"],
+        "thresholds": verdict["thresholds"],
+        "alerts": verdict["alerts"],
+        "periods": verdict["periods"],
     }
+    if "report" in verdict:
+        result["report"] = verdict["report"]
+    result["recorded"] = record_all_written(settings, verdict.get("written", []))
+    return result
 
 
 def report(

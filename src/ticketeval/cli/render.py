@@ -20,7 +20,9 @@ from ticketeval.formatting import format_seconds
 
 if TYPE_CHECKING:
     from ticketeval.data.cache import CacheInfo
+    from ticketeval.data.periods import PeriodBounds
     from ticketeval.history.store import HistoryView
+    from ticketeval.scoring.summary import BacktestResult, ModelInfo, TrialSummary
 
 # Off a terminal (cron mail, a pipe, a file) nothing has to fit a screen: tables take their
 # natural width, so that no number or id is cut, whatever COLUMNS says.
@@ -129,9 +131,8 @@ def with_interval(value: float | None, interval: list[float] | None) -> str:
     return f"{format_seconds(value)}, 95% CI {interval[0]:,.0f}–{interval[1]:,.0f} s"
 
 
-def period_text(period: dict[str, Any] | None) -> str:
-    period = period or {}
-    start, end = period.get("closed_from"), period.get("closed_to")
+def period_text(period: PeriodBounds | None) -> str:
+    start, end = (period["closed_from"], period["closed_to"]) if period else (None, None)
     if not start and not end:
         return "all closures"
     return f"closed {(start or '…')[:16]} to {(end or '…')[:16]}".replace("T", " ")
@@ -141,7 +142,7 @@ def number(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}"
 
 
-def training_text(info: dict[str, Any] | None) -> str:
+def training_text(info: ModelInfo | None) -> str:
     """A trained model's training period: `closed 2016-02-29 to 2016-05-11 (absolute_error)`."""
     if not info:
         return "-"
@@ -159,7 +160,7 @@ def overlap_text(overlaps: bool | None) -> Text:
 # whole onto the next line; off a terminal (above) nothing needs to.
 
 
-def render_summary(summary: dict[str, Any]) -> None:
+def render_summary(summary: TrialSummary) -> None:
     if summary.get("models"):
         render_models(summary)
         return
@@ -217,10 +218,10 @@ def render_summary(summary: dict[str, Any]) -> None:
     stdout.print(per_priority)
 
 
-def render_models(summary: dict[str, Any]) -> None:
+def render_models(summary: TrialSummary) -> None:
     """Several models scored on one batch: side by side, then each challenger against the
     champion (the first)."""
-    blocks: dict[str, dict[str, Any]] = summary["models"]
+    blocks = summary["models"]
     names = list(blocks)
     data = summary["data"]
     table = Table(title=f"Trial {summary['id']}", title_justify="left")
@@ -353,7 +354,7 @@ def sparkline(values: list[float | None]) -> str:
     )
 
 
-def render_backtest(result: dict[str, Any]) -> None:
+def render_backtest(result: BacktestResult) -> None:
     band = result["thresholds"]
     title = f"Backtest {result['run_id']}: {result['model']} every {result['every']}"
     table = Table(title=title, title_justify="left")

@@ -15,7 +15,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -25,6 +25,7 @@ from ticketeval.errors import ExitCode, Terminated, TicketevalError
 
 if TYPE_CHECKING:
     from ticketeval.data.cache import FetchResult
+    from ticketeval.scoring.summary import TrialSummary
     from ticketeval.settings import Settings
 
 
@@ -123,7 +124,7 @@ def report_fetch(result: FetchResult, reporter: Reporter) -> None:
 
 
 def report_trial(
-    summary: dict[str, Any] | core.NothingNew,
+    summary: TrialSummary | core.NothingNew,
     reporter: Reporter,
     *,
     json_output: bool,
@@ -139,13 +140,13 @@ def report_trial(
         print(json.dumps(summary))
     elif not reporter.quiet:
         render_summary(summary)
-    recorded = summary.get("recorded") or {}
-    for note in recorded.get("notes", []):
+    recorded = summary.get("recorded")
+    for note in recorded["notes"] if recorded else []:
         reporter.info(note)
     if "report" in summary:
         reporter.info(f"Report: {summary['report']['page']}")
-    if recorded.get("spooled"):
-        reporter.error(recorded["message"])
+    if recorded and recorded["spooled"]:
+        reporter.error(recorded["message"] or "the trial is spooled.")
     mae = summary["data"]["metrics"]["MAE"]
     if limit is not None and mae is None:
         reporter.error(
@@ -156,5 +157,5 @@ def report_trial(
     if limit is not None and mae is not None and mae > limit:
         reporter.error(f"MAE {mae:,.0f} s is above the limit of {limit:,.0f} s.")
         raise typer.Exit(code=int(ExitCode.MAE_ABOVE_LIMIT))
-    if recorded.get("spooled"):
+    if recorded and recorded["spooled"]:
         raise typer.Exit(code=int(ExitCode.SPOOLED))

@@ -7,13 +7,22 @@ target) was known by its end. Timestamps are naive, as the event log writes them
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, overload
+from typing import Any, NotRequired, TypedDict, overload
 
 from ticketeval.errors import UsageError
 
 EVERY_HELP = "'month' (calendar months), 'week' (weeks from Monday) or '<N>d' (N-day steps)"
+
+
+class PeriodBounds(TypedDict):
+    """A period as a summary holds it: ISO dates, None for an open end."""
+
+    closed_from: str | None
+    closed_to: str | None
+    label: NotRequired[str]
 
 
 @dataclass(frozen=True)
@@ -35,15 +44,17 @@ class Period:
     def bounded(self) -> bool:
         return self.closed_from is not None or self.closed_to is not None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
+    def to_dict(self) -> PeriodBounds:
+        bounds: PeriodBounds = {
             "closed_from": iso(self.closed_from),
             "closed_to": iso(self.closed_to),
-            **({"label": self.label} if self.label else {}),
         }
+        if self.label:
+            bounds["label"] = self.label
+        return bounds
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any] | None) -> Period:
+    def from_dict(cls, values: Mapping[str, Any] | None) -> Period:
         values = values or {}
         return cls(
             parse_date(values.get("closed_from"), "closed_from"),

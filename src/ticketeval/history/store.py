@@ -37,6 +37,7 @@ from ticketeval.history.urls import (
 )
 
 if TYPE_CHECKING:
+    from ticketeval.scoring.summary import RecordedRun, TrialSummary, Written
     from ticketeval.settings import Settings
 
 
@@ -275,10 +276,10 @@ def record_trial(
     )
 
 
-def record_summary(settings: Settings, summary: dict[str, Any]) -> dict[str, Any]:
+def record_summary(settings: Settings, summary: TrialSummary) -> TrialSummary:
     """Record a trial in the settings' history, or keep it in the spool when the history cannot
     be reached; the summary comes back with where it went (`recorded`)."""
-    notes = []
+    notes: list[str] = []
     if settings.history_url is None and settings.history_path is None:
         moved = move_legacy_history(settings.data_dir, settings.history_dir)
         if moved:
@@ -297,18 +298,23 @@ def record_summary(settings: Settings, summary: dict[str, Any]) -> dict[str, Any
     }
 
 
-def record_written(settings: Settings, written: dict[str, Any]) -> dict[str, Any]:
+def record_written(settings: Settings, written: Written) -> TrialSummary:
     """A trial a flow's worker wrote, or here, what it could not write (nothing is lost)."""
     summary = written["summary"]
     if not written["recorded"]:
         return record_summary(settings, summary)
     return {
         **summary,
-        "recorded": {"history": written["history"], "spooled": False, "message": None, "notes": []},
+        "recorded": {
+            "history": written.get("history", ""),
+            "spooled": False,
+            "message": None,
+            "notes": [],
+        },
     }
 
 
-def record_all_written(settings: Settings, written: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def record_all_written(settings: Settings, written: Sequence[Written]) -> RecordedRun:
     """Where the periods a backtest's workers wrote went (each recorded here when they could
     not), together: the history, how many were spooled, the notes."""
     recorded = [record_written(settings, one)["recorded"] for one in written]

@@ -23,6 +23,7 @@ from ticketeval.scoring import HEURISTIC
 from ticketeval.scoring.champion import columns_of, model_specs
 from ticketeval.scoring.metrics import METRIC_NAMES, score_metric
 from ticketeval.scoring.models import load_model, predict
+from ticketeval.scoring.summary import TrialSummary, Verdict, Written
 from ticketeval.scoring.trial import ResultsKeeping, compute_target, new_trial_id, summarize_models
 
 if TYPE_CHECKING:
@@ -103,7 +104,7 @@ def _task_get_trial_summary(
     models: list[str],
     runner: str,
     results: ResultsKeeping | None = None,
-) -> dict[str, Any]:
+) -> TrialSummary:
     """The summary of every model's predictions (in the order of `models`, champion first);
     `metrics` are the champion's, from the evaluate_model tasks. Keeps the champion's
     per-event results when asked."""
@@ -122,35 +123,33 @@ def _task_get_trial_summary(
     if results is None:
         return summary
     kept = results.write(trial_id, batch, actuals, predictions[0], models[0])
-    return summary if kept is None else {**summary, "results_path": str(kept)}
+    if kept is not None:
+        summary["results_path"] = str(kept)
+    return summary
 
 
-def _task_write_report(
-    written: dict[str, Any], history_url: str | None, out: Path
-) -> dict[str, Any]:
+def _task_write_report(written: Written, history_url: str | None, out: Path) -> Written:
     """The trial's page, from the summary just written and the history around it."""
-    from ticketeval.report.build import history_points, write_trial_report
+    from ticketeval.report.build import write_report_of
 
     url = history_url or _worker_settings(None).history
-    points, band = history_points(url, written["summary"])
-    report = write_trial_report(written["summary"], over_time=points, thresholds=band, out=out)
-    return {**written, "report": report.to_dict()}
+    return {**written, "report": write_report_of(url, written["summary"], out)}
 
 
-def _task_write_backtest_report(verdict: dict[str, Any], out: Path) -> dict[str, Any]:
+def _task_write_backtest_report(verdict: Verdict, out: Path) -> Verdict:
     """The backtest's page: its last period with events, and every period over time."""
     from ticketeval.report.build import backtest_points, write_trial_report
 
     points, band = backtest_points(verdict)
     current = next(i for i, point in enumerate(points) if point["current"])
-    summary = verdict["written"][current]["summary"]
+    summary = verdict.get("written", [])[current]["summary"]
     report = write_trial_report(summary, over_time=points, thresholds=band, out=out)
     return {**verdict, "report": report.to_dict()}
 
 
 def _task_write_trial_summary(
-    trial_summary: dict[str, Any], history_url: str | None, must_record: bool
-) -> dict[str, Any]:
+    trial_summary: TrialSummary, history_url: str | None, must_record: bool
+) -> Written:
     """Record the trial in the history from the worker; returns the summary and where it went.
 
     `must_record` (a registered flow, where no client waits): a history that cannot be reached
@@ -283,7 +282,7 @@ def _task_score_period(
     run_id: str,
     results: ResultsKeeping | None = None,
     demo: bool = False,
-) -> dict[str, Any]:
+) -> TrialSummary:
     from ticketeval.scoring.backtest import score_period
 
     settings = _worker_settings(data_dir)
@@ -301,16 +300,16 @@ def _task_score_period(
 
 
 def _task_judge_backtest(
-    summaries: list[dict[str, Any]], reference: int | None, min_events: int
-) -> dict[str, Any]:
+    summaries: list[TrialSummary], reference: int | None, min_events: int
+) -> Verdict:
     from ticketeval.scoring.backtest import judge
 
     return judge(summaries, reference=reference, min_events=min_events)
 
 
 def _task_write_backtest(
-    summaries: list[dict[str, Any]], verdict: dict[str, Any], history_url: str | None
-) -> dict[str, Any]:
+    summaries: list[TrialSummary], verdict: Verdict, history_url: str | None
+) -> Verdict:
     """Record every period as one run; the outcome of each, for the client to complete."""
     from ticketeval.scoring.backtest import with_alerts
 

@@ -20,6 +20,7 @@ from ticketeval.errors import UsageError
 from ticketeval.scoring import HEURISTIC
 from ticketeval.scoring.metrics import paired_mae_difference
 from ticketeval.scoring.models import Model, model_columns
+from ticketeval.scoring.summary import Comparison, ModelInfo
 
 
 def model_specs(model: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -54,7 +55,7 @@ def columns_of(models: Iterable[Model]) -> tuple[str, ...] | None:
     return tuple(dict.fromkeys(wanted))
 
 
-def model_info(spec: str, model: Model) -> dict[str, Any] | None:
+def model_info(spec: str, model: Model) -> ModelInfo | None:
     """What the summary says about a trained model: where it came from and what it trained on;
     None for a model without training metadata (the heuristic, most user functions)."""
     metadata = getattr(model, "metadata", None)
@@ -103,11 +104,11 @@ def overlaps_training(
 
 def comparisons(
     target: pd.Series | np.ndarray, predictions: Mapping[str, np.ndarray], *, seed: int
-) -> list[dict[str, Any]]:
+) -> list[Comparison]:
     """Each challenger against the champion (the first model), on the same events."""
     names = list(predictions)
     champion = names[0]
-    rows = []
+    rows: list[Comparison] = []
     for challenger in names[1:]:
         difference, interval = paired_mae_difference(
             target, predictions[champion], predictions[challenger], seed=seed

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -31,6 +31,7 @@ from ticketeval.scoring.metrics import (
     with_rmse,
 )
 from ticketeval.scoring.models import Model, load_model, predict
+from ticketeval.scoring.summary import ModelBlock, TrialContext, TrialSummary
 
 if TYPE_CHECKING:
     from ticketeval.data.cache import CacheInfo
@@ -56,7 +57,7 @@ def summarize(
     metrics: dict[str, float | None],
     model: str,
     runner: str,
-) -> dict[str, Any]:
+) -> TrialSummary:
     """The trial summary: the seed's shape, extended with context, baseline and per priority."""
     y = np.asarray(target, dtype=float)
     scored = ~np.isnan(y)
@@ -70,7 +71,7 @@ def summarize(
     if mae is not None and baseline_mae:
         skill = plain(1 - mae / baseline_mae)
     constant = np.median(y_scored) if len(y_scored) else np.nan
-    by_priority: dict[str, Any] = {}
+    by_priority: dict[str, dict[str, float | None]] = {}
     priority = batch.frame["priority"].astype("category")
     codes = priority.cat.codes.to_numpy()
     labels = {code: str(label) for code, label in enumerate(priority.cat.categories)}
@@ -119,7 +120,7 @@ def empty_summary(
     runner: str,
     trial_id: str | None = None,
     demo: bool = False,
-) -> dict[str, Any]:
+) -> TrialSummary:
     """The summary of a period in which no event closed: nothing scored, nothing undefined
     pretended."""
     from ticketeval.data.cache import read_cache_info
@@ -147,7 +148,7 @@ def empty_summary(
 
 def _context(
     cache: CacheInfo, *, model: str, seed: int | None, runner: str, period: Period
-) -> dict[str, Any]:
+) -> TrialContext:
     """Which model, data and period a trial is about: what makes two trials comparable."""
     return {
         "model": model,
@@ -183,7 +184,7 @@ def score_trial(
     allow_fewer: bool = False,
     results: ResultsKeeping | None = None,
     demo: bool = False,
-) -> dict[str, Any]:
+) -> TrialSummary:
     """Score `model` (or several: champion first) on one batch from the cache (the demo data's
     with `demo`; None: every event of the period), in this process, and summarize the trial
     (keeping the champion's per-event results when asked)."""
@@ -219,7 +220,9 @@ def score_trial(
         closed_at=closed_at,
         runner=runner,
     )
-    return summary if kept is None else {**summary, "results_path": str(kept)}
+    if kept is not None:
+        summary["results_path"] = str(kept)
+    return summary
 
 
 # Larger batches keep no per-event results: writing ten million rows would cost more than the
@@ -280,7 +283,7 @@ def summarize_models(
     closed_at: np.ndarray | None,
     runner: str,
     metrics: dict[str, float | None] | None = None,
-) -> dict[str, Any]:
+) -> TrialSummary:
     """The summary of one or more models scored on the same batch (champion first).
 
     Its `data` and `model` are the champion's, as for one model; with `model_info` (a trained
@@ -290,8 +293,8 @@ def summarize_models(
     champion. `metrics`, when given, are the champion's already computed (the flow's tasks).
     """
     names = list(predictions)
-    blocks: dict[str, dict[str, Any]] = {}
-    summary: dict[str, Any] = {}
+    blocks: dict[str, ModelBlock] = {}
+    summaries: list[TrialSummary] = []
     for name in names:
         scores = metrics if metrics is not None and name == names[0] else None
         if scores is None:
@@ -307,14 +310,14 @@ def summarize_models(
             model=name,
             runner=runner,
         )
-        summary = summary or scored
+        summaries.append(scored)
         info = model_info(name, models[name])
         blocks[name] = {
             **scored["data"],
             "model_info": info,
             "overlaps_training": overlaps_training(info, batch.period, closed_at),
         }
-    champion = blocks[names[0]]
+    summary, champion = summaries[0], blocks[names[0]]
     summary["model_info"] = champion["model_info"]
     summary["overlaps_training"] = any(block["overlaps_training"] for block in blocks.values())
     if len(names) > 1:
