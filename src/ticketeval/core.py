@@ -13,14 +13,13 @@ costs nothing the `--help` path would notice.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ticketeval.errors import UsageError
-from ticketeval.scoring import HEURISTIC
 
 if TYPE_CHECKING:
     from ticketeval.data.cache import CacheInfo, FetchResult
@@ -29,6 +28,7 @@ if TYPE_CHECKING:
     from ticketeval.history.store import HistoryView
     from ticketeval.pipeline.cluster import ClusterOptions
     from ticketeval.pipeline.saturn import Registration, SaturnClusterOptions
+    from ticketeval.request import BacktestRequest, TrialRequest
     from ticketeval.scoring.summary import BacktestResult, TrialSummary, Verdict
     from ticketeval.settings import Settings
 
@@ -109,16 +109,7 @@ class TrialPlan:
 
 
 def _plan_trial(
-    settings: Settings,
-    *,
-    batch_size: int | str | None,
-    seed: int | None,
-    model: str | Sequence[str],
-    closed_from: str | None,
-    closed_to: str | None,
-    since_last: bool,
-    source: str | None,
-    on_fetch: FetchCallback | None,
+    settings: Settings, request: TrialRequest, on_fetch: FetchCallback | None
 ) -> TrialPlan | NothingNew:
     """The models, data, batch and period of a trial, the data fetched when needed: a sample
     of the data, of a period, or of every ticket closed since the previous trial of the
@@ -131,14 +122,17 @@ def _plan_trial(
     from ticketeval.scoring.champion import model_specs
     from ticketeval.settings import check_seed
 
+    batch_size, seed = request.batch_size, request.seed
     if seed is not None:
         check_seed(seed)
-    models = model_specs(model)
-    cache = _prepare_data(settings, source, on_fetch)
-    demo = source == DEMO_SOURCE
+    models = model_specs(request.model)
+    cache = _prepare_data(settings, request.source, on_fetch)
+    demo = request.source == DEMO_SOURCE
     size = parse_batch_size(batch_size)
-    period = Period(parse_date(closed_from, "closed_from"), parse_date(closed_to, "closed_to"))
-    if since_last:
+    period = Period(
+        parse_date(request.closed_from, "closed_from"), parse_date(request.closed_to, "closed_to")
+    )
+    if request.since_last:
         if period.bounded:
             raise UsageError("--since-last sets the period itself: drop --closed-from/--closed-to.")
         span = closure_span(settings.data_dir, demo=demo)
@@ -165,17 +159,7 @@ def _plan_trial(
 
 
 def evaluate(
-    settings: Settings,
-    *,
-    batch_size: int | str | None = None,
-    seed: int | None = None,
-    model: str | Sequence[str] = HEURISTIC,
-    source: str | None = None,
-    closed_from: str | None = None,
-    closed_to: str | None = None,
-    since_last: bool = False,
-    report: Path | None = None,
-    on_fetch: FetchCallback | None = None,
+    settings: Settings, request: TrialRequest, *, on_fetch: FetchCallback | None = None
 ) -> TrialSummary | NothingNew:
     """`ticketeval evaluate`: score `model` (or several, champion first, on the same batch) in
     this process, record the trial (and write its report), and return its summary (or
@@ -184,17 +168,7 @@ def evaluate(
     from ticketeval.report.build import write_report_of
     from ticketeval.scoring.trial import ResultsKeeping, score_trial
 
-    plan = _plan_trial(
-        settings,
-        batch_size=batch_size,
-        seed=seed,
-        model=model,
-        closed_from=closed_from,
-        closed_to=closed_to,
-        since_last=since_last,
-        source=source,
-        on_fetch=on_fetch,
-    )
+    plan = _plan_trial(settings, request, on_fetch)
     if isinstance(plan, NothingNew):
         return plan
     summary = score_trial(
@@ -208,8 +182,8 @@ def evaluate(
         demo=plan.demo,
     )
     recorded = record_summary(settings, summary)
-    if report is not None:
-        recorded["report"] = write_report_of(settings.history, recorded, report)
+    if request.report is not None:
+        recorded["report"] = write_report_of(settings.history, recorded, request.report)
     return recorded
 
 
@@ -228,16 +202,9 @@ def _workers_places(settings: Settings, cluster: ClusterOptions) -> dict[str, An
 
 def run_local(
     settings: Settings,
+    request: TrialRequest,
     *,
     cluster: ClusterOptions,
-    batch_size: int | str | None = None,
-    seed: int | None = None,
-    model: str | Sequence[str] = HEURISTIC,
-    source: str | None = None,
-    closed_from: str | None = None,
-    closed_to: str | None = None,
-    since_last: bool = False,
-    report: Path | None = None,
     on_fetch: FetchCallback | None = None,
     on_cluster: Callable[[str, str | None], None] | None = None,
 ) -> TrialSummary | NothingNew:
@@ -249,17 +216,7 @@ def run_local(
     from ticketeval.pipeline.flow import build_flow, flow_name
     from ticketeval.scoring.models import load_model, model_columns
 
-    plan = _plan_trial(
-        settings,
-        batch_size=batch_size,
-        seed=seed,
-        model=model,
-        closed_from=closed_from,
-        closed_to=closed_to,
-        since_last=since_last,
-        source=source,
-        on_fetch=on_fetch,
-    )
+    plan = _plan_trial(settings, request, on_fetch)
     if isinstance(plan, NothingNew):
         return plan
     cache = plan.cache
@@ -280,32 +237,23 @@ def run_local(
         model=plan.models,
         period=plan.period,
         **_workers_places(settings, cluster),
-        report=report,
+        report=request.report,
         runner="run-local",
         demo=plan.demo,
     )
-    last_task = "write_trial_summary" if report is None else "write_report"
+    last_task = "write_trial_summary" if request.report is None else "write_report"
     written = run_flow(build, cluster, on_cluster=on_cluster, result_task=last_task)
     recorded = record_written(settings, written)
-    if report is not None:
+    if request.report is not None:
         recorded["report"] = written["report"]
     return recorded
 
 
 def backtest(
     settings: Settings,
+    request: BacktestRequest,
     *,
-    every: str,
     cluster: ClusterOptions,
-    closed_from: str | None = None,
-    closed_to: str | None = None,
-    model: str | Sequence[str] = HEURISTIC,
-    batch_size: int | str | None = "all",
-    seed: int | None = None,
-    reference: int | None = None,
-    min_events: int | None = None,
-    source: str | None = None,
-    report: Path | None = None,
     on_fetch: FetchCallback | None = None,
     on_cluster: Callable[[str, str | None], None] | None = None,
 ) -> BacktestResult:
@@ -330,20 +278,21 @@ def backtest(
     from ticketeval.scoring.trial import new_trial_id
     from ticketeval.settings import check_seed
 
+    every, seed, min_events = request.every, request.seed, request.min_events
     parse_every(every)
     if seed is not None:
         check_seed(seed)
-    model = backtest_model(model_specs(model))
-    size = parse_batch_size(batch_size)
-    check_backtest_options(size, reference=reference, min_events=min_events)
-    cache = _prepare_data(settings, source, on_fetch)
+    model = backtest_model(model_specs(request.model))
+    size = parse_batch_size(request.batch_size)
+    check_backtest_options(size, reference=request.reference, min_events=min_events)
+    cache = _prepare_data(settings, request.source, on_fetch)
     load_model(model)
-    demo = source == DEMO_SOURCE
+    demo = request.source == DEMO_SOURCE
     periods = backtest_periods(
         settings.data_dir,
         every,
-        parse_date(closed_from, "closed_from"),
-        parse_date(closed_to, "closed_to"),
+        parse_date(request.closed_from, "closed_from"),
+        parse_date(request.closed_to, "closed_to"),
         demo=demo,
     )
     run_id = new_trial_id()
@@ -356,13 +305,13 @@ def backtest(
         seed=settings.seed if seed is None else seed,
         model=model,
         run_id=run_id,
-        reference=reference,
+        reference=request.reference,
         min_events=DEFAULT_MIN_EVENTS if min_events is None else min_events,
         **_workers_places(settings, cluster),
-        report=report,
+        report=request.report,
         demo=demo,
     )
-    last_task = "write_backtest" if report is None else "write_report"
+    last_task = "write_backtest" if request.report is None else "write_report"
     verdict: Verdict = run_flow(build, cluster, on_cluster=on_cluster, result_task=last_task)
     result: BacktestResult = {
         "run_id": run_id,

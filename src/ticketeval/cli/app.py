@@ -58,6 +58,7 @@ from ticketeval.cli.runtime import (
     show_library_logs,
 )
 from ticketeval.errors import UsageError
+from ticketeval.request import BacktestRequest, TrialRequest
 from ticketeval.scoring import HEURISTIC
 
 app = typer.Typer(
@@ -179,17 +180,18 @@ def evaluate(
     """
     reporter = Reporter(quiet=quiet, log_file=log_file)
     with reported_errors(reporter):
-        summary = core.evaluate(
-            settings_for(data_dir),
+        request = TrialRequest(
             batch_size=batch_size,
             seed=seed,
-            model=model or HEURISTIC,
+            model=tuple(model or [HEURISTIC]),
             source=source,
             closed_from=closed_from,
             closed_to=closed_to,
             since_last=since_last,
             report=report,
-            on_fetch=lambda result: report_fetch(result, reporter),
+        )
+        summary = core.evaluate(
+            settings_for(data_dir), request, on_fetch=lambda result: report_fetch(result, reporter)
         )
         report_trial(summary, reporter, json_output=json_output, limit=fail_if_mae_above)
 
@@ -226,17 +228,20 @@ def run_local(
 
         cluster = ClusterOptions(workers, threads_per_worker, memory_limit, address, verbose)
         settings = flow_settings(data_dir, verbose=verbose)
-        summary = core.run_local(
-            settings,
-            cluster=cluster,
+        request = TrialRequest(
             batch_size=batch_size,
             seed=seed,
-            model=model or HEURISTIC,
+            model=tuple(model or [HEURISTIC]),
             source=source,
             closed_from=closed_from,
             closed_to=closed_to,
             since_last=since_last,
             report=report,
+        )
+        summary = core.run_local(
+            settings,
+            request,
+            cluster=cluster,
             on_fetch=lambda result: report_fetch(result, reporter),
             on_cluster=lambda address, dashboard: announce(reporter, address, dashboard),
         )
@@ -293,10 +298,8 @@ def backtest(
 
         cluster = ClusterOptions(workers, threads_per_worker, memory_limit, address, verbose)
         settings = flow_settings(data_dir, verbose=verbose)
-        result = core.backtest(
-            settings,
+        request = BacktestRequest(
             every=every,
-            cluster=cluster,
             closed_from=closed_from,
             closed_to=closed_to,
             model=model,
@@ -306,6 +309,11 @@ def backtest(
             min_events=min_events,
             source=source,
             report=report,
+        )
+        result = core.backtest(
+            settings,
+            request,
+            cluster=cluster,
             on_fetch=lambda fetched: report_fetch(fetched, reporter),
             on_cluster=lambda address, dashboard: announce(reporter, address, dashboard),
         )
