@@ -13,6 +13,7 @@ from urllib.parse import quote, urlparse
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ticketeval.defaults import DEFAULT_SCHEDULER_TIMEOUT
 from ticketeval.errors import SettingsError, UsageError
 
 ENV_PREFIX = "TICKETEVAL_"
@@ -20,8 +21,6 @@ ENV_PREFIX = "TICKETEVAL_"
 # integers (the history) and many JSON readers stop at signed 64 bits.
 MAX_SEED = 2**63 - 1
 HISTORY_FILE = "history.sqlite"
-# How long a Dask scheduler given by --address has to answer as one (seconds).
-DEFAULT_SCHEDULER_TIMEOUT = 10.0
 
 
 def default_history_dir() -> Path:

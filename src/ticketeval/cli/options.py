@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand, TyperGroup, TyperOption
 
+from ticketeval.defaults import DEFAULT_SCHEDULER_TIMEOUT, WORKER_TIMEOUT
 from ticketeval.errors import ExitCode
 
 SourceOption = Annotated[
@@ -26,7 +27,8 @@ DataDirOption = Annotated[
     Path | None,
     typer.Option(
         "--data-dir",
-        help="Cache and history directory. \\[default: TICKETEVAL_DATA_DIR or ~/.cache/ticketeval]",
+        help="Cache directory (the history has its own: TICKETEVAL_HISTORY_DIR). "
+        "\\[default: TICKETEVAL_DATA_DIR or ~/.cache/ticketeval]",
         show_default=False,
     ),
 ]
@@ -151,7 +153,8 @@ AddressOption = Annotated[
     str | None,
     typer.Option(
         help="Run on an existing Dask scheduler, e.g. tcp://host:8786. It must answer within "
-        "10 s and have a worker within 60 s, else exit 4.",
+        f"{DEFAULT_SCHEDULER_TIMEOUT:g} s and have a worker within {WORKER_TIMEOUT:g} s, else "
+        "exit 4.",
         show_default=False,
     ),
 ]

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from ticketeval.defaults import DEFAULT_SCHEDULER_TIMEOUT, WORKER_TIMEOUT
 from ticketeval.errors import FlowError, TicketevalError, UnreachableError, UsageError
 from ticketeval.history.urls import is_server_url
-from ticketeval.settings import DEFAULT_SCHEDULER_TIMEOUT
 
 if TYPE_CHECKING:
     from prefect import Flow
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 # worker at 80% of its limit: below this a worker pauses or restarts before any task runs.
 MIN_MEMORY_LIMIT = 256 * 2**20
 # How long an --address has to answer as a Dask scheduler, and then to have a worker.
-WORKER_TIMEOUT = 60.0
 # How long a worker may stay paused for memory before the run is ended.
 PAUSE_GRACE = 3.0
 
@@ -44,7 +43,7 @@ class ClusterOptions:
     memory_limit: str | None = None
     address: str | None = None
     verbose: bool = False
-    # How long a scheduler given by --address has to answer (TICKETEVAL_DEFAULT_SCHEDULER_TIMEOUT).
+    # How long a scheduler given by --address has to answer (TICKETEVAL_SCHEDULER_TIMEOUT).
     scheduler_timeout: float = DEFAULT_SCHEDULER_TIMEOUT
 
     def __post_init__(self) -> None:
