@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ticketeval.errors import UsageError
-from ticketeval.formatting import format_seconds
+from ticketeval.formatting import format_ratio, format_seconds
 
 if TYPE_CHECKING:
     from ticketeval.data.cache import CacheInfo
@@ -138,10 +138,6 @@ def period_text(period: PeriodBounds | None) -> str:
     return f"closed {(start or '…')[:16]} to {(end or '…')[:16]}".replace("T", " ")
 
 
-def number(value: float | None, digits: int = 3) -> str:
-    return "n/a" if value is None else f"{value:,.{digits}f}"
-
-
 def training_text(info: ModelInfo | None) -> str:
     """A trained model's training period: `closed 2016-02-29 to 2016-05-11 (absolute_error)`."""
     if not info:
@@ -190,10 +186,10 @@ def render_summary(summary: TrialSummary) -> None:
         ("MAE", with_interval(metrics["MAE"], intervals.get("MAE"))),
         ("MedAE", with_interval(metrics["MedAE"], intervals.get("MedAE"))),
         ("RMSE", with_interval(metrics["RMSE"], intervals.get("RMSE"))),
-        ("MSE", number(metrics["MSE"], 0)),
-        ("R2", number(metrics["R2"])),
+        ("MSE", format_ratio(metrics["MSE"], 0)),
+        ("R2", format_ratio(metrics["R2"])),
         ("MAE of the median", format_seconds(baseline["MAE"])),
-        ("skill vs the median", number(baseline["skill"])),
+        ("skill vs the median", format_ratio(baseline["skill"])),
         ("target mean", format_seconds(target["mean"])),
         ("target median", format_seconds(target["median"])),
         ("target min", format_seconds(target["min"])),
@@ -213,7 +209,7 @@ def render_summary(summary: TrialSummary) -> None:
             f"{values['num_obs']:,}",
             format_seconds(values["MAE"]),
             format_seconds(values["MedAE"]),
-            number(values["R2"]),
+            format_ratio(values["R2"]),
         )
     stdout.print(per_priority)
 
@@ -252,11 +248,13 @@ def render_models(summary: TrialSummary) -> None:
                 )
             ),
         )
-    table.add_row("R2", *each(lambda block: number(block["metrics"]["R2"])))
+    table.add_row("R2", *each(lambda block: format_ratio(block["metrics"]["R2"])))
     table.add_row(
         "MAE of the median", format_seconds(data["baseline"]["MAE"]), *([""] * (len(names) - 1))
     )
-    table.add_row("skill vs the median", *each(lambda block: number(block["baseline"]["skill"])))
+    table.add_row(
+        "skill vs the median", *each(lambda block: format_ratio(block["baseline"]["skill"]))
+    )
     stdout.print(table)
 
     versus = Table(title="Challenger vs champion (paired bootstrap, 95%)", title_justify="left")
@@ -325,9 +323,9 @@ def render_model(described: dict[str, Any], *, saved: bool) -> None:
         ),
         ("holdout MAE", format_seconds(holdout.get("MAE"))),
         ("MAE of the training median", format_seconds(holdout.get("MAE_constant"))),
-        ("skill vs the training median", number(holdout.get("skill"))),
+        ("skill vs the training median", format_ratio(holdout.get("skill"))),
         ("MAE of the heuristic", format_seconds(holdout.get("MAE_heuristic"))),
-        ("skill vs the heuristic", number(holdout.get("skill_vs_heuristic"))),
+        ("skill vs the heuristic", format_ratio(holdout.get("skill_vs_heuristic"))),
         ("data sha256", described.get("data_sha256") or "-"),
         (
             "versions",
@@ -381,7 +379,7 @@ def render_backtest(result: BacktestResult) -> None:
             format_seconds(row["MAE"]),
             interval,
             format_seconds(row["baseline_MAE"]),
-            number(row["skill"]),
+            format_ratio(row["skill"]),
             mark,
             *(
                 [Text("YES", style="bold red") if row.get("overlaps_training") else Text("")]
@@ -428,7 +426,7 @@ def render_history(view: HistoryView) -> None:
             f"{row.num_obs:,}" if row.num_obs is not None else "",
             format_seconds(row.MAE),
             interval,
-            number(row.skill),
+            format_ratio(row.skill),
             Text("worse", style="bold red") if flagged else Text(""),
         )
     stdout.print(table)
