@@ -488,7 +488,7 @@ def report(
                 reporter.info(f"Wrote {path}")
 
 
-# Saturn Cloud and Prefect Cloud: their commands live in cli_saturn.py.
+# Saturn Cloud and Prefect Cloud: their commands live in saturn.py; history-copy in history.py.
 app.command("describe-sizes", cls=Command)(cli_saturn.describe_sizes)
 app.command(cls=Command)(cli_saturn.register)
 app.command("history-copy", cls=Command)(cli_history.history_copy)

@@ -1,7 +1,7 @@
 """What every command does around its core call: errors to one line and an exit code,
 SIGTERM handled like Ctrl-C, settings loaded, library logs quietened, the trial reported.
 
-The CLI's side of the boundary, with `cli.py` (the commands) and `render.py` (what is printed).
+The CLI's side of the boundary, with `app.py` (the commands) and `render.py` (what is printed).
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
 """The trial history, as the rest of ticketeval uses it: open it, record a trial so that it is
-never lost, read trials back (the same on every backend), and flag regressions.
+never lost (a command's trial, or what a flow's workers wrote), read trials back (the same on
+every backend), the view `ticketeval history` and the report share (order and flags), copy it.
 
 Beneath it, one concern each (imports go one way, urls → rows → sql → spool → here):
 
-- `history_urls`: the URL forms, the default place, passwords kept out of messages;
-- `history_rows`: a trial summary as rows and a row read back (pure data);
-- `history_sql`: SQLite and PostgreSQL, the schema and its migration;
+- `urls`: the URL forms, passwords kept out of messages;
+- `rows`: a trial summary as rows and a row read back (pure data);
+- `sql`: SQLite and PostgreSQL, the schema and its migration;
 - `spool`: the files where trials wait while the history cannot be reached.
 
 sqlite3, psycopg and platformdirs are imported inside the functions that use them, so that

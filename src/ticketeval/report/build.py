@@ -1,9 +1,9 @@
 """`ticketeval report`: a trial's page, from what the history and the trial's results keep.
 
-Finds the trial (by id, or the last one), its per-event results (`results.py`), and the trials
+Finds the trial (by id, or the last one), its per-event results (`scoring.results`), and the trials
 around it for the over-time chart: earlier trials of the same model on the same data, or, for a
 backtest's period, the backtest's periods with its alert band; then builds the page
-(`page.py`) and writes it. matplotlib is imported only when a page is built.
+(`page`) and writes it. matplotlib is imported only when a page is built.
 """
 
 from __future__ import annotations
