@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from ticketeval.history.store import HistoryRow
     from ticketeval.pipeline.cluster import ClusterOptions
     from ticketeval.pipeline.saturn import Registration, SaturnClusterOptions
+    from ticketeval.pipeline.saturn_jobs import Deployment, JobOptions
     from ticketeval.settings import Settings
 
 FetchCallback = Callable[["FetchResult"], None]
@@ -260,13 +261,14 @@ def run_local(
         seed=plan.seed,
         model=plan.models,
         period=plan.period,
-        # A scheduler given by address may be another machine: its workers read their own
-        # data directory and, unless this one names a shared history, their own history.
-        data_dir=None if cluster.address else settings.data_dir,
+        # A scheduler given by address (or a Saturn job's cluster) may be other machines: their
+        # workers read their own data directory and, unless this one names a shared history,
+        # their own history.
+        data_dir=None if cluster.remote else settings.data_dir,
         history_url=recording.history_for_workers(settings, cluster),
-        results=None if cluster.address else recording.results_keeping(settings),
+        results=None if cluster.remote else recording.results_keeping(settings),
         report=report,
-        runner="run-local",
+        runner="saturn-job" if cluster.saturn else "run-local",
         demo=plan.demo,
     )
     last_task = "write_trial_summary" if report is None else "write_report"
@@ -345,9 +347,9 @@ def backtest(
         run_id=run_id,
         reference=reference,
         min_events=DEFAULT_MIN_EVENTS if min_events is None else min_events,
-        data_dir=None if cluster.address else settings.data_dir,
+        data_dir=None if cluster.remote else settings.data_dir,
         history_url=recording.history_for_workers(settings, cluster),
-        results=None if cluster.address else recording.results_keeping(settings),
+        results=None if cluster.remote else recording.results_keeping(settings),
         report=report,
         demo=demo,
     )
@@ -524,3 +526,58 @@ def register(
         project=project,
         dry_run=dry_run,
     )
+
+
+# --- Saturn Cloud Jobs ---------------------------------------------------------------------------
+
+
+def job_deploy(settings: Settings, options: JobOptions, *, dry_run: bool = False) -> Deployment:
+    """`ticketeval job deploy`: the nightly trial as a Saturn job (created or updated)."""
+    from ticketeval.pipeline import saturn_jobs
+
+    return saturn_jobs.deploy(settings, options, dry_run=dry_run)
+
+
+def job_start(settings: Settings, name: str) -> dict[str, Any]:
+    """`ticketeval job start`: run the job now."""
+    from ticketeval.pipeline import saturn_jobs
+
+    return saturn_jobs.start(settings, name)
+
+
+def job_stop(settings: Settings, name: str) -> dict[str, Any]:
+    """`ticketeval job stop`: stop the job's running run."""
+    from ticketeval.pipeline import saturn_jobs
+
+    return saturn_jobs.stop(settings, name)
+
+
+def job_status(settings: Settings, name: str) -> dict[str, Any]:
+    """`ticketeval job status`: the job, its schedule and its runs (start, end, exit code)."""
+    from ticketeval.pipeline import saturn_jobs
+
+    return saturn_jobs.status(settings, name)
+
+
+def job_logs(
+    settings: Settings,
+    name: str,
+    *,
+    run: str | None = None,
+    every_run: bool = False,
+    follow: bool = False,
+    on_text: Callable[[str, str], None],
+) -> list[dict[str, Any]]:
+    """`ticketeval job logs`: a run's log (the last run's by default), passed to `on_text`."""
+    from ticketeval.pipeline import saturn_jobs
+
+    return saturn_jobs.logs(
+        settings, name, run=run, every_run=every_run, follow=follow, on_text=on_text
+    )
+
+
+def job_delete(settings: Settings, name: str) -> dict[str, Any]:
+    """`ticketeval job delete`: remove the job from Saturn Cloud."""
+    from ticketeval.pipeline import saturn_jobs
+
+    return saturn_jobs.delete(settings, name)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ticketeval import __version__, core
+from ticketeval.cli import job as cli_job
 from ticketeval.cli import saturn as cli_saturn
 from ticketeval.cli.options import (
     AddressOption,
@@ -29,6 +30,7 @@ from ticketeval.cli.options import (
     ModelOption,
     QuietOption,
     ReportOption,
+    SaturnOption,
     SeedOption,
     SinceLastOption,
     SourceOption,
@@ -223,6 +225,7 @@ def run_local(
     threads_per_worker: ThreadsPerWorkerOption = None,
     memory_limit: MemoryLimitOption = None,
     address: AddressOption = None,
+    saturn: SaturnOption = False,
     data_dir: DataDirOption = None,
     fail_if_mae_above: FailIfMaeAboveOption = None,
     json_output: JsonOption = False,
@@ -230,7 +233,8 @@ def run_local(
     verbose: VerboseOption = False,
     log_file: LogFileOption = None,
 ) -> None:
-    """Run the evaluation as a Prefect flow on a local Dask cluster (or --address).
+    """Run the evaluation as a Prefect flow on a local Dask cluster (or --address, or --saturn
+    inside a Saturn Cloud job).
 
     Example: [bold]ticketeval run-local --batch-size 1000 --source demo[/bold]
     """
@@ -238,7 +242,9 @@ def run_local(
     with reported_errors(reporter):
         from ticketeval.pipeline.cluster import ClusterOptions
 
-        cluster = ClusterOptions(workers, threads_per_worker, memory_limit, address, verbose)
+        cluster = ClusterOptions(
+            workers, threads_per_worker, memory_limit, address, verbose, saturn=saturn
+        )
         settings = flow_settings(data_dir, verbose=verbose)
         summary = core.run_local(
             settings,
@@ -497,3 +503,5 @@ def report(
 # Saturn Cloud and Prefect Cloud: their commands live in cli_saturn.py.
 app.command("describe-sizes")(cli_saturn.describe_sizes)
 app.command()(cli_saturn.register)
+# Saturn Cloud Jobs: `ticketeval job deploy|start|stop|status|logs|delete` (cli/job.py).
+app.add_typer(cli_job.app, name="job")

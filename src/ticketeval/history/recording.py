@@ -64,10 +64,11 @@ def complete(settings: Settings, written: dict[str, Any]) -> dict[str, Any]:
 
 def history_for_workers(settings: Settings, cluster: ClusterOptions) -> str | None:
     """The history the flow's workers write to: this machine's, except that a scheduler given
-    by address gets it only when it is a server (a SQLite path there would be its own disk)."""
+    by address, or a Saturn job's cluster, gets it only when it is a server (a SQLite path
+    there would be its own disk)."""
     from ticketeval.history.urls import is_server_url
 
-    if cluster.address and not is_server_url(settings.history):
+    if cluster.remote and not is_server_url(settings.history):
         return None
     return settings.history
 
