@@ -240,7 +240,7 @@ def run_flow(
         with contextlib.ExitStack() as stack:
             address = cluster.address
             if cluster.saturn:
-                saturn_cluster = attach_saturn_cluster()
+                saturn_cluster = attach_saturn_cluster(verbose=cluster.verbose)
                 # A job's cluster outlives a closed client (shutdown_on_close is False for
                 # jobs): close it as the run ends, whatever the outcome.
                 stack.callback(close_saturn_cluster, saturn_cluster)
@@ -314,11 +314,17 @@ def run_flow(
     return _flow_summary(flow, state, result_task)
 
 
-def attach_saturn_cluster() -> Any:
+def attach_saturn_cluster(*, verbose: bool = False) -> Any:
     """The Dask cluster Saturn Cloud attached to this job (or Jupyter server): dask-saturn's
     SaturnCluster() with no arguments, as its documentation says for a job. Its failures
     become one line each."""
     import requests
+
+    if not verbose:
+        # dask-saturn logs its steps, and a warning when its worker plugin cannot be registered
+        # (distributed 2025 removed the call it uses; the plugin only sets up Saturn's own
+        # logging): noise in the job's log, which --verbose keeps.
+        logging.getLogger("dask-saturn").setLevel(logging.ERROR)
 
     try:
         from dask_saturn import SaturnCluster  # type: ignore[import-untyped]
