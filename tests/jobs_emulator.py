@@ -40,7 +40,7 @@ OWNER = "ada"
 
 
 def job_recipe_validator() -> Any:
-    import jsonschema
+    import jsonschema  # type: ignore[import-untyped]
 
     schema = json.loads(SCHEMA_FILE.read_text())
     return jsonschema.Draft202012Validator(schema)

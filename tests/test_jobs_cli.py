@@ -233,3 +233,69 @@ def test_a_secret_saturn_already_has_is_used_without_a_history_here(
     assert (details["secret"], details["history_secret"]) == ("existing", "team-history")
     assert saturn.secret_value("team-history") == TEAM_URL
     assert not [r for r in saturn.received if r.path.startswith("/api/secrets/")]
+
+
+def test_a_changed_deploy_updates_the_same_job_and_no_schedule_turns_it_off(
+    saturn: JobsEmulator, saturn_env: dict[str, str]
+) -> None:
+    env = {**saturn_env, "TICKETEVAL_HISTORY_URL": TEAM_URL}
+    first = json.loads(invoke("job", "deploy", "--schedule", "@daily", "--json", env=env).stdout)
+    job = saturn.job_named("ticketeval-nightly")
+    assert (job.cron, job.scheduled) == ("@daily", True)
+
+    second = invoke("job", "deploy", "--workers", "2", "--schedule", "@daily", env=env)
+    assert second.exit_code == 0, second.output
+    assert second.stdout.startswith(f"Updated job ticketeval-nightly (id {first['id']})")
+    assert job.recipe["spec"]["dask_cluster"]["num_workers"] == 2
+    assert len(saturn.jobs) == 1
+
+    third = json.loads(invoke("job", "deploy", "--workers", "2", "--json", env=env).stdout)
+    assert (third["recipe_changed"], third["schedule_changed"]) == (True, True)
+    assert job.scheduled is False
+    again = json.loads(invoke("job", "deploy", "--workers", "2", "--json", env=env).stdout)
+    assert again["changed"] is False
+
+
+def test_a_data_url_with_a_password_stays_out_of_the_recipe(
+    saturn: JobsEmulator, saturn_env: dict[str, str]
+) -> None:
+    url = "https://reader:data-pw-88@files.example.org/incident_event_log.zip"
+    result = invoke("job", "deploy", "--dry-run", env={**saturn_env, "TICKETEVAL_DATA_URL": url})
+
+    expect_error(result, 2, "TICKETEVAL_DATA_URL holds a password")
+    assert "data-pw-88" not in result.output
+
+
+def test_a_followed_log_prints_each_line_once_as_the_window_slides() -> None:
+    from ticketeval.pipeline.saturn_jobs import new_lines
+
+    shown = new_lines([], ["a\n", "b\n"])
+    assert shown == ["a\n", "b\n"]
+    assert new_lines(shown, ["a\n", "b\n", "c\n"]) == ["c\n"]
+    assert new_lines(["a\n", "b\n", "c\n"], ["b\n", "c\n", "d\n", "e\n"]) == ["d\n", "e\n"]
+    assert new_lines(["a\n"], ["a\n"]) == []
+    assert new_lines(["a\n"], ["x\n", "y\n"]) == ["x\n", "y\n"]  # all new: the window moved on
+
+
+# -- run-local --saturn ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("arguments", "fragments"),
+    [(("--address", "tcp://127.0.0.1:8786"), ("--saturn and --address",)),
+     (("--workers", "2"), ("--workers", "the job's workers run the flow"))],
+)  # fmt: skip
+def test_run_local_saturn_refuses_options_for_another_cluster(
+    data_dir: Path, arguments: tuple[str, ...], fragments: tuple[str, ...]
+) -> None:
+    result = invoke("run-local", "--saturn", *arguments)
+
+    expect_error(result, 2, *fragments)
+
+
+def test_run_local_saturn_outside_a_saturn_job_says_where_it_runs(data_dir: Path) -> None:
+    result = invoke("run-local", "--saturn", "--batch-size", "100")
+
+    expect_error(result, 2, "--saturn attaches to the Dask cluster of a Saturn Cloud job",
+                 "SATURN_BASE_URL", "ticketeval job deploy")  # fmt: skip
+    assert not (data_dir / "history.sqlite").exists()

@@ -101,7 +101,7 @@ def test_a_deployed_job_records_its_trial_in_postgresql_and_then_finds_nothing_n
     assert first_run.exit_code == 0, first_run.log()
     [trial] = read_trials(postgres_url)
     assert (trial.runner, trial.model) == ("saturn-job", "heuristic")
-    assert trial.num_obs > 0
+    assert trial.num_obs is not None and trial.num_obs > 0
     [cluster] = saturn.cluster_requests
     assert (cluster["job"], cluster["num_workers"]) == (NAME, 3)
     assert cluster["worker"]["instance_type"] == "xlarge"

@@ -699,14 +699,23 @@ def _follow(
     on_text: Callable[[str, str], None],
 ) -> None:
     """Print the run's log as it grows, until the run has ended (then its last lines)."""
-    shown = 0
+    shown: list[str] = []
     while True:
         current = next((r for r in client.runs(job_id) if r["run"] == run["run"]), run)
-        text = client.logs(job_id, current)
-        # The live log is a window of its last lines: print what is past what was shown.
-        if len(text) > shown:
-            on_text(current["run"], text[shown:])
-            shown = len(text)
+        window = client.logs(job_id, current).splitlines(keepends=True)
+        fresh = new_lines(shown, window)
+        if fresh:
+            on_text(current["run"], "".join(fresh))
+            shown = (shown + fresh)[-len(window) :]
         if current.get("status") not in _LIVE_STATUSES:
             return
         time.sleep(FOLLOW_INTERVAL)
+
+
+def new_lines(shown: list[str], window: list[str]) -> list[str]:
+    """The lines of `window` (a live log's last lines) past those already `shown`: the window
+    slides once the log is longer than it, so find where the shown lines end inside it."""
+    for overlap in range(min(len(shown), len(window)), 0, -1):
+        if window[:overlap] == shown[-overlap:]:
+            return window[overlap:]
+    return window
