@@ -85,7 +85,7 @@ def test_the_schema_copy_refuses_what_saturn_requires() -> None:
 
 
 def test_the_yaml_dry_run_is_the_same_recipe_and_the_options_reach_the_command() -> None:
-    import yaml
+    import yaml  # type: ignore[import-untyped]
 
     options = ("--batch-size", "all", "--model", "heuristic", "--model", "m.skops",
                "--name", "tickets-eu", "--instance-size", "medium", "--open-only")  # fmt: skip
