@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.conftest import MARKER, expect_error, invoke, run_ticketeval, zip_of
+from tests.conftest import expect_error, invoke, run_ticketeval, zip_of
 from tests.jobs_emulator import JobsEmulator, running_jobs_emulator
 from tests.loopback import LoopbackServer, loopback, serve
 from ticketeval.data import demo, parsing
@@ -33,10 +33,10 @@ DEPLOY = ("job", "deploy", "--workers", "3", "--worker-size", "xlarge", "--sched
 
 
 @pytest.fixture
-def saturn(tmp_path: Path, process_marker: str) -> Iterator[JobsEmulator]:
-    # The pods carry the marker (so nothing they start can outlive the test) and no download
-    # backoff; nothing else of the test's environment reaches them.
-    pod_env = {MARKER: process_marker, "TICKETEVAL_RETRY_BACKOFF": "0"}
+def saturn(tmp_path: Path) -> Iterator[JobsEmulator]:
+    # No download backoff in the pods; nothing else of the test's environment reaches them. The
+    # emulator stops every pod still running when it stops (each in its own process group).
+    pod_env = {"TICKETEVAL_RETRY_BACKOFF": "0"}
     with running_jobs_emulator(
         saturn_token=SATURN_TOKEN, pods_dir=tmp_path / "pods", pod_env=pod_env
     ) as emulator:
