@@ -172,9 +172,10 @@ def test_an_unreachable_api_is_a_network_error_naming_the_url() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{probe.getsockname()[1]}"
-    result = invoke("job", "status", env={"SATURN_BASE_URL": url, "SATURN_TOKEN": SATURN_TOKEN})
-
-    expect_error(result, 4, url, "unreachable")
+    env = {"SATURN_BASE_URL": url, "SATURN_TOKEN": SATURN_TOKEN, "TICKETEVAL_HISTORY_URL": TEAM_URL}
+    for command in ("deploy", "status"):
+        result = invoke("job", command, env=env)
+        expect_error(result, 4, url, "unreachable")
 
 
 def test_an_api_older_than_the_recipe_schema_is_refused(

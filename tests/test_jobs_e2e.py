@@ -130,6 +130,9 @@ def test_a_deployed_job_records_its_trial_in_postgresql_and_then_finds_nothing_n
     assert every.index("MAE") < every.index("Nothing new for heuristic")
     last = run("job", "logs")
     assert "Nothing new for heuristic" in last and "MAE" not in last
+    as_json = json.loads(run("job", "logs", "--all", "--json"))
+    assert [entry["run"] for entry in as_json] == [first_run.pod_name, second_run.pod_name]
+    assert "MAE" in as_json[0]["logs"] and "Nothing new" in as_json[1]["logs"]
 
     # A running job is not deleted; stop, then delete.
     run("job", "start")
