@@ -30,7 +30,15 @@ if TYPE_CHECKING:
     from ticketeval.history.store import HistoryRow
     from ticketeval.pipeline.cluster import ClusterOptions
     from ticketeval.pipeline.saturn import Registration, SaturnClusterOptions
-    from ticketeval.pipeline.saturn_jobs import Deployment, JobOptions
+    from ticketeval.pipeline.saturn_api import JobRun
+    from ticketeval.pipeline.saturn_jobs import (
+        Deployment,
+        JobDeleted,
+        JobOptions,
+        JobStarted,
+        JobStatus,
+        JobStopped,
+    )
     from ticketeval.settings import Settings
 
 FetchCallback = Callable[["FetchResult"], None]
@@ -497,9 +505,9 @@ def history(
 
 def describe_sizes(settings: Settings) -> dict[str, str]:
     """`ticketeval describe-sizes`: Saturn Cloud's instance sizes, name → description."""
-    from ticketeval.pipeline import saturn
+    from ticketeval.pipeline import saturn_api
 
-    return saturn.describe_sizes(settings)
+    return saturn_api.describe_sizes(settings)
 
 
 def register(
@@ -538,21 +546,21 @@ def job_deploy(settings: Settings, options: JobOptions, *, dry_run: bool = False
     return saturn_jobs.deploy(settings, options, dry_run=dry_run)
 
 
-def job_start(settings: Settings, name: str) -> dict[str, Any]:
+def job_start(settings: Settings, name: str) -> JobStarted:
     """`ticketeval job start`: run the job now."""
     from ticketeval.pipeline import saturn_jobs
 
     return saturn_jobs.start(settings, name)
 
 
-def job_stop(settings: Settings, name: str) -> dict[str, Any]:
+def job_stop(settings: Settings, name: str) -> JobStopped:
     """`ticketeval job stop`: stop the job's running run."""
     from ticketeval.pipeline import saturn_jobs
 
     return saturn_jobs.stop(settings, name)
 
 
-def job_status(settings: Settings, name: str) -> dict[str, Any]:
+def job_status(settings: Settings, name: str) -> JobStatus:
     """`ticketeval job status`: the job, its schedule and its runs (start, end, exit code)."""
     from ticketeval.pipeline import saturn_jobs
 
@@ -567,7 +575,7 @@ def job_logs(
     every_run: bool = False,
     follow: bool = False,
     on_text: Callable[[str, str], None],
-) -> list[dict[str, Any]]:
+) -> list[JobRun]:
     """`ticketeval job logs`: a run's log (the last run's by default), passed to `on_text`."""
     from ticketeval.pipeline import saturn_jobs
 
@@ -576,7 +584,7 @@ def job_logs(
     )
 
 
-def job_delete(settings: Settings, name: str) -> dict[str, Any]:
+def job_delete(settings: Settings, name: str) -> JobDeleted:
     """`ticketeval job delete`: remove the job from Saturn Cloud."""
     from ticketeval.pipeline import saturn_jobs
 

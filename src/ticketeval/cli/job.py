@@ -4,7 +4,7 @@ delete). A Typer sub-app that `cli/app.py` adds to the app; the work is in `core
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -20,6 +20,9 @@ from ticketeval.pipeline.saturn_jobs import (
     DEFAULT_SCHEDULER_SIZE,
     DEFAULT_WORKER_SIZE,
 )
+
+if TYPE_CHECKING:
+    from ticketeval.pipeline.saturn_api import JobRun
 
 app = typer.Typer(
     name="job",
@@ -194,11 +197,11 @@ def status(*, name: NameOption = DEFAULT_JOB_NAME, json_output: JsonOption = Fal
             print("  " + _run_line(run))
 
 
-def _run_line(run: dict[str, Any]) -> str:
-    exit_code = run.get("exit_code")
+def _run_line(run: JobRun) -> str:
+    exit_code = run["exit_code"]
     return (
-        f"{run['run']:<40} {run.get('status') or '?':<10} {run.get('start') or '-':<26} "
-        f"{run.get('end') or '-':<26} {'-' if exit_code is None else exit_code}"
+        f"{run['run']:<40} {run['status'] or '?':<10} {run['start'] or '-':<26} "
+        f"{run['end'] or '-':<26} {'-' if exit_code is None else exit_code}"
     )
 
 
