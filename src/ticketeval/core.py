@@ -28,6 +28,15 @@ if TYPE_CHECKING:
     from ticketeval.history.store import HistoryView
     from ticketeval.pipeline.cluster import ClusterOptions
     from ticketeval.pipeline.saturn import Registration, SaturnClusterOptions
+    from ticketeval.pipeline.saturn_api import JobRun
+    from ticketeval.pipeline.saturn_jobs import (
+        Deployment,
+        JobDeleted,
+        JobOptions,
+        JobStarted,
+        JobStatus,
+        JobStopped,
+    )
     from ticketeval.request import BacktestRequest, TrialRequest
     from ticketeval.scoring.summary import BacktestResult, TrialSummary, Verdict
     from ticketeval.settings import Settings
@@ -188,15 +197,15 @@ def evaluate(
 
 
 def _workers_places(settings: Settings, cluster: ClusterOptions) -> dict[str, Any]:
-    """Where a flow's workers read and write. A scheduler given by address may be another
-    machine: its workers read their own data directory and, unless this one names a shared
-    history, their own history, and keep no per-event results."""
+    """Where a flow's workers read and write. A scheduler given by address, or a Saturn job's
+    cluster, may be other machines: their workers read their own data directory and, unless
+    this one names a shared history, their own history, and keep no per-event results."""
     from ticketeval.scoring.trial import ResultsKeeping
 
     return {
-        "data_dir": None if cluster.address else settings.data_dir,
+        "data_dir": None if cluster.remote else settings.data_dir,
         "history_url": cluster.workers_history(settings.history),
-        "results": None if cluster.address else ResultsKeeping.of(settings),
+        "results": None if cluster.remote else ResultsKeeping.of(settings),
     }
 
 
@@ -238,7 +247,7 @@ def run_local(
         period=plan.period,
         **_workers_places(settings, cluster),
         report=request.report,
-        runner="run-local",
+        runner="saturn-job" if cluster.saturn else "run-local",
         demo=plan.demo,
     )
     last_task = "write_trial_summary" if request.report is None else "write_report"
@@ -418,9 +427,9 @@ def copy_history(settings: Settings, source: str, target: str | None = None) -> 
 
 def describe_sizes(settings: Settings) -> dict[str, str]:
     """`ticketeval describe-sizes`: Saturn Cloud's instance sizes, name → description."""
-    from ticketeval.pipeline import saturn
+    from ticketeval.pipeline import saturn_api
 
-    return saturn.describe_sizes(settings)
+    return saturn_api.describe_sizes(settings)
 
 
 def register(
@@ -447,3 +456,58 @@ def register(
         project=project,
         dry_run=dry_run,
     )
+
+
+# --- Saturn Cloud Jobs ---------------------------------------------------------------------------
+
+
+def job_deploy(settings: Settings, options: JobOptions, *, dry_run: bool = False) -> Deployment:
+    """`ticketeval job deploy`: the nightly trial as a Saturn job (created or updated)."""
+    from ticketeval.pipeline import saturn_jobs
+
+    return saturn_jobs.deploy(settings, options, dry_run=dry_run)
+
+
+def job_start(settings: Settings, name: str) -> JobStarted:
+    """`ticketeval job start`: run the job now."""
+    from ticketeval.pipeline import saturn_jobs
+
+    return saturn_jobs.start(settings, name)
+
+
+def job_stop(settings: Settings, name: str) -> JobStopped:
+    """`ticketeval job stop`: stop the job's running run."""
+    from ticketeval.pipeline import saturn_jobs
+
+    return saturn_jobs.stop(settings, name)
+
+
+def job_status(settings: Settings, name: str) -> JobStatus:
+    """`ticketeval job status`: the job, its schedule and its runs (start, end, exit code)."""
+    from ticketeval.pipeline import saturn_jobs
+
+    return saturn_jobs.status(settings, name)
+
+
+def job_logs(
+    settings: Settings,
+    name: str,
+    *,
+    run: str | None = None,
+    every_run: bool = False,
+    follow: bool = False,
+    on_text: Callable[[str, str], None],
+) -> list[JobRun]:
+    """`ticketeval job logs`: a run's log (the last run's by default), passed to `on_text`."""
+    from ticketeval.pipeline import saturn_jobs
+
+    return saturn_jobs.logs(
+        settings, name, run=run, every_run=every_run, follow=follow, on_text=on_text
+    )
+
+
+def job_delete(settings: Settings, name: str) -> JobDeleted:
+    """`ticketeval job delete`: remove the job from Saturn Cloud."""
+    from ticketeval.pipeline import saturn_jobs
+
+    return saturn_jobs.delete(settings, name)

@@ -15,6 +15,7 @@ import typer
 
 from ticketeval import __version__, core
 from ticketeval.cli import history as cli_history
+from ticketeval.cli import job as cli_job
 from ticketeval.cli import saturn as cli_saturn
 from ticketeval.cli.options import (
     AddressOption,
@@ -32,6 +33,7 @@ from ticketeval.cli.options import (
     ModelOption,
     QuietOption,
     ReportOption,
+    SaturnOption,
     SeedOption,
     SinceLastOption,
     SourceOption,
@@ -211,6 +213,7 @@ def run_local(
     threads_per_worker: ThreadsPerWorkerOption = None,
     memory_limit: MemoryLimitOption = None,
     address: AddressOption = None,
+    saturn: SaturnOption = False,
     data_dir: DataDirOption = None,
     fail_if_mae_above: FailIfMaeAboveOption = None,
     json_output: JsonOption = False,
@@ -218,7 +221,8 @@ def run_local(
     verbose: VerboseOption = False,
     log_file: LogFileOption = None,
 ) -> None:
-    """Run the evaluation as a Prefect flow on a local Dask cluster (or --address).
+    """Run the evaluation as a Prefect flow on a local Dask cluster (or --address, or --saturn
+    inside a Saturn Cloud job).
 
     Example: [bold]ticketeval run-local --batch-size 1000 --source demo[/bold]
     """
@@ -226,7 +230,9 @@ def run_local(
     with reported_errors(reporter):
         from ticketeval.pipeline.cluster import ClusterOptions
 
-        cluster = ClusterOptions(workers, threads_per_worker, memory_limit, address, verbose)
+        cluster = ClusterOptions(
+            workers, threads_per_worker, memory_limit, address, verbose, saturn=saturn
+        )
         settings = flow_settings(data_dir, verbose=verbose)
         request = TrialRequest(
             batch_size=batch_size,
@@ -492,3 +498,5 @@ def report(
 app.command("describe-sizes", cls=Command)(cli_saturn.describe_sizes)
 app.command(cls=Command)(cli_saturn.register)
 app.command("history-copy", cls=Command)(cli_history.history_copy)
+# Saturn Cloud Jobs: `ticketeval job deploy|start|stop|status|logs|delete` (cli/job.py).
+app.add_typer(cli_job.app, name="job")

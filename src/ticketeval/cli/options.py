@@ -161,6 +161,14 @@ AddressOption = Annotated[
 
 # --- register's: the Saturn Cloud cluster and the Prefect Cloud registration -------------------
 
+SaturnOption = Annotated[
+    bool,
+    typer.Option(
+        "--saturn",
+        help="Inside a Saturn Cloud job: run on the Dask cluster Saturn attached to the job "
+        "(what `ticketeval job deploy` sets up).",
+    ),
+]
 SaturnWorkersOption = Annotated[
     int, typer.Option(min=1, help="Dask workers of the Saturn cluster.")
 ]
