@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ticketeval import core
-from ticketeval.cli.options import BatchSizeOption, JsonOption
+from ticketeval.cli.options import BatchSizeOption, Command, Group, JsonOption
 from ticketeval.cli.render import Reporter
 from ticketeval.cli.runtime import reported_errors, settings_for
 from ticketeval.pipeline.saturn_jobs import (
@@ -30,6 +30,7 @@ app = typer.Typer(
     "history as a secret. Works for every Saturn account (no Prefect Cloud).",
     no_args_is_help=True,
     rich_markup_mode="rich",
+    cls=Group,
 )
 
 NameOption = Annotated[
@@ -37,7 +38,7 @@ NameOption = Annotated[
 ]
 
 
-@app.command()
+@app.command(cls=Command)
 def deploy(
     *,
     workers: Annotated[int, typer.Option(min=1, help="Dask workers of the job's cluster.")] = 1,
@@ -143,7 +144,7 @@ def deploy(
         print(f"  history   secret {details['history_secret']} ({details['secret']})")
 
 
-@app.command()
+@app.command(cls=Command)
 def start(*, name: NameOption = DEFAULT_JOB_NAME, json_output: JsonOption = False) -> None:
     """Run the job now (as its schedule would).
 
@@ -159,7 +160,7 @@ def start(*, name: NameOption = DEFAULT_JOB_NAME, json_output: JsonOption = Fals
         reporter.info(f"Follow it with: ticketeval job logs --follow --name {name}")
 
 
-@app.command()
+@app.command(cls=Command)
 def stop(*, name: NameOption = DEFAULT_JOB_NAME, json_output: JsonOption = False) -> None:
     """Stop the job's running run (its schedule stays).
 
@@ -174,7 +175,7 @@ def stop(*, name: NameOption = DEFAULT_JOB_NAME, json_output: JsonOption = False
         print(f"Stopped job {name} (id {stopped['id']})")
 
 
-@app.command()
+@app.command(cls=Command)
 def status(*, name: NameOption = DEFAULT_JOB_NAME, json_output: JsonOption = False) -> None:
     """The job, its schedule and its runs, newest first: start, end, exit code.
 
@@ -205,7 +206,7 @@ def _run_line(run: JobRun) -> str:
     )
 
 
-@app.command()
+@app.command(cls=Command)
 def logs(
     *,
     name: NameOption = DEFAULT_JOB_NAME,
@@ -246,7 +247,7 @@ def logs(
                               for picked in chosen]))  # fmt: skip
 
 
-@app.command()
+@app.command(cls=Command)
 def delete(*, name: NameOption = DEFAULT_JOB_NAME, json_output: JsonOption = False) -> None:
     """Remove the job from Saturn Cloud (its secret and the history stay).
 
