@@ -117,6 +117,7 @@ def _plan_trial(
     since_last: bool,
     source: str | None,
     on_fetch: FetchCallback | None,
+    as_of: str | None = None,
 ) -> TrialPlan | NothingNew:
     """The models, data, batch and period of a trial, the data fetched when needed: a sample
     of the data, of a period, or of every ticket closed since the previous trial of the
@@ -134,8 +135,14 @@ def _plan_trial(
     cache = _prepare_data(settings, source, on_fetch)
     demo = source == DEMO_SOURCE
     size = parse_batch_size(batch_size)
-    period = Period(parse_date(closed_from, "closed_from"), parse_date(closed_to, "closed_to"))
+    period = Period(
+        parse_date(closed_from, "closed_from"),
+        parse_date(closed_to, "closed_to"),
+        as_of=parse_date(as_of, "as_of"),
+    )
     if since_last:
+        if period.as_of is not None:
+            raise UsageError("--since-last scores what closed since: drop --as-of.")
         if period.bounded:
             raise UsageError("--since-last sets the period itself: drop --closed-from/--closed-to.")
         span = closure_span(settings.data_dir, demo=demo)
@@ -171,12 +178,14 @@ def evaluate(
     closed_from: str | None = None,
     closed_to: str | None = None,
     since_last: bool = False,
+    as_of: str | None = None,
     report: Path | None = None,
     on_fetch: FetchCallback | None = None,
 ) -> dict[str, Any] | NothingNew:
     """`ticketeval evaluate`: score `model` (or several, champion first, on the same batch) in
     this process, record the trial (and write its report), and return its summary (or
-    NothingNew, recording nothing)."""
+    NothingNew, recording nothing). `as_of` replays the log as known at that date and adds
+    the tickets still open then (`data.open`)."""
     from ticketeval.scoring.trial import score_trial
 
     plan = _plan_trial(
@@ -189,6 +198,7 @@ def evaluate(
         since_last=since_last,
         source=source,
         on_fetch=on_fetch,
+        as_of=as_of,
     )
     if isinstance(plan, NothingNew):
         return plan

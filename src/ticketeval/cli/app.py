@@ -17,6 +17,7 @@ from ticketeval import __version__, core
 from ticketeval.cli import saturn as cli_saturn
 from ticketeval.cli.options import (
     AddressOption,
+    AsOfOption,
     BacktestModelOption,
     BatchSizeOption,
     ClosedFromOption,
@@ -179,6 +180,7 @@ def evaluate(
     closed_from: ClosedFromOption = None,
     closed_to: ClosedToOption = None,
     since_last: SinceLastOption = False,
+    as_of: AsOfOption = None,
     report: ReportOption = None,
     data_dir: DataDirOption = None,
     fail_if_mae_above: FailIfMaeAboveOption = None,
@@ -202,6 +204,7 @@ def evaluate(
             closed_from=closed_from,
             closed_to=closed_to,
             since_last=since_last,
+            as_of=as_of,
             report=report,
             on_fetch=lambda result: report_fetch(result, reporter),
         )

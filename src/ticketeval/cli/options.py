@@ -112,6 +112,16 @@ ClosedToOption = Annotated[
         show_default=False,
     ),
 ]
+AsOfOption = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of",
+        help="Replay the log as known at this date (YYYY-MM-DD[THH:MM]): score the tickets "
+        "closed by then, and report those still open (censored lower bound, overdue share; "
+        "hindsight when the log knows how they ended).",
+        show_default=False,
+    ),
+]
 SinceLastOption = Annotated[
     bool,
     typer.Option(

@@ -224,6 +224,50 @@ def render_summary(summary: dict[str, Any]) -> None:
             number(values["R2"]),
         )
     stdout.print(per_priority)
+    if data.get("open") is not None:
+        render_open(data["open"], metrics.get("concordance"))
+
+
+def render_open(open_part: dict[str, Any], concordance: float | None) -> None:
+    """The tickets still open at --as-of: what is known of their errors, and hindsight."""
+    table = Table(
+        title=f"Open at {open_part['as_of'][:16].replace('T', ' ')}",
+        show_header=False,
+        title_justify="left",
+    )
+    table.add_column(style="bold", overflow="fold")
+    table.add_column(justify="right", overflow="fold")
+    share = open_part["overdue_share"]
+    estimate = open_part.get("estimated_MAE")
+    rows = [
+        ("open incidents", f"{open_part['incidents']:,}"),
+        ("MAE at least (censored)", seconds(open_part["lower_bound_MAE"])),
+        ("already overdue", "n/a" if share is None else f"{share:.0%}"),
+        ("estimated MAE", with_interval(estimate, open_part.get("estimated_MAE_ci"))),
+        ("realized MAE (hindsight)", seconds(open_part.get("realized_MAE"))),
+        ("concordance (closed + open)", number(concordance)),
+    ]
+    if estimate is None:
+        rows.pop(3)
+    if open_part.get("estimate_note"):
+        rows.append(("note", open_part["estimate_note"]))
+    for name, value in rows:
+        table.add_row(name, value)
+    stdout.print(table)
+    per_priority = Table(title="Open by priority", title_justify="left")
+    for column in ("priority", "incidents", "overdue", "MAE at least"):
+        per_priority.add_column(
+            column, justify="left" if column == "priority" else "right", overflow="fold"
+        )
+    for label, values in open_part["by_priority"].items():
+        overdue = values["overdue_share"]
+        per_priority.add_row(
+            label,
+            f"{values['incidents']:,}",
+            "n/a" if overdue is None else f"{overdue:.0%}",
+            seconds(values["lower_bound_MAE"]),
+        )
+    stdout.print(per_priority)
 
 
 def render_models(summary: dict[str, Any]) -> None:

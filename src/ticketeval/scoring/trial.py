@@ -199,6 +199,13 @@ def score_trial(
     predictions = {
         spec: predict(function, batch.frame, name=spec) for spec, function in functions.items()
     }
+    tickets = None
+    if batch.period.as_of is not None:
+        from ticketeval.scoring.open_tickets import load_open_tickets
+
+        tickets = load_open_tickets(
+            data_dir, batch.period.as_of, functions[specs[0]], name=specs[0], demo=demo
+        )
     trial_id = new_trial_id()
     kept = None
     if results is not None:
@@ -216,6 +223,10 @@ def score_trial(
         closed_at=closed_at,
         runner=runner,
     )
+    if tickets is not None:
+        from ticketeval.scoring.open_tickets import with_open_tickets
+
+        summary = with_open_tickets(summary, target.to_numpy(), predictions[specs[0]], tickets)
     return summary if kept is None else {**summary, "results_path": str(kept)}
 
 
