@@ -179,13 +179,14 @@ def evaluate(
     closed_to: str | None = None,
     since_last: bool = False,
     as_of: str | None = None,
+    estimate: bool = True,
     report: Path | None = None,
     on_fetch: FetchCallback | None = None,
 ) -> dict[str, Any] | NothingNew:
     """`ticketeval evaluate`: score `model` (or several, champion first, on the same batch) in
     this process, record the trial (and write its report), and return its summary (or
     NothingNew, recording nothing). `as_of` replays the log as known at that date and adds
-    the tickets still open then (`data.open`)."""
+    the tickets still open then (`data.open`; with `estimate`, their estimated MAE)."""
     from ticketeval.scoring.trial import score_trial
 
     plan = _plan_trial(
@@ -211,6 +212,7 @@ def evaluate(
         allow_fewer=plan.allow_fewer,
         results=recording.results_keeping(settings),
         demo=plan.demo,
+        estimate=estimate,
     )
     recorded = recording.record(settings, summary)
     if report is not None:

@@ -23,6 +23,7 @@ from ticketeval.cli.options import (
     ClosedFromOption,
     ClosedToOption,
     DataDirOption,
+    EstimateOption,
     FailIfMaeAboveOption,
     JsonOption,
     LogFileOption,
@@ -181,6 +182,7 @@ def evaluate(
     closed_to: ClosedToOption = None,
     since_last: SinceLastOption = False,
     as_of: AsOfOption = None,
+    estimate: EstimateOption = True,
     report: ReportOption = None,
     data_dir: DataDirOption = None,
     fail_if_mae_above: FailIfMaeAboveOption = None,
@@ -205,6 +207,7 @@ def evaluate(
             closed_to=closed_to,
             since_last=since_last,
             as_of=as_of,
+            estimate=estimate,
             report=report,
             on_fetch=lambda result: report_fetch(result, reporter),
         )

@@ -122,6 +122,14 @@ AsOfOption = Annotated[
         show_default=False,
     ),
 ]
+EstimateOption = Annotated[
+    bool,
+    typer.Option(
+        "--estimate/--no-estimate",
+        help="With --as-of, estimate the open tickets' MAE (a second model trained on earlier "
+        "snapshots, a few seconds).",
+    ),
+]
 SinceLastOption = Annotated[
     bool,
     typer.Option(

@@ -86,6 +86,7 @@ class OpenTickets:
     frame: pd.DataFrame  # one row per open incident
     age: np.ndarray  # c, seconds
     predictions: np.ndarray  # the model's, seconds
+    positions: np.ndarray | None = None  # the rows' positions in the cache, when read from it
 
     @property
     def target(self) -> np.ndarray:
@@ -176,7 +177,7 @@ def load_open_tickets(
     columns = None if wanted is None else list(dict.fromkeys([*OPEN_COLUMNS, *wanted]))
     frame = read_events(path, columns, rows, demo=demo)
     predictions = predict(model, frame, name=name) if len(frame) else np.empty(0, dtype=float)
-    return OpenTickets(as_of, frame, ages(frame, as_of), predictions)
+    return OpenTickets(as_of, frame, ages(frame, as_of), predictions, rows)
 
 
 def with_open_tickets(
@@ -184,12 +185,14 @@ def with_open_tickets(
     closed_target: np.ndarray,
     closed_predictions: np.ndarray,
     tickets: OpenTickets,
+    estimate: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The trial's summary with its open tickets (`data.open`) and the concordance index over
-    closed and open tickets (`data.metrics.concordance`)."""
+    """The trial's summary with its open tickets (`data.open`, with `estimate`'s figures when
+    given) and the concordance index over closed and open tickets (`data.metrics.concordance`)."""
     data = summary["data"]
     metrics = {
         **data["metrics"],
         "concordance": censored_concordance(closed_target, closed_predictions, tickets),
     }
-    return {**summary, "data": {**data, "metrics": metrics, "open": summarize_open(tickets)}}
+    open_part = {**summarize_open(tickets), **(estimate or {})}
+    return {**summary, "data": {**data, "metrics": metrics, "open": open_part}}

@@ -180,10 +180,12 @@ def score_trial(
     allow_fewer: bool = False,
     results: ResultsKeeping | None = None,
     demo: bool = False,
+    estimate: bool = False,
 ) -> dict[str, Any]:
     """Score `model` (or several: champion first) on one batch from the cache (the demo data's
     with `demo`; None: every event of the period), in this process, and summarize the trial
-    (keeping the champion's per-event results when asked)."""
+    (keeping the champion's per-event results when asked). With the period's `as_of`, the
+    tickets still open then too (and, with `estimate`, the champion's estimated MAE on them)."""
     specs = model_specs(model)
     functions = {spec: load_model(spec) for spec in specs}
     batch = load_batch(
@@ -206,6 +208,11 @@ def score_trial(
         tickets = load_open_tickets(
             data_dir, batch.period.as_of, functions[specs[0]], name=specs[0], demo=demo
         )
+    estimated = None
+    if tickets is not None and estimate:
+        from ticketeval.scoring.loss_estimate import estimate_for
+
+        estimated = estimate_for(data_dir, tickets, functions[specs[0]], name=specs[0], demo=demo)
     trial_id = new_trial_id()
     kept = None
     if results is not None:
@@ -226,7 +233,9 @@ def score_trial(
     if tickets is not None:
         from ticketeval.scoring.open_tickets import with_open_tickets
 
-        summary = with_open_tickets(summary, target.to_numpy(), predictions[specs[0]], tickets)
+        summary = with_open_tickets(
+            summary, target.to_numpy(), predictions[specs[0]], tickets, estimated
+        )
     return summary if kept is None else {**summary, "results_path": str(kept)}
 
 
