@@ -383,6 +383,34 @@ def backtest(
     }
 
 
+def snapshots(
+    settings: Settings,
+    *,
+    every: str = "month",
+    model: str = "heuristic",
+    source: str | None = None,
+    on_fetch: FetchCallback | None = None,
+) -> dict[str, Any]:
+    """`ticketeval snapshots`: replay the log as of the end of each period and hold the open
+    tickets' estimated MAE (and lower bound) to the realized MAE the log knows in hindsight.
+    Reads only; records nothing."""
+    from ticketeval.data.demo import DEMO_SOURCE
+    from ticketeval.data.periods import parse_every
+    from ticketeval.scoring.champion import model_specs
+    from ticketeval.scoring.models import load_model
+    from ticketeval.scoring.snapshots import replay_snapshots
+
+    parse_every(every)
+    specs = model_specs(model)
+    if len(specs) > 1:
+        raise UsageError("snapshots validates one model's estimate: give --model once.")
+    function = load_model(specs[0])
+    _prepare_data(settings, source, on_fetch)
+    return replay_snapshots(
+        settings.data_dir, function, name=specs[0], every=every, demo=source == DEMO_SOURCE
+    )
+
+
 def report(
     settings: Settings,
     *,

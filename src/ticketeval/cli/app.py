@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ticketeval import __version__, core
+from ticketeval.cli import open_tickets as cli_open_tickets
 from ticketeval.cli import saturn as cli_saturn
 from ticketeval.cli.options import (
     AddressOption,
@@ -499,6 +500,9 @@ def report(
             if path:
                 reporter.info(f"Wrote {path}")
 
+
+# The open tickets' estimate, validated on replayed snapshots: in cli/open_tickets.py.
+app.command()(cli_open_tickets.snapshots)
 
 # Saturn Cloud and Prefect Cloud: their commands live in cli_saturn.py.
 app.command("describe-sizes")(cli_saturn.describe_sizes)
