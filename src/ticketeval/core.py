@@ -442,6 +442,7 @@ def train(
     out: str | Path | None = None,
     seed: int | None = None,
     loss: str | None = None,
+    censoring: str | None = None,
     source: str | None = None,
     on_fetch: FetchCallback | None = None,
 ) -> dict[str, Any]:
@@ -451,7 +452,12 @@ def train(
     The cut is `closed_before`, else the `train_fraction` point (0.7) of the closures. The
     seed is the trees' (default 0, not TICKETEVAL_SEED: the same data gives the same file).
     """
-    from ticketeval.scoring.training import DEFAULT_LOSS, save_model, train_from_cache
+    from ticketeval.scoring.training import (
+        DEFAULT_CENSORING,
+        DEFAULT_LOSS,
+        save_model,
+        train_from_cache,
+    )
 
     if closed_before is not None and train_fraction is not None:
         raise UsageError("give --closed-before or --train-fraction, not both.")
@@ -462,6 +468,7 @@ def train(
         train_fraction=DEFAULT_TRAIN_FRACTION if train_fraction is None else train_fraction,
         seed=0 if seed is None else seed,
         loss=loss or DEFAULT_LOSS,
+        censoring=censoring or DEFAULT_CENSORING,
     )
     path = save_model(result, Path(out) if out is not None else Path(DEFAULT_MODEL_FILE))
     return describe_model_metadata(str(path), result.metadata)

@@ -379,6 +379,15 @@ def train(
             "--loss", help="'absolute_error' (the MAE scored) or 'log' (squared error on log1p)."
         ),
     ] = "absolute_error",
+    censoring: Annotated[
+        str,
+        typer.Option(
+            "--censoring",
+            help="'none' (learn from the incidents closed before the cut) or 'ipcw' (also from "
+            "those still open then, as censored examples: inverse-probability-of-censoring "
+            "weights).",
+        ),
+    ] = "none",
     show: Annotated[
         Path | None,
         typer.Option(
@@ -410,6 +419,7 @@ def train(
                 out=out,
                 seed=seed,
                 loss=loss,
+                censoring=censoring,
                 source=source,
                 on_fetch=lambda result: report_fetch(result, reporter),
             )
