@@ -26,6 +26,8 @@ from ticketeval.scoring.models import Model, model_columns, predict
 
 # What finding the open incidents reads of the whole log.
 SNAPSHOT_COLUMNS = ("number", "opened_at", "sys_updated_at", "sys_mod_count", "closed_at")
+AGE_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+AGE_QUANTILE_NAMES = ("p10", "p25", "p50", "p75", "p90")
 # What the open tickets' summary groups by, besides what the model reads.
 OPEN_COLUMNS = (*SNAPSHOT_COLUMNS, "priority", "incident_state")
 
@@ -116,6 +118,15 @@ def summarize_open(tickets: OpenTickets) -> dict[str, Any]:
             "lower_bound_MAE": mean(bound[rows]),
             "overdue_share": mean(overdue[rows].astype(float)),
             "realized_MAE": mean(np.abs(target[rows & known] - predicted[rows & known])),
+            # How long they have been open, against what the model predicts (the report's chart).
+            "age_quantiles": dict(
+                zip(
+                    AGE_QUANTILE_NAMES,
+                    (plain(value) for value in np.quantile(age[rows], AGE_QUANTILES)),
+                    strict=True,
+                )
+            ),
+            "mean_prediction": mean(predicted[rows]),
         }
     states = frame["incident_state"].astype("string").fillna("(none)").value_counts()
     return {
