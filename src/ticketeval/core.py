@@ -231,6 +231,8 @@ def run_local(
     closed_from: str | None = None,
     closed_to: str | None = None,
     since_last: bool = False,
+    as_of: str | None = None,
+    estimate: bool = True,
     report: Path | None = None,
     on_fetch: FetchCallback | None = None,
     on_cluster: Callable[[str, str | None], None] | None = None,
@@ -252,6 +254,7 @@ def run_local(
         since_last=since_last,
         source=source,
         on_fetch=on_fetch,
+        as_of=as_of,
     )
     if isinstance(plan, NothingNew):
         return plan
@@ -280,6 +283,7 @@ def run_local(
         report=report,
         runner="run-local",
         demo=plan.demo,
+        estimate=estimate,
     )
     last_task = "write_trial_summary" if report is None else "write_report"
     written = run_flow(build, cluster, on_cluster=on_cluster, result_task=last_task)

@@ -207,3 +207,26 @@ def with_open_tickets(
     }
     open_part = {**summarize_open(tickets), **(estimate or {})}
     return {**summary, "data": {**data, "metrics": metrics, "open": open_part}}
+
+
+def add_open_tickets(
+    summary: dict[str, Any],
+    *,
+    data_dir: Path,
+    as_of: datetime,
+    model: Model,
+    name: str,
+    closed_target: np.ndarray,
+    closed_predictions: np.ndarray,
+    demo: bool = False,
+    estimate: bool = False,
+) -> dict[str, Any]:
+    """`summary` with the tickets open at `as_of` (and, with `estimate`, their estimated MAE):
+    what `evaluate` and the flow's `add_open_tickets` task both do."""
+    tickets = load_open_tickets(data_dir, as_of, model, name=name, demo=demo)
+    estimated = None
+    if estimate:
+        from ticketeval.scoring.loss_estimate import estimate_for
+
+        estimated = estimate_for(data_dir, tickets, model, name=name, demo=demo)
+    return with_open_tickets(summary, closed_target, closed_predictions, tickets, estimated)

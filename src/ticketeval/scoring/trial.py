@@ -201,18 +201,6 @@ def score_trial(
     predictions = {
         spec: predict(function, batch.frame, name=spec) for spec, function in functions.items()
     }
-    tickets = None
-    if batch.period.as_of is not None:
-        from ticketeval.scoring.open_tickets import load_open_tickets
-
-        tickets = load_open_tickets(
-            data_dir, batch.period.as_of, functions[specs[0]], name=specs[0], demo=demo
-        )
-    estimated = None
-    if tickets is not None and estimate:
-        from ticketeval.scoring.loss_estimate import estimate_for
-
-        estimated = estimate_for(data_dir, tickets, functions[specs[0]], name=specs[0], demo=demo)
     trial_id = new_trial_id()
     kept = None
     if results is not None:
@@ -230,11 +218,19 @@ def score_trial(
         closed_at=closed_at,
         runner=runner,
     )
-    if tickets is not None:
-        from ticketeval.scoring.open_tickets import with_open_tickets
+    if batch.period.as_of is not None:
+        from ticketeval.scoring.open_tickets import add_open_tickets
 
-        summary = with_open_tickets(
-            summary, target.to_numpy(), predictions[specs[0]], tickets, estimated
+        summary = add_open_tickets(
+            summary,
+            data_dir=data_dir,
+            as_of=batch.period.as_of,
+            model=functions[specs[0]],
+            name=specs[0],
+            closed_target=target.to_numpy(),
+            closed_predictions=predictions[specs[0]],
+            demo=demo,
+            estimate=estimate,
         )
     return summary if kept is None else {**summary, "results_path": str(kept)}
 
