@@ -114,6 +114,18 @@ def test_evaluate_without_as_of_has_no_open_part(data_dir: Path) -> None:
     assert "concordance" not in summary["data"]["metrics"]
 
 
+def test_evaluate_as_of_after_every_closure_has_no_open_ticket(data_dir: Path) -> None:
+    result = invoke("evaluate", "--as-of", "2030-01-01", "--json")
+    assert result.exit_code == 0, result.output
+    open_part = json.loads(result.stdout)["data"]["open"]
+    assert open_part["incidents"] == 0
+    assert open_part["lower_bound_MAE"] is None and open_part["estimated_MAE"] is None
+    assert open_part["by_priority"] == {} and open_part["by_state"] == {}
+    shown = invoke("evaluate", "--as-of", "2030-01-01")
+    assert shown.exit_code == 0, shown.output
+    assert "Open by priority" not in shown.stdout
+
+
 @pytest.mark.parametrize(
     ("args", "fragments"),
     [

@@ -254,6 +254,8 @@ def render_open(open_part: dict[str, Any], concordance: float | None) -> None:
     for name, value in rows:
         table.add_row(name, value)
     stdout.print(table)
+    if not open_part["by_priority"]:
+        return
     per_priority = Table(title="Open by priority", title_justify="left")
     for column in ("priority", "incidents", "overdue", "MAE at least"):
         per_priority.add_column(

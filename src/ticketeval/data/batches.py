@@ -120,6 +120,9 @@ def read_events(
 ) -> pd.DataFrame:
     """The given rows (sorted positions) of the cache, only `columns` (None: all of them)."""
     try:
+        if not len(rows):  # no row group to read: the columns, empty, with their types
+            empty = pq.read_schema(path).empty_table()
+            return empty.select(list(columns or empty.column_names)).to_pandas()
         return _read_rows(path, None if columns is None else list(columns), rows)
     except (OSError, pa.ArrowException) as error:  # a damaged page, a truncated file
         raise unreadable_cache(path, error, demo=demo) from None

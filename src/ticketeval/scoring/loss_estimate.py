@@ -93,16 +93,16 @@ def estimate_open_mae(
     # Only what was known at T: the events updated by then; closures after T unknown.
     known = log[(log["sys_updated_at"] <= as_of).to_numpy()]
     known = known.assign(closed_at=known["closed_at"].where(known["closed_at"] <= as_of))
-    positions, snapshot_at = _reference_rows(known, as_of, every)
-    method = {
+    method: dict[str, Any] = {
         "method": "DLE with censoring-aware reference snapshots (HistGradientBoostingRegressor)",
         "every_days": every / timedelta(days=1),
-        "snapshots": len(np.unique(snapshot_at)),
     }
-    bound = lower_bound_errors(tickets.age, tickets.predictions)
     nothing = {"estimated_MAE": None, "estimated_MAE_ci": None, "estimate": method}
     if not len(tickets.age):
-        return nothing
+        return {**nothing, "estimate": {**method, "note": "no open ticket to estimate"}}
+    positions, snapshot_at = _reference_rows(known, as_of, every)
+    method["snapshots"] = len(np.unique(snapshot_at))
+    bound = lower_bound_errors(tickets.age, tickets.predictions)
     frame = known.iloc[positions]
     predicted = _predictions_once(known, positions, model, name)
     age = (snapshot_at - frame["sys_updated_at"].to_numpy()) / np.timedelta64(1, "s")
