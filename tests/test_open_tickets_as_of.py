@@ -151,3 +151,23 @@ def test_real_file_as_of_2016_05_01(real_zip: Path) -> None:
     assert open_part["lower_bound_MAE"] == pytest.approx(450_450, rel=0.01)
     assert open_part["realized_MAE"] == pytest.approx(2_027_080, rel=0.01)
     assert round(open_part["overdue_share"], 2) == 0.29
+
+
+@pytest.mark.e2e
+@pytest.mark.realdata
+def test_real_file_lower_bound_never_exceeds_the_realized_mae(
+    real_zip: Path, isolated_environment: Path
+) -> None:
+    assert run_ticketeval("fetch", "--source", str(real_zip)).returncode == 0
+    checked = 0
+    for as_of in pd.date_range("2016-03-01", "2017-02-15", freq="5D"):
+        tickets = load_open_tickets(
+            isolated_environment, as_of.to_pydatetime(), heuristic_model, name="heuristic"
+        )
+        if not len(tickets.age):
+            continue
+        bound = np.maximum(0, tickets.age - tickets.predictions)
+        realized = np.abs(tickets.target - tickets.predictions)
+        assert (bound <= realized).all(), as_of
+        checked += 1
+    assert checked > 60

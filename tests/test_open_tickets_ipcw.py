@@ -31,15 +31,16 @@ def test_censoring_weights_are_one_over_the_censoring_survival() -> None:
     day = pd.Timedelta(days=1)
     frame = pd.DataFrame(
         {
-            "sys_updated_at": [cut - 10 * day, cut - 9 * day, cut - 3 * day, cut - 5 * day,
+            "sys_updated_at": [cut - 10 * day, cut - 9 * day, cut - 3 * day, cut - 6 * day,
                                cut - 8 * day, cut + day],
             "closed_at": [cut - 8 * day, cut - 1 * day, cut + 30 * day, pd.NaT,
                           cut - 2 * day, cut + 40 * day],
         }
     )  # fmt: skip
     weights, info = censoring_weights(frame, cut)
-    # Observed: 2 d and 8 d closed, 6 d closed; censored at 3 d and 5 d; the last not known.
-    times = [2.0, 8.0, 3.0, 5.0, 6.0]
+    # Observed: 2 d and 8 d closed, 6 d closed; censored at 3 d and at 6 d (tied with the
+    # closure at 6 d, which is weighted by G just before 6 d); the last not known at the cut.
+    times = [2.0, 8.0, 3.0, 6.0, 6.0]
     censored = [False, False, True, True, False]
     expected = [
         1 / max(km_censoring_survival_just_before(times, censored, t), IPCW_FLOOR)
