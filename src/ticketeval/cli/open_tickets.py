@@ -64,7 +64,14 @@ def render_snapshots(result: dict[str, Any]) -> None:
         title=f"Open tickets at each {result['every']}'s end, {result['model']}",
         title_justify="left",
     )
-    columns = ("as of", "open", "MAE at least", "estimated MAE (95% CI)", "realized", "error")
+    columns = (
+        "as of",
+        "open",
+        "MAE at least",
+        "estimated MAE (95% sampling interval)",
+        "realized",
+        "error",
+    )
     for column in columns:
         table.add_column(column, justify="left" if column == "as of" else "right", overflow="fold")
     for row in result["snapshots"]:

@@ -228,6 +228,14 @@ def render_summary(summary: dict[str, Any]) -> None:
         render_open(data["open"], metrics.get("concordance"))
 
 
+def _estimate_text(value: float | None, interval: list[float] | None) -> str:
+    """The estimate and its interval, named for what it covers: sampling error, not the
+    estimator's assumptions (README: its coverage on replayed snapshots)."""
+    if value is None or not interval:
+        return seconds(value)
+    return f"{seconds(value)}, 95% sampling interval {interval[0]:,.0f}–{interval[1]:,.0f} s"
+
+
 def render_open(open_part: dict[str, Any], concordance: float | None) -> None:
     """The tickets still open at --as-of: what is known of their errors, and hindsight."""
     table = Table(
@@ -243,7 +251,7 @@ def render_open(open_part: dict[str, Any], concordance: float | None) -> None:
         ("open incidents", f"{open_part['incidents']:,}"),
         ("MAE at least (censored)", seconds(open_part["lower_bound_MAE"])),
         ("already overdue", "n/a" if share is None else f"{share:.0%}"),
-        ("estimated MAE", with_interval(estimate, open_part.get("estimated_MAE_ci"))),
+        ("estimated MAE", _estimate_text(estimate, open_part.get("estimated_MAE_ci"))),
         ("realized MAE (hindsight)", seconds(open_part.get("realized_MAE"))),
         ("concordance (closed + open)", number(concordance)),
     ]

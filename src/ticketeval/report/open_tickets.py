@@ -36,7 +36,10 @@ def open_tickets_section(summary: Mapping[str, Any], number: int) -> tuple[str, 
     interval = open_part.get("estimated_MAE_ci")
     estimate = format_seconds(open_part.get("estimated_MAE"))
     if isinstance(interval, list | tuple) and len(interval) == 2:
-        estimate += f", 95% CI {format_seconds(interval[0])} to {format_seconds(interval[1])}"
+        estimate += (
+            f", 95% sampling interval {format_seconds(interval[0])} to "
+            f"{format_seconds(interval[1])} (not the estimator's error: see the README)"
+        )
     share = finite(open_part.get("overdue_share"))
     rows = [
         ("open incidents", format_count(open_part.get("incidents"))),
