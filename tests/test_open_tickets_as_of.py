@@ -107,6 +107,23 @@ def test_evaluate_as_of_reports_open_tickets_and_concordance_in_json(data_dir: P
     assert "MAE at least (censored)" in shown.stdout
 
 
+def test_evaluate_as_of_with_a_challenger_shows_the_champions_open_tickets(
+    data_dir: Path, model_dir: Path
+) -> None:
+    (model_dir / "slow.py").write_text(
+        "import numpy as np\n\n\ndef model(batch):\n    return np.full(len(batch), 9e6)\n"
+    )
+    args = ("evaluate", "--as-of", "2016-10-01", "--no-estimate", "--model", "heuristic")
+    result = invoke(*args, "--model", "slow:model", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    champion_alone = json.loads(invoke(*args, "--json").stdout)
+    assert summary["data"]["open"] == champion_alone["data"]["open"]
+    shown = invoke(*args, "--model", "slow:model")
+    assert shown.exit_code == 0, shown.output
+    assert "MAE at least (censored)" in shown.stdout
+
+
 def test_evaluate_without_as_of_has_no_open_part(data_dir: Path) -> None:
     summary = json.loads(invoke("evaluate", "--json").stdout)
     assert "open" not in summary["data"]

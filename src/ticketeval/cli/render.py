@@ -171,6 +171,8 @@ def overlap_text(overlaps: bool | None) -> Text:
 def render_summary(summary: dict[str, Any]) -> None:
     if summary.get("models"):
         render_models(summary)
+        if summary["data"].get("open") is not None:  # the champion's, with --as-of
+            render_open(summary["data"]["open"], summary["data"]["metrics"].get("concordance"))
         return
     data = summary["data"]
     metrics, target, baseline = data["metrics"], data["target"], data["baseline"]
