@@ -7,24 +7,25 @@ Open tickets are open because they are slow, so the nanny learns from tickets th
 too: reference snapshots at earlier dates T_k = T - k * step, each ticket then open by its
 latest event, labelled where its closure is known by T. Only what was known at T is read.
 
-A ticket open at T_k is labelled only when it closed within the window W_k = T - T_k: the
-longer ones are missing, more so in recent snapshots. Each labelled row is weighted by
-1 / P(W >= R) (R its remaining time from T_k, P over the reference rows' windows, clipped at
-WEIGHT_FLOOR), the inverse probability of being labelled, so the reference stands for every
-ticket open then, up to the longest window (Robins & Rotnitzky 1992). Tickets that stay open
-longer than any window are beyond reach: the estimate is then low, which the snapshot
-validation shows.
+A ticket open at T_k has its error known when it closed by T. One still open at T is known
+only to take longer than its age at T (the censored lower bound); beyond that, its time to
+close is imputed under an exponential tail (constant hazard) whose mean is the reference's
+mean residual life late in the windows W_k = T - T_k (closures over time at risk, from the
+median window to the longest), and its expected absolute error under that tail is the nanny's
+target. Every ticket open at a reference date is thus in the reference, the slow ones
+included; the tail is an assumption, which the snapshot validation (`ticketeval snapshots`)
+holds to hindsight.
 
-Cross-fitted, grouped by incident: each labelled row's error is predicted by nannies that never
-saw its incident; the open tickets' by the average of those nannies. The estimate is never
-below the censored lower bound: each ticket's is clipped at max(0, c - p).
+Cross-fitted, grouped by incident: each reference row's error is predicted by nannies that
+never saw its incident (their residuals give the bias correction and the interval); the open
+tickets' by the average of those nannies. The estimate is never below the censored lower
+bound: each ticket's is raised to max(0, c - p).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -50,21 +51,8 @@ NANNY_HYPERPARAMETERS: dict[str, Any] = {
     "max_leaf_nodes": 15,
     "min_samples_leaf": 40,
 }
-# Below this many labelled reference rows (or incidents) there is nothing to learn from.
+# Below this many reference rows closed by T there is nothing to learn from.
 MIN_REFERENCE_ROWS = 50
-
-
-@dataclass(frozen=True)
-class Reference:
-    """The labelled reference rows: what the nanny learns from."""
-
-    features: np.ndarray
-    error: np.ndarray  # |Y - p|, the nanny's target
-    weight: np.ndarray  # inverse probability of being labelled
-    incident: np.ndarray  # codes, for grouped folds and the bootstrap
-    snapshots: int
-    rows: int  # labelled or not
-    incidents: int
 
 
 def estimate_open_mae(
