@@ -139,9 +139,13 @@ def _plan_trial(
     demo = request.source == DEMO_SOURCE
     size = parse_batch_size(batch_size)
     period = Period(
-        parse_date(request.closed_from, "closed_from"), parse_date(request.closed_to, "closed_to")
+        parse_date(request.closed_from, "closed_from"),
+        parse_date(request.closed_to, "closed_to"),
+        as_of=parse_date(request.as_of, "as_of"),
     )
     if request.since_last:
+        if period.as_of is not None:
+            raise UsageError("--since-last scores what closed since: drop --as-of.")
         if period.bounded:
             raise UsageError("--since-last sets the period itself: drop --closed-from/--closed-to.")
         span = closure_span(settings.data_dir, demo=demo)
@@ -172,7 +176,8 @@ def evaluate(
 ) -> TrialSummary | NothingNew:
     """`ticketeval evaluate`: score `model` (or several, champion first, on the same batch) in
     this process, record the trial (and write its report), and return its summary (or
-    NothingNew, recording nothing)."""
+    NothingNew, recording nothing). `as_of` replays the log as known at that date and adds
+    the tickets still open then (`data.open`; with `estimate`, their estimated MAE)."""
     from ticketeval.history.store import record_summary
     from ticketeval.report.build import write_report_of
     from ticketeval.scoring.trial import ResultsKeeping, score_trial
@@ -189,6 +194,7 @@ def evaluate(
         allow_fewer=plan.allow_fewer,
         results=ResultsKeeping.of(settings),
         demo=plan.demo,
+        estimate=request.estimate,
     )
     recorded = record_summary(settings, summary)
     if request.report is not None:
@@ -249,6 +255,7 @@ def run_local(
         report=request.report,
         runner="saturn-job" if cluster.saturn else "run-local",
         demo=plan.demo,
+        estimate=request.estimate,
     )
     last_task = "write_trial_summary" if request.report is None else "write_report"
     written = run_flow(build, cluster, on_cluster=on_cluster, result_task=last_task)
@@ -339,6 +346,34 @@ def backtest(
     return result
 
 
+def snapshots(
+    settings: Settings,
+    *,
+    every: str = "month",
+    model: str = "heuristic",
+    source: str | None = None,
+    on_fetch: FetchCallback | None = None,
+) -> dict[str, Any]:
+    """`ticketeval snapshots`: replay the log as of the end of each period and hold the open
+    tickets' estimated MAE (and lower bound) to the realized MAE the log knows in hindsight.
+    Reads only; records nothing."""
+    from ticketeval.data.demo import DEMO_SOURCE
+    from ticketeval.data.periods import parse_every
+    from ticketeval.scoring.champion import model_specs
+    from ticketeval.scoring.models import load_model
+    from ticketeval.scoring.snapshots import replay_snapshots
+
+    parse_every(every)
+    specs = model_specs(model)
+    if len(specs) > 1:
+        raise UsageError("snapshots validates one model's estimate: give --model once.")
+    function = load_model(specs[0])
+    _prepare_data(settings, source, on_fetch)
+    return replay_snapshots(
+        settings.data_dir, function, name=specs[0], every=every, demo=source == DEMO_SOURCE
+    )
+
+
 def report(
     settings: Settings,
     *,
@@ -366,6 +401,7 @@ def train(
     out: str | Path | None = None,
     seed: int | None = None,
     loss: str | None = None,
+    censoring: str | None = None,
     source: str | None = None,
     on_fetch: FetchCallback | None = None,
 ) -> dict[str, Any]:
@@ -376,7 +412,7 @@ def train(
     seed is the trees' (default 0, not TICKETEVAL_SEED: the same data gives the same file).
     """
     from ticketeval.scoring.model_file import as_shown, save_model
-    from ticketeval.scoring.training import DEFAULT_LOSS, train_from_cache
+    from ticketeval.scoring.training import DEFAULT_CENSORING, DEFAULT_LOSS, train_from_cache
 
     if closed_before is not None and train_fraction is not None:
         raise UsageError("give --closed-before or --train-fraction, not both.")
@@ -387,6 +423,7 @@ def train(
         train_fraction=DEFAULT_TRAIN_FRACTION if train_fraction is None else train_fraction,
         seed=0 if seed is None else seed,
         loss=loss or DEFAULT_LOSS,
+        censoring=censoring or DEFAULT_CENSORING,
     )
     path = save_model(result, Path(out) if out is not None else Path(DEFAULT_MODEL_FILE))
     return as_shown(str(path), result.metadata)

@@ -24,6 +24,8 @@ class TrialRequest:
     closed_from: str | None = None
     closed_to: str | None = None
     since_last: bool = False  # every ticket closed since the previous trial of the champion
+    as_of: str | None = None  # replay the log as known then, with the tickets still open
+    estimate: bool = True  # with as_of: the open tickets' estimated MAE
     report: Path | None = None  # also write the trial's page here
 
 

@@ -16,15 +16,18 @@ import typer
 from ticketeval import __version__, core
 from ticketeval.cli import history as cli_history
 from ticketeval.cli import job as cli_job
+from ticketeval.cli import open_tickets as cli_open_tickets
 from ticketeval.cli import saturn as cli_saturn
 from ticketeval.cli.options import (
     AddressOption,
+    AsOfOption,
     BacktestModelOption,
     BatchSizeOption,
     ClosedFromOption,
     ClosedToOption,
     Command,
     DataDirOption,
+    EstimateOption,
     FailIfMaeAboveOption,
     Group,
     JsonOption,
@@ -168,6 +171,8 @@ def evaluate(
     closed_from: ClosedFromOption = None,
     closed_to: ClosedToOption = None,
     since_last: SinceLastOption = False,
+    as_of: AsOfOption = None,
+    estimate: EstimateOption = True,
     report: ReportOption = None,
     data_dir: DataDirOption = None,
     fail_if_mae_above: FailIfMaeAboveOption = None,
@@ -190,6 +195,8 @@ def evaluate(
             closed_from=closed_from,
             closed_to=closed_to,
             since_last=since_last,
+            as_of=as_of,
+            estimate=estimate,
             report=report,
         )
         summary = core.evaluate(
@@ -208,6 +215,8 @@ def run_local(
     closed_from: ClosedFromOption = None,
     closed_to: ClosedToOption = None,
     since_last: SinceLastOption = False,
+    as_of: AsOfOption = None,
+    estimate: EstimateOption = True,
     report: ReportOption = None,
     workers: WorkersOption = None,
     threads_per_worker: ThreadsPerWorkerOption = None,
@@ -242,6 +251,8 @@ def run_local(
             closed_from=closed_from,
             closed_to=closed_to,
             since_last=since_last,
+            as_of=as_of,
+            estimate=estimate,
             report=report,
         )
         summary = core.run_local(
@@ -372,6 +383,15 @@ def train(
             "--loss", help="'absolute_error' (the MAE scored) or 'log' (squared error on log1p)."
         ),
     ] = "absolute_error",
+    censoring: Annotated[
+        str,
+        typer.Option(
+            "--censoring",
+            help="'none' (learn from the incidents closed before the cut) or 'ipcw' (also from "
+            "those still open then, as censored examples: inverse-probability-of-censoring "
+            "weights).",
+        ),
+    ] = "none",
     show: Annotated[
         Path | None,
         typer.Option(
@@ -403,6 +423,7 @@ def train(
                 out=out,
                 seed=seed,
                 loss=loss,
+                censoring=censoring,
                 source=source,
                 on_fetch=lambda result: report_fetch(result, reporter),
             )
@@ -493,6 +514,9 @@ def report(
             if path:
                 reporter.info(f"Wrote {path}")
 
+
+# The open tickets' estimate, validated on replayed snapshots: in cli/open_tickets.py.
+app.command(cls=Command)(cli_open_tickets.snapshots)
 
 # Saturn Cloud and Prefect Cloud: their commands live in saturn.py; history-copy in history.py.
 app.command("describe-sizes", cls=Command)(cli_saturn.describe_sizes)

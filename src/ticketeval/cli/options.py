@@ -115,6 +115,24 @@ ClosedToOption = Annotated[
         show_default=False,
     ),
 ]
+AsOfOption = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of",
+        help="Replay the log as known at this date (YYYY-MM-DD[THH:MM]): score the tickets "
+        "closed by then, and report those still open (censored lower bound, overdue share; "
+        "hindsight when the log knows how they ended).",
+        show_default=False,
+    ),
+]
+EstimateOption = Annotated[
+    bool,
+    typer.Option(
+        "--estimate/--no-estimate",
+        help="With --as-of, estimate the open tickets' MAE (a second model trained on earlier "
+        "snapshots, a few seconds).",
+    ),
+]
 SinceLastOption = Annotated[
     bool,
     typer.Option(

@@ -159,6 +159,8 @@ def overlap_text(overlaps: bool | None) -> Text:
 def render_summary(summary: TrialSummary) -> None:
     if summary.get("models"):
         render_models(summary)
+        if summary["data"].get("open") is not None:  # the champion's, with --as-of
+            render_open(summary["data"]["open"], summary["data"]["metrics"].get("concordance"))
         return
     data = summary["data"]
     metrics, target, baseline = data["metrics"], data["target"], data["baseline"]
@@ -210,6 +212,60 @@ def render_summary(summary: TrialSummary) -> None:
             format_seconds(values["MAE"]),
             format_seconds(values["MedAE"]),
             format_ratio(values["R2"]),
+        )
+    stdout.print(per_priority)
+    if data.get("open") is not None:
+        render_open(data["open"], metrics.get("concordance"))
+
+
+def _estimate_text(value: float | None, interval: list[float] | None) -> str:
+    """The estimate and its interval, named for what it covers: sampling error, not the
+    estimator's assumptions (README: its coverage on replayed snapshots)."""
+    if value is None or not interval:
+        return format_seconds(value)
+    return f"{format_seconds(value)}, 95% sampling interval {interval[0]:,.0f}–{interval[1]:,.0f} s"
+
+
+def render_open(open_part: dict[str, Any], concordance: float | None) -> None:
+    """The tickets still open at --as-of: what is known of their errors, and hindsight."""
+    table = Table(
+        title=f"Open at {open_part['as_of'][:16].replace('T', ' ')}",
+        show_header=False,
+        title_justify="left",
+    )
+    table.add_column(style="bold", overflow="fold")
+    table.add_column(justify="right", overflow="fold")
+    share = open_part["overdue_share"]
+    estimate = open_part.get("estimated_MAE")
+    rows = [
+        ("open incidents", f"{open_part['incidents']:,}"),
+        ("MAE at least (censored)", format_seconds(open_part["lower_bound_MAE"])),
+        ("already overdue", "n/a" if share is None else f"{share:.0%}"),
+        ("estimated MAE", _estimate_text(estimate, open_part.get("estimated_MAE_ci"))),
+        ("realized MAE (hindsight)", format_seconds(open_part.get("realized_MAE"))),
+        ("concordance (closed + open)", format_ratio(concordance)),
+    ]
+    if estimate is None:
+        rows.pop(3)
+    if open_part.get("estimate_note"):
+        rows.append(("note", open_part["estimate_note"]))
+    for name, value in rows:
+        table.add_row(name, value)
+    stdout.print(table)
+    if not open_part["by_priority"]:
+        return
+    per_priority = Table(title="Open by priority", title_justify="left")
+    for column in ("priority", "incidents", "overdue", "MAE at least"):
+        per_priority.add_column(
+            column, justify="left" if column == "priority" else "right", overflow="fold"
+        )
+    for label, values in open_part["by_priority"].items():
+        overdue = values["overdue_share"]
+        per_priority.add_row(
+            label,
+            f"{values['incidents']:,}",
+            "n/a" if overdue is None else f"{overdue:.0%}",
+            format_seconds(values["lower_bound_MAE"]),
         )
     stdout.print(per_priority)
 

@@ -23,15 +23,21 @@ class PeriodBounds(TypedDict):
     closed_from: str | None
     closed_to: str | None
     label: NotRequired[str]
+    as_of: NotRequired[str | None]
 
 
 @dataclass(frozen=True)
 class Period:
-    """Closures from `closed_from` (inclusive) to `closed_to` (exclusive); None is open."""
+    """Closures from `closed_from` (inclusive) to `closed_to` (exclusive); None is open.
+
+    `as_of` replays the log as it was known then: only the events updated at or before it,
+    of the incidents closed at or before it (the others were still open).
+    """
 
     closed_from: datetime | None = None
     closed_to: datetime | None = None
     label: str | None = None
+    as_of: datetime | None = None
 
     def __post_init__(self) -> None:
         if self.closed_from and self.closed_to and self.closed_from >= self.closed_to:
@@ -39,10 +45,20 @@ class Period:
                 f"--closed-from {self.closed_from:%Y-%m-%d %H:%M} is not before --closed-to "
                 f"{self.closed_to:%Y-%m-%d %H:%M}: the period would be empty."
             )
+        if self.closed_from and self.as_of and self.closed_from > self.as_of:
+            raise UsageError(
+                f"--closed-from {self.closed_from:%Y-%m-%d %H:%M} is after --as-of "
+                f"{self.as_of:%Y-%m-%d %H:%M}: nothing had closed in the period by then."
+            )
 
     @property
     def bounded(self) -> bool:
-        return self.closed_from is not None or self.closed_to is not None
+        return any(bound is not None for bound in (self.closed_from, self.closed_to, self.as_of))
+
+    @property
+    def last_closure(self) -> datetime | None:
+        """Where the closures scored end (exclusive `closed_to`, else inclusive `as_of`)."""
+        return self.closed_to or self.as_of
 
     def to_dict(self) -> PeriodBounds:
         bounds: PeriodBounds = {
@@ -51,6 +67,8 @@ class Period:
         }
         if self.label:
             bounds["label"] = self.label
+        if self.as_of:
+            bounds["as_of"] = iso(self.as_of)
         return bounds
 
     @classmethod
@@ -60,12 +78,14 @@ class Period:
             parse_date(values.get("closed_from"), "closed_from"),
             parse_date(values.get("closed_to"), "closed_to"),
             values.get("label"),
+            parse_date(values.get("as_of"), "as_of"),
         )
 
     def describe(self) -> str:
         start = f"{self.closed_from:%Y-%m-%d %H:%M}" if self.closed_from else "the first closure"
         end = f"{self.closed_to:%Y-%m-%d %H:%M}" if self.closed_to else "the last closure"
-        return f"closed from {start} to {end}"
+        known = f" as known at {self.as_of:%Y-%m-%d %H:%M}" if self.as_of else ""
+        return f"closed from {start} to {end}{known}"
 
 
 def iso(value: datetime | None) -> str | None:

@@ -59,12 +59,17 @@ def _task_get_ticket_data_batch(
     closed_from: str | None = None,
     closed_to: str | None = None,
     demo: bool = False,
+    as_of: str | None = None,
 ) -> Batch:
     settings = _worker_settings(data_dir)
     # On a fresh remote worker this fetches, with the worker's URL, timeout and retries;
     # run-local fetched on the client first.
     ensure_cache(settings, DEMO_SOURCE if demo else None)
-    period = Period(parse_date(closed_from, "closed_from"), parse_date(closed_to, "closed_to"))
+    period = Period(
+        parse_date(closed_from, "closed_from"),
+        parse_date(closed_to, "closed_to"),
+        as_of=parse_date(as_of, "as_of"),
+    )
     return load_batch(
         settings.data_dir,
         parse_batch_size(batch_size),
@@ -126,6 +131,33 @@ def _task_get_trial_summary(
     if kept is not None:
         summary["results_path"] = str(kept)
     return summary
+
+
+def _task_add_open_tickets(
+    summary: TrialSummary,
+    batch: Batch,
+    actuals: pd.Series,
+    predictions: list[np.ndarray],
+    models: list[str],
+    data_dir: Path | None,
+    demo: bool,
+    estimate: bool,
+) -> TrialSummary:
+    """The tickets still open at the batch's `as_of`, for the champion (see `evaluate`)."""
+    from ticketeval.scoring.loss_estimate import add_open_tickets
+
+    assert batch.period.as_of is not None
+    return add_open_tickets(
+        summary,
+        data_dir=_worker_settings(data_dir).data_dir,
+        as_of=batch.period.as_of,
+        model=load_model(models[0]),
+        name=models[0],
+        closed_target=actuals.to_numpy(),
+        closed_predictions=predictions[0],
+        demo=demo,
+        estimate=estimate,
+    )
 
 
 def _task_write_report(written: Written, history_url: str | None, out: Path) -> Written:
@@ -191,6 +223,7 @@ def build_flow(
     schedule_hours: float | None = None,
     runner: str = "prefect",
     demo: bool = False,
+    estimate: bool = False,
 ) -> Flow:
     """The seed's pipeline as a Prefect 1 flow. Nothing runs until the flow is run.
 
@@ -199,7 +232,8 @@ def build_flow(
     parameter without a password (the pod supplies it). `model` names one model or several
     (a list, or one string separated by commas: the `model` parameter is that string); the
     `predict` task is mapped over them, and the champion's (the first) predictions feed the
-    `evaluate_model` tasks. `demo` scores the demo data.
+    `evaluate_model` tasks. `demo` scores the demo data. A period with `as_of` adds the
+    `add_open_tickets` task (and the `as-of` parameter); `estimate` estimates their MAE.
     """
     from datetime import timedelta
 
@@ -241,6 +275,8 @@ def build_flow(
         model_parameter = Parameter("model", default=",".join(model_specs(model)))
         closed_from = Parameter("closed-from", default=iso(period.closed_from))
         closed_to = Parameter("closed-to", default=iso(period.closed_to))
+        # Only a replay has the parameter and the task: other flows keep their shape.
+        as_of = Parameter("as-of", default=iso(period.as_of)) if period.as_of else None
         trial_id = get_trial_id()
         batch = get_ticket_data_batch(
             batch_size_parameter,
@@ -250,6 +286,7 @@ def build_flow(
             closed_from,
             closed_to,
             demo,
+            as_of,
         )
         actuals = get_target(batch)
         models = get_models(model_parameter)
@@ -263,6 +300,10 @@ def build_flow(
         summary = get_trial_summary(
             trial_id, batch, actuals, predictions, metrics, models, runner, results
         )
+        if as_of is not None:
+            summary = task(_task_add_open_tickets, name="add_open_tickets")(
+                summary, batch, actuals, predictions, models, data_dir, demo, estimate
+            )
         history = Parameter("history-url", default=history_url) if must_record else history_url
         written = write_trial_summary(summary, history, must_record)
         if report is not None:

@@ -45,6 +45,9 @@ from ticketeval.report.charts import (
     predicted_vs_actual,
     priority_chart,
 )
+from ticketeval.report.open_tickets import SECTION_ID as OPEN_SECTION_ID
+from ticketeval.report.open_tickets import SECTION_TITLE as OPEN_SECTION_TITLE
+from ticketeval.report.open_tickets import open_tickets_section
 
 WORST_EVENTS = 20
 NOT_KEPT = "Per-event results not kept for this trial."
@@ -131,6 +134,12 @@ def build_report(
         parts.append(_section("worst-events", _missing(NOTHING_SCORED)))
     else:
         parts.append(_section("worst-events", _worst_events(frame)))
+
+    # A trial with --as-of: the tickets still open then, after the six parts.
+    open_html, open_charts = open_tickets_section(summary, len(SECTIONS) + 1)
+    if open_html:
+        parts.append(open_html)
+        charts.extend(open_charts)
 
     trial_id = str(summary.get("id") or "unknown")
     return Report(trial_id=trial_id, html=_page(summary, parts), charts=tuple(charts))
@@ -259,7 +268,10 @@ tr.alert-row td{font-weight:600}
 def _page(summary: Mapping[str, Any], parts: list[str]) -> str:
     trial = escape(summary.get("id") or "unknown")
     model = escape(summary.get("model") or "unknown model")
-    nav = "".join(f'<a href="#{key}">{escape(title)}</a>' for key, title in SECTIONS)
+    sections = list(SECTIONS)
+    if dig(summary, "data", "open") is not None:
+        sections.append((OPEN_SECTION_ID, OPEN_SECTION_TITLE))
+    nav = "".join(f'<a href="#{key}">{escape(title)}</a>' for key, title in sections)
     meta = " · ".join(
         f"{label} {escape(value)}"
         for label, value in (

@@ -92,7 +92,9 @@ def overlaps_training(
             "first_closed_at": info["trained_from"],
             "last_closed_at": info["trained_until"],
         }
-        return bool(periods_overlap({"training": training}, period.closed_from, period.closed_to))
+        return bool(
+            periods_overlap({"training": training}, period.closed_from, period.last_closure)
+        )
     if closed_at is None:
         return True  # the whole log, unseen: it includes the training period
     closed = np.asarray(closed_at, dtype="datetime64[ns]")

@@ -38,6 +38,8 @@ class DataBlock(TypedDict):
     target: dict[str, float | None]  # mean, median, min, max of the seconds to close
     baseline: Baseline
     by_priority: dict[str, dict[str, float | None]]  # priority -> counts and metrics
+    # With --as-of: the tickets still open then (ticketeval.scoring.open_tickets.summarize_open).
+    open: NotRequired[dict[str, Any]]
 
 
 class ModelInfo(TypedDict):

@@ -184,10 +184,12 @@ def score_trial(
     allow_fewer: bool = False,
     results: ResultsKeeping | None = None,
     demo: bool = False,
+    estimate: bool = False,
 ) -> TrialSummary:
     """Score `model` (or several: champion first) on one batch from the cache (the demo data's
     with `demo`; None: every event of the period), in this process, and summarize the trial
-    (keeping the champion's per-event results when asked)."""
+    (keeping the champion's per-event results when asked). With the period's `as_of`, the
+    tickets still open then too (and, with `estimate`, the champion's estimated MAE on them)."""
     specs = model_specs(model)
     functions = {spec: load_model(spec) for spec in specs}
     batch = load_batch(
@@ -220,6 +222,20 @@ def score_trial(
         closed_at=closed_at,
         runner=runner,
     )
+    if batch.period.as_of is not None:
+        from ticketeval.scoring.loss_estimate import add_open_tickets
+
+        summary = add_open_tickets(
+            summary,
+            data_dir=data_dir,
+            as_of=batch.period.as_of,
+            model=functions[specs[0]],
+            name=specs[0],
+            closed_target=target.to_numpy(),
+            closed_predictions=predictions[specs[0]],
+            demo=demo,
+            estimate=estimate,
+        )
     if kept is not None:
         summary["results_path"] = str(kept)
     return summary
