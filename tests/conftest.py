@@ -201,7 +201,7 @@ def demo_training(demo_cache: Path) -> Any:
 @pytest.fixture(scope="session")
 def demo_model(demo_training: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`demo_training` saved as a model file."""
-    from ticketeval.scoring.training import save_model
+    from ticketeval.scoring.model_file import save_model
 
     return Path(save_model(demo_training, tmp_path_factory.mktemp("model") / "demo.skops"))
 

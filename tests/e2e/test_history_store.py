@@ -8,6 +8,7 @@ import multiprocessing
 import sys
 import traceback
 import uuid
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -16,21 +17,23 @@ import pytest
 from tests.support.helpers import expect_error
 from tests.support.postgres import PostgresServer, stopped
 from tests.unit.history.test_store import any_url, awkward_trials, summary
-from ticketeval.errors import (
-    HistoryUnavailable,
-    HistoryUnreachable,
-)
+from ticketeval.errors import HistoryUnreachable
 from ticketeval.history import store as history
 from ticketeval.history.store import (
+    HistoryRow,
     open_history,
     pending_spool,
     read_trials,
     record_trial,
-    to_json,
 )
-from ticketeval.history.urls import sqlite_url
+from ticketeval.settings import sqlite_url
 
 __all__ = ["any_url"]  # a fixture of the unit tests, imported so pytest finds it
+
+
+def as_json(rows: list[HistoryRow]) -> str:
+    """The rows as `ticketeval history --json` prints them (without the flags)."""
+    return json.dumps([asdict(row) for row in rows], allow_nan=False)
 
 
 def test_reading_an_empty_database_creates_nothing_until_the_first_append(
@@ -57,13 +60,13 @@ def test_the_same_trials_read_back_identically_from_sqlite_and_postgresql(
                 store.append(trial)
     from_sqlite, from_postgres = read_trials(sqlite), read_trials(postgres_url)
     assert from_sqlite == from_postgres
-    assert to_json(from_sqlite) == to_json(from_postgres)
-    assert to_json(read_trials(sqlite, last=3)) == to_json(read_trials(postgres_url, last=3))
+    assert as_json(from_sqlite) == as_json(from_postgres)
+    assert as_json(read_trials(sqlite, last=3)) == as_json(read_trials(postgres_url, last=3))
     assert [(row.id, row.model) for row in from_sqlite] == [
         ("multi", "Zeta"), ("multi", "alpha"), ("B-trial", "a-model"), ("a-trial", "B-model"),
         ("a-trial", "b-model"), ("é", "heuristic"),
     ]  # fmt: skip
-    decoded = json.loads(to_json(from_postgres))
+    decoded = json.loads(as_json(from_postgres))
     assert decoded[4]["seed"] == 2**64 - 1 and decoded[1]["MAE_low"] == 99.0
     assert isinstance(decoded[2]["num_obs"], int) and decoded[3]["MAE"] is None
 
@@ -119,9 +122,6 @@ def test_a_trial_is_spooled_while_the_server_is_down_and_sent_first_once_it_is_b
         )
         assert postgres_server.password not in outcome.message and "***" in outcome.message
         assert pending_spool(spool) == outcome.pending == 1
-        with pytest.raises(HistoryUnavailable) as caught:
-            outcome.raise_if_spooled()
-        assert caught.value.exit_code == 7
         with pytest.raises(HistoryUnreachable):
             read_trials(postgres_url)
         postgres_server.start()
@@ -165,6 +165,6 @@ def test_a_local_history_is_copied_to_a_server_once(tmp_path: Path, postgres_url
     with open_history(local) as store:
         for trial in awkward_trials():
             store.append(trial)
-    assert history.copy_history(local, postgres_url) == 6
-    assert history.copy_history(local, postgres_url) == 0
-    assert to_json(read_trials(postgres_url)) == to_json(read_trials(local))
+    assert history.copy_history(local, postgres_url)["added"] == 6
+    assert history.copy_history(local, postgres_url)["added"] == 0
+    assert as_json(read_trials(postgres_url)) == as_json(read_trials(local))

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.unit.test_docs import README, readme_examples
-from ticketeval.scoring.training import describe_model
+from ticketeval.scoring.model_file import describe_model
 
 
 def test_the_heuristic_never_imports_scikit_learn_skops_or_matplotlib(data_dir: Path) -> None:

@@ -9,10 +9,7 @@ from pathlib import Path
 
 from tests.support.helpers import ROOT
 from tests.unit.scoring.test_training import demo, trained
-from ticketeval.scoring.training import (
-    TrainingResult,
-    model_bytes,
-)
+from ticketeval.scoring.model_file import TrainingResult, model_bytes
 
 __all__ = ["demo", "trained"]  # fixtures of the unit tests, imported so pytest finds them
 
@@ -22,7 +19,8 @@ def test_another_process_writes_the_same_bytes(tmp_path: Path, trained: Training
     script = (
         "import sys\n"
         "from tests.unit.scoring.test_training import demo_events\n"
-        "from ticketeval.scoring.training import save_model, train\n"
+        "from ticketeval.scoring.model_file import save_model\n"
+        "from ticketeval.scoring.training import train\n"
         "save_model(train(demo_events(), seed=3, data_sha256='f' * 64), sys.argv[1])\n"
     )
     path = tmp_path / "child.skops"

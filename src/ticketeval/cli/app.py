@@ -9,26 +9,34 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from ticketeval import __version__, core
+from ticketeval.cli import history as cli_history
+from ticketeval.cli import job as cli_job
+from ticketeval.cli import open_tickets as cli_open_tickets
 from ticketeval.cli import saturn as cli_saturn
 from ticketeval.cli.options import (
     AddressOption,
+    AsOfOption,
     BacktestModelOption,
     BatchSizeOption,
     ClosedFromOption,
     ClosedToOption,
+    Command,
     DataDirOption,
+    EstimateOption,
     FailIfMaeAboveOption,
+    Group,
     JsonOption,
     LogFileOption,
     MemoryLimitOption,
     ModelOption,
     QuietOption,
     ReportOption,
+    SaturnOption,
     SeedOption,
     SinceLastOption,
     SourceOption,
@@ -55,28 +63,12 @@ from ticketeval.cli.runtime import (
     show_library_logs,
 )
 from ticketeval.errors import UsageError
-
-if TYPE_CHECKING:
-    pass
-
-
-def _flags_take_no_value() -> None:
-    """Typer's Rich help shows each option's type, flags included (`--json <bool>`, even its own
-    `--help <bool>`), as if they took a value: show none for a flag."""
-    from typer.core import TyperOption
-
-    shown = TyperOption.display_type_rich
-
-    def display_type_rich(self: TyperOption, ctx: typer.Context) -> str | None:
-        return None if self.is_flag else shown(self, ctx)
-
-    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
-
-
-_flags_take_no_value()
+from ticketeval.request import BacktestRequest, TrialRequest
+from ticketeval.scoring import HEURISTIC
 
 app = typer.Typer(
     name="ticketeval",
+    cls=Group,
     help="Score a time-to-close model on IT support tickets, every day.",
     no_args_is_help=True,
     rich_markup_mode="rich",
@@ -115,7 +107,7 @@ def main(
 # --- fetch -----------------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(cls=Command)
 def fetch(
     *,
     source: SourceOption = None,
@@ -169,7 +161,7 @@ def fetch(
 # --- evaluate and run-local --------------------------------------------------------------------
 
 
-@app.command()
+@app.command(cls=Command)
 def evaluate(
     *,
     batch_size: BatchSizeOption = None,
@@ -179,6 +171,8 @@ def evaluate(
     closed_from: ClosedFromOption = None,
     closed_to: ClosedToOption = None,
     since_last: SinceLastOption = False,
+    as_of: AsOfOption = None,
+    estimate: EstimateOption = True,
     report: ReportOption = None,
     data_dir: DataDirOption = None,
     fail_if_mae_above: FailIfMaeAboveOption = None,
@@ -193,22 +187,25 @@ def evaluate(
     """
     reporter = Reporter(quiet=quiet, log_file=log_file)
     with reported_errors(reporter):
-        summary = core.evaluate(
-            settings_for(data_dir),
+        request = TrialRequest(
             batch_size=batch_size,
             seed=seed,
-            model=model or "heuristic",
+            model=tuple(model or [HEURISTIC]),
             source=source,
             closed_from=closed_from,
             closed_to=closed_to,
             since_last=since_last,
+            as_of=as_of,
+            estimate=estimate,
             report=report,
-            on_fetch=lambda result: report_fetch(result, reporter),
+        )
+        summary = core.evaluate(
+            settings_for(data_dir), request, on_fetch=lambda result: report_fetch(result, reporter)
         )
         report_trial(summary, reporter, json_output=json_output, limit=fail_if_mae_above)
 
 
-@app.command("run-local")
+@app.command("run-local", cls=Command)
 def run_local(
     *,
     batch_size: BatchSizeOption = None,
@@ -218,11 +215,14 @@ def run_local(
     closed_from: ClosedFromOption = None,
     closed_to: ClosedToOption = None,
     since_last: SinceLastOption = False,
+    as_of: AsOfOption = None,
+    estimate: EstimateOption = True,
     report: ReportOption = None,
     workers: WorkersOption = None,
     threads_per_worker: ThreadsPerWorkerOption = None,
     memory_limit: MemoryLimitOption = None,
     address: AddressOption = None,
+    saturn: SaturnOption = False,
     data_dir: DataDirOption = None,
     fail_if_mae_above: FailIfMaeAboveOption = None,
     json_output: JsonOption = False,
@@ -230,7 +230,8 @@ def run_local(
     verbose: VerboseOption = False,
     log_file: LogFileOption = None,
 ) -> None:
-    """Run the evaluation as a Prefect flow on a local Dask cluster (or --address).
+    """Run the evaluation as a Prefect flow on a local Dask cluster (or --address, or --saturn
+    inside a Saturn Cloud job).
 
     Example: [bold]ticketeval run-local --batch-size 1000 --source demo[/bold]
     """
@@ -238,26 +239,33 @@ def run_local(
     with reported_errors(reporter):
         from ticketeval.pipeline.cluster import ClusterOptions
 
-        cluster = ClusterOptions(workers, threads_per_worker, memory_limit, address, verbose)
+        cluster = ClusterOptions(
+            workers, threads_per_worker, memory_limit, address, verbose, saturn=saturn
+        )
         settings = flow_settings(data_dir, verbose=verbose)
-        summary = core.run_local(
-            settings,
-            cluster=cluster,
+        request = TrialRequest(
             batch_size=batch_size,
             seed=seed,
-            model=model or "heuristic",
+            model=tuple(model or [HEURISTIC]),
             source=source,
             closed_from=closed_from,
             closed_to=closed_to,
             since_last=since_last,
+            as_of=as_of,
+            estimate=estimate,
             report=report,
+        )
+        summary = core.run_local(
+            settings,
+            request,
+            cluster=cluster,
             on_fetch=lambda result: report_fetch(result, reporter),
             on_cluster=lambda address, dashboard: announce(reporter, address, dashboard),
         )
         report_trial(summary, reporter, json_output=json_output, limit=fail_if_mae_above)
 
 
-@app.command()
+@app.command(cls=Command)
 def backtest(
     *,
     every: Annotated[
@@ -268,7 +276,7 @@ def backtest(
     ] = "month",
     closed_from: ClosedFromOption = None,
     closed_to: ClosedToOption = None,
-    model: BacktestModelOption = "heuristic",
+    model: BacktestModelOption = HEURISTIC,
     batch_size: Annotated[
         str,
         typer.Option("--batch-size", help="Events to sample per period, or 'all'."),
@@ -307,10 +315,8 @@ def backtest(
 
         cluster = ClusterOptions(workers, threads_per_worker, memory_limit, address, verbose)
         settings = flow_settings(data_dir, verbose=verbose)
-        result = core.backtest(
-            settings,
+        request = BacktestRequest(
             every=every,
-            cluster=cluster,
             closed_from=closed_from,
             closed_to=closed_to,
             model=model,
@@ -320,6 +326,11 @@ def backtest(
             min_events=min_events,
             source=source,
             report=report,
+        )
+        result = core.backtest(
+            settings,
+            request,
+            cluster=cluster,
             on_fetch=lambda fetched: report_fetch(fetched, reporter),
             on_cluster=lambda address, dashboard: announce(reporter, address, dashboard),
         )
@@ -342,7 +353,7 @@ def backtest(
 # --- train ---------------------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(cls=Command)
 def train(
     *,
     closed_before: Annotated[
@@ -372,6 +383,15 @@ def train(
             "--loss", help="'absolute_error' (the MAE scored) or 'log' (squared error on log1p)."
         ),
     ] = "absolute_error",
+    censoring: Annotated[
+        str,
+        typer.Option(
+            "--censoring",
+            help="'none' (learn from the incidents closed before the cut) or 'ipcw' (also from "
+            "those still open then, as censored examples: inverse-probability-of-censoring "
+            "weights).",
+        ),
+    ] = "none",
     show: Annotated[
         Path | None,
         typer.Option(
@@ -403,6 +423,7 @@ def train(
                 out=out,
                 seed=seed,
                 loss=loss,
+                censoring=censoring,
                 source=source,
                 on_fetch=lambda result: report_fetch(result, reporter),
             )
@@ -415,7 +436,7 @@ def train(
 # --- history -----------------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(cls=Command)
 def history(
     *,
     last: Annotated[
@@ -456,7 +477,7 @@ def history(
         render_history(view)
 
 
-@app.command()
+@app.command(cls=Command)
 def report(
     *,
     trial: Annotated[
@@ -494,6 +515,12 @@ def report(
                 reporter.info(f"Wrote {path}")
 
 
-# Saturn Cloud and Prefect Cloud: their commands live in cli_saturn.py.
-app.command("describe-sizes")(cli_saturn.describe_sizes)
-app.command()(cli_saturn.register)
+# The open tickets' estimate, validated on replayed snapshots: in cli/open_tickets.py.
+app.command(cls=Command)(cli_open_tickets.snapshots)
+
+# Saturn Cloud and Prefect Cloud: their commands live in saturn.py; history-copy in history.py.
+app.command("describe-sizes", cls=Command)(cli_saturn.describe_sizes)
+app.command(cls=Command)(cli_saturn.register)
+app.command("history-copy", cls=Command)(cli_history.history_copy)
+# Saturn Cloud Jobs: `ticketeval job deploy|start|stop|status|logs|delete` (cli/job.py).
+app.add_typer(cli_job.app, name="job")

@@ -11,15 +11,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.table import Table
 from rich.text import Text
 
 from ticketeval.errors import UsageError
+from ticketeval.formatting import format_ratio, format_seconds
 
 if TYPE_CHECKING:
-    from ticketeval.core import HistoryView
     from ticketeval.data.cache import CacheInfo
+    from ticketeval.data.periods import PeriodBounds
+    from ticketeval.history.store import HistoryView
+    from ticketeval.scoring.summary import BacktestResult, ModelInfo, TrialSummary
 
 # Off a terminal (cron mail, a pipe, a file) nothing has to fit a screen: tables take their
 # natural width, so that no number or id is cut, whatever COLUMNS says.
@@ -121,36 +124,21 @@ def download_progress(*, enabled: bool) -> Iterator[Any]:
         yield update
 
 
-def seconds(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    if abs(value) >= 86_400:
-        return f"{value:,.0f} s ({value / 86_400:.1f} d)"
-    if abs(value) >= 3_600:
-        return f"{value:,.0f} s ({value / 3_600:.1f} h)"
-    return f"{value:,.0f} s"
-
-
 def with_interval(value: float | None, interval: list[float] | None) -> str:
     """A duration and its 95% interval: `152,942 s (1.8 d), 95% CI 131,000–178,000 s`."""
     if value is None or not interval:
-        return seconds(value)
-    return f"{seconds(value)}, 95% CI {interval[0]:,.0f}–{interval[1]:,.0f} s"
+        return format_seconds(value)
+    return f"{format_seconds(value)}, 95% CI {interval[0]:,.0f}–{interval[1]:,.0f} s"
 
 
-def period_text(period: dict[str, Any] | None) -> str:
-    period = period or {}
-    start, end = period.get("closed_from"), period.get("closed_to")
+def period_text(period: PeriodBounds | None) -> str:
+    start, end = (period["closed_from"], period["closed_to"]) if period else (None, None)
     if not start and not end:
         return "all closures"
     return f"closed {(start or '…')[:16]} to {(end or '…')[:16]}".replace("T", " ")
 
 
-def number(value: float | None, digits: int = 3) -> str:
-    return "n/a" if value is None else f"{value:,.{digits}f}"
-
-
-def training_text(info: dict[str, Any] | None) -> str:
+def training_text(info: ModelInfo | None) -> str:
     """A trained model's training period: `closed 2016-02-29 to 2016-05-11 (absolute_error)`."""
     if not info:
         return "-"
@@ -168,9 +156,11 @@ def overlap_text(overlaps: bool | None) -> Text:
 # whole onto the next line; off a terminal (above) nothing needs to.
 
 
-def render_summary(summary: dict[str, Any]) -> None:
+def render_summary(summary: TrialSummary) -> None:
     if summary.get("models"):
         render_models(summary)
+        if summary["data"].get("open") is not None:  # the champion's, with --as-of
+            render_open(summary["data"]["open"], summary["data"]["metrics"].get("concordance"))
         return
     data = summary["data"]
     metrics, target, baseline = data["metrics"], data["target"], data["baseline"]
@@ -198,14 +188,14 @@ def render_summary(summary: dict[str, Any]) -> None:
         ("MAE", with_interval(metrics["MAE"], intervals.get("MAE"))),
         ("MedAE", with_interval(metrics["MedAE"], intervals.get("MedAE"))),
         ("RMSE", with_interval(metrics["RMSE"], intervals.get("RMSE"))),
-        ("MSE", number(metrics["MSE"], 0)),
-        ("R2", number(metrics["R2"])),
-        ("MAE of the median", seconds(baseline["MAE"])),
-        ("skill vs the median", number(baseline["skill"])),
-        ("target mean", seconds(target["mean"])),
-        ("target median", seconds(target["median"])),
-        ("target min", seconds(target["min"])),
-        ("target max", seconds(target["max"])),
+        ("MSE", format_ratio(metrics["MSE"], 0)),
+        ("R2", format_ratio(metrics["R2"])),
+        ("MAE of the median", format_seconds(baseline["MAE"])),
+        ("skill vs the median", format_ratio(baseline["skill"])),
+        ("target mean", format_seconds(target["mean"])),
+        ("target median", format_seconds(target["median"])),
+        ("target min", format_seconds(target["min"])),
+        ("target max", format_seconds(target["max"])),
     ]
     for name, value in rows:
         table.add_row(name, value)
@@ -219,17 +209,71 @@ def render_summary(summary: dict[str, Any]) -> None:
         per_priority.add_row(
             label,
             f"{values['num_obs']:,}",
-            seconds(values["MAE"]),
-            seconds(values["MedAE"]),
-            number(values["R2"]),
+            format_seconds(values["MAE"]),
+            format_seconds(values["MedAE"]),
+            format_ratio(values["R2"]),
+        )
+    stdout.print(per_priority)
+    if data.get("open") is not None:
+        render_open(data["open"], metrics.get("concordance"))
+
+
+def _estimate_text(value: float | None, interval: list[float] | None) -> str:
+    """The estimate and its interval, named for what it covers: sampling error, not the
+    estimator's assumptions (README: its coverage on replayed snapshots)."""
+    if value is None or not interval:
+        return format_seconds(value)
+    return f"{format_seconds(value)}, 95% sampling interval {interval[0]:,.0f}–{interval[1]:,.0f} s"
+
+
+def render_open(open_part: dict[str, Any], concordance: float | None) -> None:
+    """The tickets still open at --as-of: what is known of their errors, and hindsight."""
+    table = Table(
+        title=f"Open at {open_part['as_of'][:16].replace('T', ' ')}",
+        show_header=False,
+        title_justify="left",
+    )
+    table.add_column(style="bold", overflow="fold")
+    table.add_column(justify="right", overflow="fold")
+    share = open_part["overdue_share"]
+    estimate = open_part.get("estimated_MAE")
+    rows = [
+        ("open incidents", f"{open_part['incidents']:,}"),
+        ("MAE at least (censored)", format_seconds(open_part["lower_bound_MAE"])),
+        ("already overdue", "n/a" if share is None else f"{share:.0%}"),
+        ("estimated MAE", _estimate_text(estimate, open_part.get("estimated_MAE_ci"))),
+        ("realized MAE (hindsight)", format_seconds(open_part.get("realized_MAE"))),
+        ("concordance (closed + open)", format_ratio(concordance)),
+    ]
+    if estimate is None:
+        rows.pop(3)
+    if open_part.get("estimate_note"):
+        rows.append(("note", open_part["estimate_note"]))
+    for name, value in rows:
+        table.add_row(name, value)
+    stdout.print(table)
+    if not open_part["by_priority"]:
+        return
+    per_priority = Table(title="Open by priority", title_justify="left")
+    for column in ("priority", "incidents", "overdue", "MAE at least"):
+        per_priority.add_column(
+            column, justify="left" if column == "priority" else "right", overflow="fold"
+        )
+    for label, values in open_part["by_priority"].items():
+        overdue = values["overdue_share"]
+        per_priority.add_row(
+            label,
+            f"{values['incidents']:,}",
+            "n/a" if overdue is None else f"{overdue:.0%}",
+            format_seconds(values["lower_bound_MAE"]),
         )
     stdout.print(per_priority)
 
 
-def render_models(summary: dict[str, Any]) -> None:
+def render_models(summary: TrialSummary) -> None:
     """Several models scored on one batch: side by side, then each challenger against the
     champion (the first)."""
-    blocks: dict[str, dict[str, Any]] = summary["models"]
+    blocks = summary["models"]
     names = list(blocks)
     data = summary["data"]
     table = Table(title=f"Trial {summary['id']}", title_justify="left")
@@ -260,9 +304,13 @@ def render_models(summary: dict[str, Any]) -> None:
                 )
             ),
         )
-    table.add_row("R2", *each(lambda block: number(block["metrics"]["R2"])))
-    table.add_row("MAE of the median", seconds(data["baseline"]["MAE"]), *([""] * (len(names) - 1)))
-    table.add_row("skill vs the median", *each(lambda block: number(block["baseline"]["skill"])))
+    table.add_row("R2", *each(lambda block: format_ratio(block["metrics"]["R2"])))
+    table.add_row(
+        "MAE of the median", format_seconds(data["baseline"]["MAE"]), *([""] * (len(names) - 1))
+    )
+    table.add_row(
+        "skill vs the median", *each(lambda block: format_ratio(block["baseline"]["skill"]))
+    )
     stdout.print(table)
 
     versus = Table(title="Challenger vs champion (paired bootstrap, 95%)", title_justify="left")
@@ -296,7 +344,10 @@ def render_models(summary: dict[str, Any]) -> None:
         per_priority.add_row(
             label,
             f"{values['num_obs']:,}",
-            *[seconds((blocks[name]["by_priority"].get(label) or {}).get("MAE")) for name in names],
+            *[
+                format_seconds((blocks[name]["by_priority"].get(label) or {}).get("MAE"))
+                for name in names
+            ],
         )
     stdout.print(per_priority)
 
@@ -326,11 +377,11 @@ def render_model(described: dict[str, Any], *, saved: bool) -> None:
             f"closed {(holdout.get('first_closed_at') or '…')[:16]} to "
             f"{(holdout.get('last_closed_at') or '…')[:16]}".replace("T", " "),
         ),
-        ("holdout MAE", seconds(holdout.get("MAE"))),
-        ("MAE of the training median", seconds(holdout.get("MAE_constant"))),
-        ("skill vs the training median", number(holdout.get("skill"))),
-        ("MAE of the heuristic", seconds(holdout.get("MAE_heuristic"))),
-        ("skill vs the heuristic", number(holdout.get("skill_vs_heuristic"))),
+        ("holdout MAE", format_seconds(holdout.get("MAE"))),
+        ("MAE of the training median", format_seconds(holdout.get("MAE_constant"))),
+        ("skill vs the training median", format_ratio(holdout.get("skill"))),
+        ("MAE of the heuristic", format_seconds(holdout.get("MAE_heuristic"))),
+        ("skill vs the heuristic", format_ratio(holdout.get("skill_vs_heuristic"))),
         ("data sha256", described.get("data_sha256") or "-"),
         (
             "versions",
@@ -357,7 +408,7 @@ def sparkline(values: list[float | None]) -> str:
     )
 
 
-def render_backtest(result: dict[str, Any]) -> None:
+def render_backtest(result: BacktestResult) -> None:
     band = result["thresholds"]
     title = f"Backtest {result['run_id']}: {result['model']} every {result['every']}"
     table = Table(title=title, title_justify="left")
@@ -367,7 +418,7 @@ def render_backtest(result: dict[str, Any]) -> None:
     if overlapping:
         columns.append("in training")
     for column in columns:
-        justify = "right" if column in columns[1:7] else "left"
+        justify: JustifyMethod = "right" if column in columns[1:7] else "left"
         table.add_column(column, justify=justify, overflow="fold")
     for row in result["periods"]:
         if row["too_small"]:
@@ -381,10 +432,10 @@ def render_backtest(result: dict[str, Any]) -> None:
             row["label"],
             f"{row['events']:,}",
             "" if row["incidents"] is None else f"{row['incidents']:,}",
-            seconds(row["MAE"]),
+            format_seconds(row["MAE"]),
             interval,
-            seconds(row["baseline_MAE"]),
-            number(row["skill"]),
+            format_seconds(row["baseline_MAE"]),
+            format_ratio(row["skill"]),
             mark,
             *(
                 [Text("YES", style="bold red") if row.get("overlaps_training") else Text("")]
@@ -429,9 +480,9 @@ def render_history(view: HistoryView) -> None:
             row.model or "",
             period,
             f"{row.num_obs:,}" if row.num_obs is not None else "",
-            seconds(row.MAE),
+            format_seconds(row.MAE),
             interval,
-            number(row.skill),
+            format_ratio(row.skill),
             Text("worse", style="bold red") if flagged else Text(""),
         )
     stdout.print(table)

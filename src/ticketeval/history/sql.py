@@ -91,7 +91,6 @@ class HistoryStore:
         self.connect_timeout = connect_timeout
         self.read_only = False
         self.version = 0
-        self.migrated_trials: int | None = None  # set when this open migrated a legacy history
         self._connection: _Connection | None = None
         with self._errors("open"):
             self._connection = self._connect(create)
@@ -137,7 +136,7 @@ class HistoryStore:
         )
         # Waiting for another client's lock is bounded like SQLite's busy timeout.
         connection.execute(f"SET lock_timeout = {int(self.busy_timeout * 1000)}")
-        return connection  # type: ignore[return-value]
+        return connection
 
     def _connect_sqlite(self, create: bool) -> _Connection:
         import sqlite3
@@ -351,7 +350,7 @@ class HistoryStore:
                 for statement in _create_statements(self.backend):
                     self._execute(statement)
             elif version == 1:
-                self.migrated_trials = self._migrate_from_v1()
+                self._migrate_from_v1()
             if version < SCHEMA_VERSION:
                 for statement in _INDEXES:
                     self._execute(statement)
@@ -442,7 +441,8 @@ class HistoryStore:
         self, *, model: str | None, last: int | None, run_id: str | None
     ) -> list[HistoryRow]:
         selected = [name for name in COLUMN_NAMES if name != "summary"]
-        conditions, parameters = [], []
+        conditions: list[str] = []
+        parameters: list[str | int] = []
         for column, value in (("model", model), ("run_id", run_id)):
             if value is not None:
                 conditions.append(f"{column} = ?")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -16,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from ticketeval.data.batches import closure_span
 from ticketeval.data.periods import Period, split_periods
-from ticketeval.errors import DataError
+from ticketeval.errors import DataError, UsageError
+from ticketeval.scoring.summary import BacktestRow, ModelInfo, TrialSummary, Verdict
 
 if TYPE_CHECKING:
     from ticketeval.scoring.trial import ResultsKeeping
@@ -60,6 +62,28 @@ def backtest_periods(
     return periods
 
 
+def backtest_model(specs: Sequence[str]) -> str:
+    """The one model a backtest scores."""
+    if len(specs) > 1:
+        raise UsageError(
+            "backtest scores one model: give --model once (compare models on the same events "
+            "with evaluate or run-local)."
+        )
+    return specs[0]
+
+
+def check_backtest_options(
+    batch_size: int | None, *, reference: int | None, min_events: int | None
+) -> None:
+    """Refuse a backtest's options before any data is read or a cluster starts."""
+    if batch_size is not None and batch_size < 1:
+        raise UsageError(f"the batch size must be at least 1, not {batch_size}.")
+    if reference is not None and reference < 1:
+        raise UsageError(f"--reference must be at least 1 period, not {reference}.")
+    if min_events is not None and min_events < 0:
+        raise UsageError(f"--min-events must be 0 or more, not {min_events}.")
+
+
 def score_period(
     *,
     data_dir: Path,
@@ -70,7 +94,7 @@ def score_period(
     run_id: str,
     results: ResultsKeeping | None = None,
     demo: bool = False,
-) -> dict[str, Any]:
+) -> TrialSummary:
     """One period's trial summary, or a summary with no events when none closed in it."""
     from ticketeval.scoring.trial import empty_summary, score_trial
 
@@ -91,20 +115,20 @@ def score_period(
         summary = empty_summary(
             data_dir=data_dir, model=model, period=period, runner="backtest", demo=demo
         )
-        summary.update(_training_marks(model, period))
+        summary["model_info"], summary["overlaps_training"] = _training_marks(model, period)
     summary["run_id"] = run_id
     summary["period_label"] = period.label
     return summary
 
 
-def _training_marks(model: str, period: Period) -> dict[str, Any]:
+def _training_marks(model: str, period: Period) -> tuple[ModelInfo | None, bool]:
     """`model_info` and `overlaps_training` of a period no event closed in (the leakage guard
     still marks it, by its dates)."""
     from ticketeval.scoring.champion import model_info, overlaps_training
     from ticketeval.scoring.models import load_model
 
     info = model_info(model, load_model(model))
-    return {"model_info": info, "overlaps_training": overlaps_training(info, period)}
+    return info, overlaps_training(info, period)
 
 
 def _has_no_events(data_dir: Path, period: Period, demo: bool) -> bool:
@@ -142,11 +166,11 @@ def thresholds(maes: list[float]) -> Thresholds | None:
 
 
 def judge(
-    summaries: list[dict[str, Any]],
+    summaries: list[TrialSummary],
     *,
     reference: int | None = None,
     min_events: int = DEFAULT_MIN_EVENTS,
-) -> dict[str, Any]:
+) -> Verdict:
     """The backtest's rows, thresholds and alerts from its periods' summaries (in order).
 
     The first `reference` periods (default: the first third) set the band; every later period
@@ -179,10 +203,10 @@ def judge(
     }
 
 
-def _row(summary: dict[str, Any], min_events: int) -> dict[str, Any]:
+def _row(summary: TrialSummary, min_events: int) -> BacktestRow:
     data = summary["data"]
-    interval = (data.get("metrics_ci") or {}).get("MAE") or [None, None]
-    period = summary.get("period") or {}
+    low, high = data.get("metrics_ci", {}).get("MAE") or (None, None)
+    period = summary.get("period", {"closed_from": None, "closed_to": None})
     return {
         "label": summary.get("period_label") or period.get("label"),
         "closed_from": period.get("closed_from"),
@@ -191,8 +215,8 @@ def _row(summary: dict[str, Any], min_events: int) -> dict[str, Any]:
         "events": data["num_obs"],
         "incidents": data.get("num_incidents"),
         "MAE": data["metrics"]["MAE"],
-        "MAE_low": interval[0],
-        "MAE_high": interval[1],
+        "MAE_low": low,
+        "MAE_high": high,
         "baseline_MAE": data["baseline"]["MAE"],
         "skill": data["baseline"]["skill"],
         "too_small": data["num_obs"] < min_events,
@@ -201,13 +225,13 @@ def _row(summary: dict[str, Any], min_events: int) -> dict[str, Any]:
     }
 
 
-def with_alerts(summaries: list[dict[str, Any]], verdict: dict[str, Any]) -> list[dict[str, Any]]:
+def with_alerts(summaries: list[TrialSummary], verdict: Verdict) -> list[TrialSummary]:
     """The periods' summaries, each with its verdict, as the history records them."""
     band = verdict["thresholds"]
-    marked = []
+    marked: list[TrialSummary] = []
     for summary, row in zip(summaries, verdict["periods"], strict=True):
         reason = None
-        if row["alert"]:
+        if row["alert"] and band is not None:
             reason = f"MAE outside the reference band {band['lower']:,.0f}–{band['upper']:,.0f} s"
         marked.append(
             {

@@ -7,13 +7,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from ticketeval.data.batches import Batch, load_batch
 from ticketeval.data.periods import Period
+from ticketeval.scoring import HEURISTIC
 from ticketeval.scoring.champion import (
     columns_of,
     comparisons,
@@ -30,9 +31,11 @@ from ticketeval.scoring.metrics import (
     with_rmse,
 )
 from ticketeval.scoring.models import Model, load_model, predict
+from ticketeval.scoring.summary import ModelBlock, TrialContext, TrialSummary
 
 if TYPE_CHECKING:
     from ticketeval.data.cache import CacheInfo
+    from ticketeval.settings import Settings
 
 # What the summary reads of the batch, besides the target.
 SUMMARY_COLUMNS = ("priority", "number")
@@ -54,7 +57,7 @@ def summarize(
     metrics: dict[str, float | None],
     model: str,
     runner: str,
-) -> dict[str, Any]:
+) -> TrialSummary:
     """The trial summary: the seed's shape, extended with context, baseline and per priority."""
     y = np.asarray(target, dtype=float)
     scored = ~np.isnan(y)
@@ -64,10 +67,11 @@ def summarize(
     if len(y_scored):
         baseline_mae = plain(np.abs(y_scored - np.median(y_scored)).mean())
     skill = None
-    if metrics.get("MAE") is not None and baseline_mae:
-        skill = plain(1 - metrics["MAE"] / baseline_mae)
+    mae = metrics.get("MAE")
+    if mae is not None and baseline_mae:
+        skill = plain(1 - mae / baseline_mae)
     constant = np.median(y_scored) if len(y_scored) else np.nan
-    by_priority: dict[str, Any] = {}
+    by_priority: dict[str, dict[str, float | None]] = {}
     priority = batch.frame["priority"].astype("category")
     codes = priority.cat.codes.to_numpy()
     labels = {code: str(label) for code, label in enumerate(priority.cat.categories)}
@@ -116,7 +120,7 @@ def empty_summary(
     runner: str,
     trial_id: str | None = None,
     demo: bool = False,
-) -> dict[str, Any]:
+) -> TrialSummary:
     """The summary of a period in which no event closed: nothing scored, nothing undefined
     pretended."""
     from ticketeval.data.cache import read_cache_info
@@ -144,7 +148,7 @@ def empty_summary(
 
 def _context(
     cache: CacheInfo, *, model: str, seed: int | None, runner: str, period: Period
-) -> dict[str, Any]:
+) -> TrialContext:
     """Which model, data and period a trial is about: what makes two trials comparable."""
     return {
         "model": model,
@@ -174,16 +178,18 @@ def score_trial(
     data_dir: Path,
     batch_size: int | None,
     seed: int | None = None,
-    model: str | Sequence[str] = "heuristic",
+    model: str | Sequence[str] = HEURISTIC,
     runner: str = "evaluate",
     period: Period | None = None,
     allow_fewer: bool = False,
     results: ResultsKeeping | None = None,
     demo: bool = False,
-) -> dict[str, Any]:
+    estimate: bool = False,
+) -> TrialSummary:
     """Score `model` (or several: champion first) on one batch from the cache (the demo data's
     with `demo`; None: every event of the period), in this process, and summarize the trial
-    (keeping the champion's per-event results when asked)."""
+    (keeping the champion's per-event results when asked). With the period's `as_of`, the
+    tickets still open then too (and, with `estimate`, the champion's estimated MAE on them)."""
     specs = model_specs(model)
     functions = {spec: load_model(spec) for spec in specs}
     batch = load_batch(
@@ -216,7 +222,23 @@ def score_trial(
         closed_at=closed_at,
         runner=runner,
     )
-    return summary if kept is None else {**summary, "results_path": str(kept)}
+    if batch.period.as_of is not None:
+        from ticketeval.scoring.loss_estimate import add_open_tickets
+
+        summary = add_open_tickets(
+            summary,
+            data_dir=data_dir,
+            as_of=batch.period.as_of,
+            model=functions[specs[0]],
+            name=specs[0],
+            closed_target=target.to_numpy(),
+            closed_predictions=predictions[specs[0]],
+            demo=demo,
+            estimate=estimate,
+        )
+    if kept is not None:
+        summary["results_path"] = str(kept)
+    return summary
 
 
 # Larger batches keep no per-event results: writing ten million rows would cost more than the
@@ -230,6 +252,11 @@ class ResultsKeeping:
 
     directory: Path
     retain: int | None  # how many trials keep theirs (None: all)
+
+    @classmethod
+    def of(cls, settings: Settings) -> ResultsKeeping:
+        """Where this machine's trials keep their per-event results, and how many do."""
+        return cls(settings.results_dir, settings.results_keep)
 
     def write(
         self,
@@ -272,7 +299,7 @@ def summarize_models(
     closed_at: np.ndarray | None,
     runner: str,
     metrics: dict[str, float | None] | None = None,
-) -> dict[str, Any]:
+) -> TrialSummary:
     """The summary of one or more models scored on the same batch (champion first).
 
     Its `data` and `model` are the champion's, as for one model; with `model_info` (a trained
@@ -282,8 +309,8 @@ def summarize_models(
     champion. `metrics`, when given, are the champion's already computed (the flow's tasks).
     """
     names = list(predictions)
-    blocks: dict[str, dict[str, Any]] = {}
-    summary: dict[str, Any] = {}
+    blocks: dict[str, ModelBlock] = {}
+    summaries: list[TrialSummary] = []
     for name in names:
         scores = metrics if metrics is not None and name == names[0] else None
         if scores is None:
@@ -299,14 +326,14 @@ def summarize_models(
             model=name,
             runner=runner,
         )
-        summary = summary or scored
+        summaries.append(scored)
         info = model_info(name, models[name])
         blocks[name] = {
             **scored["data"],
             "model_info": info,
             "overlaps_training": overlaps_training(info, batch.period, closed_at),
         }
-    champion = blocks[names[0]]
+    summary, champion = summaries[0], blocks[names[0]]
     summary["model_info"] = champion["model_info"]
     summary["overlaps_training"] = any(block["overlaps_training"] for block in blocks.values())
     if len(names) > 1:

@@ -58,7 +58,7 @@ def evaluate(*args: str) -> dict:
 
 
 def training_period(path: Path) -> dict:
-    from ticketeval.scoring.training import describe_model
+    from ticketeval.scoring.model_file import describe_model
 
     return describe_model(path)["training"]
 

@@ -16,10 +16,7 @@ from ticketeval.data.batches import load_batch
 from ticketeval.data.cache import read_cache_info
 from ticketeval.errors import ExitCode
 from ticketeval.scoring.metrics import score_metric
-from ticketeval.scoring.training import (
-    TrainingResult,
-    load_model_file,
-)
+from ticketeval.scoring.model_file import TrainingResult, load_model_file
 from ticketeval.scoring.trial import compute_target
 from ticketeval.settings import load_settings
 

@@ -15,21 +15,17 @@ import pytest
 from ticketeval.data.demo import demo_event_log
 from ticketeval.data.parsing import parse_event_log
 from ticketeval.errors import ExitCode, ModelError, UsageError
-from ticketeval.scoring.training import (
-    INPUT_COLUMNS,
-    LEAKY_COLUMNS,
+from ticketeval.scoring.features import INPUT_COLUMNS, LEAKY_COLUMNS, category_codes, category_map
+from ticketeval.scoring.model_file import (
     TrainedModel,
     TrainingResult,
-    category_codes,
-    category_map,
     describe_model,
     load_model_file,
     model_bytes,
     overlaps_training,
     save_model,
-    time_cut,
-    train,
 )
+from ticketeval.scoring.training import time_cut, train
 
 HOUR, DAY = 3600, 86_400
 
