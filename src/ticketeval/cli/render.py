@@ -168,6 +168,14 @@ def overlap_text(overlaps: bool | None) -> Text:
 # whole onto the next line; off a terminal (above) nothing needs to.
 
 
+def skill_text(baseline: dict[str, Any]) -> str:
+    """The skill, with its incident-level interval when the trial has one."""
+    interval = baseline.get("skill_ci")
+    if baseline.get("skill") is None or not interval:
+        return number(baseline.get("skill"))
+    return f"{number(baseline['skill'])}, 95% CI {number(interval[0])} to {number(interval[1])}"
+
+
 def render_summary(summary: dict[str, Any]) -> None:
     if summary.get("models"):
         render_models(summary)
@@ -201,7 +209,7 @@ def render_summary(summary: dict[str, Any]) -> None:
         ("MSE", number(metrics["MSE"], 0)),
         ("R2", number(metrics["R2"])),
         ("MAE of the median", seconds(baseline["MAE"])),
-        ("skill vs the median", number(baseline["skill"])),
+        ("skill vs the median", skill_text(baseline)),
         ("target mean", seconds(target["mean"])),
         ("target median", seconds(target["median"])),
         ("target min", seconds(target["min"])),
@@ -262,7 +270,7 @@ def render_models(summary: dict[str, Any]) -> None:
         )
     table.add_row("R2", *each(lambda block: number(block["metrics"]["R2"])))
     table.add_row("MAE of the median", seconds(data["baseline"]["MAE"]), *([""] * (len(names) - 1)))
-    table.add_row("skill vs the median", *each(lambda block: number(block["baseline"]["skill"])))
+    table.add_row("skill vs the median", *each(lambda block: skill_text(block["baseline"])))
     stdout.print(table)
 
     versus = Table(title="Challenger vs champion (paired bootstrap, 95%)", title_justify="left")

@@ -25,6 +25,7 @@ from ticketeval.scoring.metrics import (
     INTERVAL_METRICS,
     METRIC_NAMES,
     bootstrap_intervals,
+    incident_clusters,
     plain,
     score_metric,
     with_rmse,
@@ -67,6 +68,14 @@ def summarize(
     if metrics.get("MAE") is not None and baseline_mae:
         skill = plain(1 - metrics["MAE"] / baseline_mae)
     constant = np.median(y_scored) if len(y_scored) else np.nan
+    intervals = bootstrap_intervals(
+        y,
+        predictions,
+        seed=batch.seed,
+        incidents=incidents_of(batch),
+        constant=None if np.isnan(constant) else float(constant),
+    )
+    skill_interval = intervals.pop("skill", None)
     by_priority: dict[str, Any] = {}
     priority = batch.frame["priority"].astype("category")
     codes = priority.cat.codes.to_numpy()
@@ -95,17 +104,25 @@ def summarize(
                 int(batch.frame["number"].nunique()) if "number" in batch.frame else None
             ),
             "metrics": metrics,
-            "metrics_ci": bootstrap_intervals(y, predictions, seed=batch.seed),
+            # Incident-level (cluster bootstrap) intervals: see `metrics.bootstrap_intervals`.
+            "metrics_ci": intervals,
             "target": {
                 stat: plain(getattr(np, stat)(y_scored)) if len(y_scored) else None
                 for stat in ("mean", "median", "min", "max")
             },
-            "baseline": {"MAE": baseline_mae, "skill": skill},
+            "baseline": {"MAE": baseline_mae, "skill": skill, "skill_ci": skill_interval},
             "by_priority": by_priority,
         },
         **_context(batch.cache, model=model, seed=batch.seed, runner=runner, period=batch.period),
         "batch_size": len(batch.frame),
     }
+
+
+def incidents_of(batch: Batch) -> np.ndarray | None:
+    """Each event's incident cluster (the bootstrap's unit); None without a `number` column."""
+    if "number" not in batch.frame:
+        return None
+    return incident_clusters(batch.frame["number"], len(batch.frame))
 
 
 def empty_summary(
@@ -134,7 +151,7 @@ def empty_summary(
             "metrics": dict.fromkeys([*METRIC_NAMES, "RMSE"]),
             "metrics_ci": dict.fromkeys(INTERVAL_METRICS),
             "target": dict.fromkeys(("mean", "median", "min", "max")),
-            "baseline": {"MAE": None, "skill": None},
+            "baseline": {"MAE": None, "skill": None, "skill_ci": None},
             "by_priority": {},
         },
         **_context(cache, model=model, seed=None, runner=runner, period=period),
@@ -311,5 +328,7 @@ def summarize_models(
     summary["overlaps_training"] = any(block["overlaps_training"] for block in blocks.values())
     if len(names) > 1:
         summary["models"] = blocks
-        summary["comparison"] = comparisons(target, predictions, seed=batch.seed)
+        summary["comparison"] = comparisons(
+            target, predictions, seed=batch.seed, incidents=incidents_of(batch)
+        )
     return summary
