@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
-from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -83,11 +82,15 @@ class NothingNew:
     model: str
     since: str
     newest: str | None
+    stream: str | None = None
+    note: str | None = None  # how the chain's end was found, when it is worth saying
 
     @property
     def message(self) -> str:
         newest = f" (the newest closure is {self.newest})" if self.newest else ""
-        return f"Nothing new for {self.model}: no ticket closed since {self.since}{newest}."
+        on = f" on {self.stream}" if self.stream else ""
+        said = f"Nothing new for {self.model}{on}: no ticket closed since {self.since}{newest}."
+        return f"{said} {self.note}" if self.note else said
 
     def to_dict(self) -> dict[str, Any]:
         return {"nothing_new": True, **asdict(self)}
@@ -104,6 +107,8 @@ class TrialPlan:
     demo: bool  # the demo data's cache, not the real data's
     models: list[str]  # champion first
     cache: CacheInfo
+    stream: str  # the log this trial follows: see `recording.chain_end`
+    notes: tuple[str, ...] = ()  # said after the trial
 
 
 def _plan_trial(
@@ -117,6 +122,7 @@ def _plan_trial(
     since_last: bool,
     source: str | None,
     on_fetch: FetchCallback | None,
+    stream: str | None = None,
 ) -> TrialPlan | NothingNew:
     """The models, data, batch and period of a trial, the data fetched when needed: a sample
     of the data, of a period, or of every ticket closed since the previous trial of the
@@ -124,7 +130,7 @@ def _plan_trial(
     never computed only to be refused."""
     from ticketeval.data.batches import closure_span, parse_batch_size
     from ticketeval.data.demo import DEMO_SOURCE
-    from ticketeval.data.periods import Period, iso, parse_date
+    from ticketeval.data.periods import CLOSURE_RESOLUTION, Period, iso, parse_date
     from ticketeval.scoring.champion import model_specs
     from ticketeval.settings import check_seed
 
@@ -135,18 +141,33 @@ def _plan_trial(
     demo = source == DEMO_SOURCE
     size = parse_batch_size(batch_size)
     period = Period(parse_date(closed_from, "closed_from"), parse_date(closed_to, "closed_to"))
+    stream = stream or settings.stream or cache.source
+    span = closure_span(settings.data_dir, demo=demo) if period.bounded or since_last else None
+    # A period's recorded end is never past the data: the newest closure, plus the log's time
+    # resolution (a minute), so a later --since-last starts right after what this one saw.
+    end = span[1] + CLOSURE_RESOLUTION if span else None
+    if period.bounded and end and (period.closed_to is None or period.closed_to > end):
+        if period.closed_from is None or period.closed_from < end:
+            period = Period(period.closed_from, end)
+    notes: tuple[str, ...] = ()
     if since_last:
         if period.bounded:
             raise UsageError("--since-last sets the period itself: drop --closed-from/--closed-to.")
-        span = closure_span(settings.data_dir, demo=demo)
-        start = recording.last_period_end(settings, model=models[0], data_sha256=cache.csv_sha256)
-        newest = span[1] if span else None
-        if newest is None or (start is not None and parse_date(start) > newest):
-            return NothingNew(models[0], start or "the first closure", iso(newest))
-        # To the newest closure, included: the next --since-last starts just after it.
-        period = Period(parse_date(start), newest + timedelta(seconds=1))
-        if batch_size is None:
-            return TrialPlan(None, False, seed, period, demo, models, cache)  # every new ticket
+        chain = recording.chain_end(
+            settings,
+            model=models[0],
+            stream=stream,
+            data_sha256=cache.csv_sha256,
+            source=cache.source,
+        )
+        notes = (chain.note,) if chain.note else ()
+        start = parse_date(chain.end)
+        if end is None or (start is not None and start >= end):
+            since = chain.end or "the first closure"
+            return NothingNew(models[0], since, iso(span[1] if span else None), stream, chain.note)
+        period = Period(start, end)
+        if batch_size is None:  # every new ticket
+            return TrialPlan(None, False, seed, period, demo, models, cache, stream, notes)
     default = size is None and batch_size is None
     return TrialPlan(
         settings.batch_size if default else size,
@@ -158,6 +179,8 @@ def _plan_trial(
         demo,
         models,
         cache,
+        stream,
+        notes,
     )
 
 
@@ -173,6 +196,7 @@ def evaluate(
     since_last: bool = False,
     report: Path | None = None,
     on_fetch: FetchCallback | None = None,
+    stream: str | None = None,
 ) -> dict[str, Any] | NothingNew:
     """`ticketeval evaluate`: score `model` (or several, champion first, on the same batch) in
     this process, record the trial (and write its report), and return its summary (or
@@ -189,6 +213,7 @@ def evaluate(
         since_last=since_last,
         source=source,
         on_fetch=on_fetch,
+        stream=stream,
     )
     if isinstance(plan, NothingNew):
         return plan
@@ -201,8 +226,10 @@ def evaluate(
         allow_fewer=plan.allow_fewer,
         results=recording.results_keeping(settings),
         demo=plan.demo,
+        stream=plan.stream,
     )
     recorded = recording.record(settings, summary)
+    recorded["recorded"]["notes"].extend(plan.notes)
     if report is not None:
         recorded["report"] = recording.write_report_of(settings, recorded, report)
     return recorded
@@ -222,6 +249,7 @@ def run_local(
     report: Path | None = None,
     on_fetch: FetchCallback | None = None,
     on_cluster: Callable[[str, str | None], None] | None = None,
+    stream: str | None = None,
 ) -> dict[str, Any] | NothingNew:
     """`ticketeval run-local`: the same trial as a Prefect flow on Dask (the flow records it);
     returns its summary. Everything that can be checked is checked before a cluster starts."""
@@ -240,6 +268,7 @@ def run_local(
         since_last=since_last,
         source=source,
         on_fetch=on_fetch,
+        stream=stream,
     )
     if isinstance(plan, NothingNew):
         return plan
@@ -268,10 +297,12 @@ def run_local(
         report=report,
         runner="run-local",
         demo=plan.demo,
+        stream=plan.stream,
     )
     last_task = "write_trial_summary" if report is None else "write_report"
     written = run_flow(build, cluster, on_cluster=on_cluster, result_task=last_task)
     recorded = recording.complete(settings, written)
+    recorded["recorded"]["notes"] = [*recorded["recorded"]["notes"], *plan.notes]
     if report is not None:
         recorded["report"] = written["report"]
     return recorded
@@ -293,6 +324,7 @@ def backtest(
     report: Path | None = None,
     on_fetch: FetchCallback | None = None,
     on_cluster: Callable[[str, str | None], None] | None = None,
+    stream: str | None = None,
 ) -> dict[str, Any]:
     """`ticketeval backtest`: replay the log period by period as one Prefect flow (a mapped
     task per period, on Dask), judge each period against the reference periods' band, record
@@ -333,6 +365,11 @@ def backtest(
         parse_date(closed_to, "closed_to"),
         demo=demo,
     )
+    if reference is not None and reference > len(periods):
+        raise UsageError(
+            f"--reference {reference} is more than the {len(periods)} periods of this backtest: "
+            f"give at most {len(periods)} (the default is the first third)."
+        )
     run_id = new_trial_id()
     cluster = replace(cluster, scheduler_timeout=settings.scheduler_timeout)
     build = functools.partial(
@@ -350,6 +387,7 @@ def backtest(
         results=None if cluster.address else recording.results_keeping(settings),
         report=report,
         demo=demo,
+        stream=stream or settings.stream or cache.source,
     )
     last_task = "write_backtest" if report is None else "write_report"
     verdict = run_flow(build, cluster, on_cluster=on_cluster, result_task=last_task)
@@ -360,7 +398,11 @@ def backtest(
         "run_id": run_id,
         "model": model,
         "every": every,
-        "source": {"name": cache.source, "csv_sha256": cache.csv_sha256},
+        "source": {
+            "name": cache.source,
+            "csv_sha256": cache.csv_sha256,
+            "stream": stream or settings.stream or cache.source,
+        },
         **verdict,
         "recorded": {
             "history": recorded[0]["history"] if recorded else None,

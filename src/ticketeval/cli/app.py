@@ -32,6 +32,7 @@ from ticketeval.cli.options import (
     SeedOption,
     SinceLastOption,
     SourceOption,
+    StreamOption,
     ThreadsPerWorkerOption,
     VerboseOption,
     WorkersOption,
@@ -54,7 +55,7 @@ from ticketeval.cli.runtime import (
     settings_for,
     show_library_logs,
 )
-from ticketeval.errors import UsageError
+from ticketeval.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
     pass
@@ -179,6 +180,7 @@ def evaluate(
     closed_from: ClosedFromOption = None,
     closed_to: ClosedToOption = None,
     since_last: SinceLastOption = False,
+    stream: StreamOption = None,
     report: ReportOption = None,
     data_dir: DataDirOption = None,
     fail_if_mae_above: FailIfMaeAboveOption = None,
@@ -202,6 +204,7 @@ def evaluate(
             closed_from=closed_from,
             closed_to=closed_to,
             since_last=since_last,
+            stream=stream,
             report=report,
             on_fetch=lambda result: report_fetch(result, reporter),
         )
@@ -218,6 +221,7 @@ def run_local(
     closed_from: ClosedFromOption = None,
     closed_to: ClosedToOption = None,
     since_last: SinceLastOption = False,
+    stream: StreamOption = None,
     report: ReportOption = None,
     workers: WorkersOption = None,
     threads_per_worker: ThreadsPerWorkerOption = None,
@@ -250,6 +254,7 @@ def run_local(
             closed_from=closed_from,
             closed_to=closed_to,
             since_last=since_last,
+            stream=stream,
             report=report,
             on_fetch=lambda result: report_fetch(result, reporter),
             on_cluster=lambda address, dashboard: announce(reporter, address, dashboard),
@@ -277,7 +282,8 @@ def backtest(
     reference: Annotated[
         int | None,
         typer.Option(
-            help="Periods that set the alert band (mean ± 3 SD of MAE). \\[default: first third]",
+            help="Periods that set the bands (mean ± 3 SD of the skill and of the constant's "
+            "MAE). \\[default: first third]",
             show_default=False,
         ),
     ] = None,
@@ -285,7 +291,15 @@ def backtest(
         int,
         typer.Option(help="Fewer events than this: shown, marked too small to judge."),
     ] = 100,
+    fail_on_alert: Annotated[
+        bool,
+        typer.Option(
+            "--fail-on-alert",
+            help="Exit with code 11 when a period has a model alert (data shifts do not count).",
+        ),
+    ] = False,
     source: SourceOption = None,
+    stream: StreamOption = None,
     report: ReportOption = None,
     workers: WorkersOption = None,
     threads_per_worker: ThreadsPerWorkerOption = None,
@@ -319,6 +333,7 @@ def backtest(
             reference=reference,
             min_events=min_events,
             source=source,
+            stream=stream,
             report=report,
             on_fetch=lambda fetched: report_fetch(fetched, reporter),
             on_cluster=lambda address, dashboard: announce(reporter, address, dashboard),
@@ -332,11 +347,19 @@ def backtest(
             for row in result["periods"]:
                 if row["alert"]:
                     reporter.alert(
-                        f"ALERT {row['label']}: MAE {row['MAE']:,.0f} s is outside the band the "
-                        "reference periods set."
+                        f"MODEL ALERT {row['label']}: skill {row['skill']:.3f} is below the "
+                        "band the reference periods set."
+                    )
+                if row["data_shift"]:
+                    reporter.info(
+                        f"data shift {row['label']}: the constant's MAE "
+                        f"{row['baseline_MAE']:,.0f} s is outside the band the reference "
+                        "periods set (the tickets' mix changed)."
                     )
         if "report" in result:
             reporter.info(f"Report: {result['report']['page']}")
+        if fail_on_alert and result["alerts"]:
+            raise typer.Exit(code=int(ExitCode.MODEL_ALERT))
 
 
 # --- train ---------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from ticketeval.errors import UsageError
 if TYPE_CHECKING:
     from ticketeval.core import HistoryView
     from ticketeval.data.cache import CacheInfo
+    from ticketeval.history.store import HistoryRow
 
 # Off a terminal (cron mail, a pipe, a file) nothing has to fit a screen: tables take their
 # natural width, so that no number or id is cut, whatever COLUMNS says.
@@ -366,7 +367,6 @@ def sparkline(values: list[float | None]) -> str:
 
 
 def render_backtest(result: dict[str, Any]) -> None:
-    band = result["thresholds"]
     title = f"Backtest {result['run_id']}: {result['model']} every {result['every']}"
     table = Table(title=title, title_justify="left")
     # The leakage guard: shown when the model trained on tickets of some period.
@@ -378,12 +378,15 @@ def render_backtest(result: dict[str, Any]) -> None:
         justify = "right" if column in columns[1:7] else "left"
         table.add_column(column, justify=justify, overflow="fold")
     for row in result["periods"]:
+        marks = []
         if row["too_small"]:
-            mark = Text("too small", style="dim")
-        elif row["alert"]:
-            mark = Text("ALERT", style="bold red")
-        else:
-            mark = Text("reference" if row["reference"] else "", style="dim")
+            marks.append(Text("too small", style="dim"))
+        if row["alert"]:
+            marks.append(Text("MODEL ALERT", style="bold red"))
+        if row.get("data_shift"):
+            marks.append(Text("data shift", style="yellow"))
+        if row["reference"] and not row["too_small"]:
+            marks.append(Text("reference" + (" (clipped)" if row.get("clipped") else ""), "dim"))
         interval = "" if row["MAE_low"] is None else f"{row['MAE_low']:,.0f}–{row['MAE_high']:,.0f}"
         table.add_row(
             row["label"],
@@ -393,7 +396,7 @@ def render_backtest(result: dict[str, Any]) -> None:
             interval,
             seconds(row["baseline_MAE"]),
             number(row["skill"]),
-            mark,
+            Text(", ").join(marks),
             *(
                 [Text("YES", style="bold red") if row.get("overlaps_training") else Text("")]
                 if overlapping
@@ -406,17 +409,31 @@ def render_backtest(result: dict[str, Any]) -> None:
             "In training: the model trained on tickets closed in that period; its figures "
             "there flatter it."
         )
-    if band is None:
-        stdout.print(
-            "No alert band: fewer than two reference periods with enough events "
+    stdout.print(backtest_bands_text(result))
+
+
+def backtest_bands_text(result: dict[str, Any]) -> str:
+    """What the bands are, from how many periods, and what the run found."""
+    bands = result["thresholds"]
+    model, data = bands["model"], bands["data"]
+    reference = result["reference_periods"]
+    if model is None or data is None:
+        return (
+            f"No bands: fewer than two of the first {reference} periods have enough events "
             f"(--reference, --min-events {result['min_events']})."
         )
-    else:
-        stdout.print(
-            f"Alert band from the first {result['reference_periods']} periods: MAE "
-            f"{band['lower']:,.0f}–{band['upper']:,.0f} s (mean ± 3 SD); "
-            f"{result['alerts']} alert(s)."
-        )
+    clipped = [row["label"] for row in result["periods"][:reference] if row.get("clipped")]
+    contributed = f"{model['reference_periods']} of the first {reference} periods"
+    if model["reference_periods"] < reference:
+        contributed += f" (the others have fewer than {result['min_events']} events)"
+    if clipped:
+        contributed += f"; {', '.join(clipped)} clipped by --closed-from, a reference all the same"
+    return (
+        f"Bands (mean ± 3 SD) from {contributed}: skill {model['lower']:.3f} to "
+        f"{model['upper']:.3f}, {result['alerts']} model alert(s) (the skill's whole interval "
+        f"below the band); the constant's MAE {data['lower']:,.0f}–{data['upper']:,.0f} s, "
+        f"{result['data_shifts']} data shift(s) (the tickets' mix changed: a notice)."
+    )
 
 
 def render_history(view: HistoryView) -> None:
@@ -440,13 +457,33 @@ def render_history(view: HistoryView) -> None:
             seconds(row.MAE),
             interval,
             number(row.skill),
-            Text("worse", style="bold red") if flagged else Text(""),
+            history_mark(row, flagged),
         )
     stdout.print(table)
-    # One trend per model: trials of different models are not one series.
-    for model in dict.fromkeys(row.model for row in view.rows):
-        maes = [row.MAE for row in view.rows if row.model == model]
-        stdout.print(Text.assemble((f"MAE trend {model} ", "bold"), sparkline(maes)))
+    # One trend per model, stream and population: a month of tickets, a random sample of the
+    # whole log and the demo data are not one series.
+    for model, stream, population in dict.fromkeys(map(trend_key, view.rows)):
+        maes = [row.MAE for row in view.rows if trend_key(row) == (model, stream, population)]
+        title = f"MAE trend {model} on {stream or 'unnamed data'} ({population or 'unknown'}) "
+        stdout.print(Text.assemble((title, "bold"), sparkline(maes)))
+
+
+def trend_key(row: HistoryRow) -> tuple[str, str | None, str | None]:
+    """Which series a history row belongs to (the stream, else the data's checksum)."""
+    return (row.model, row.stream or row.data_sha256, row.population)
+
+
+def history_mark(row: HistoryRow, flagged: bool) -> Text:
+    """A backtest's period says which kind of signal it raised; a single trial, whether it is
+    worse than the earlier ones like it."""
+    if not row.run_id:
+        return Text("worse", style="bold red") if flagged else Text("")
+    marks = []
+    if row.alert:
+        marks.append(Text("model alert", style="bold red"))
+    if row.data_shift:
+        marks.append(Text("data shift", style="yellow"))
+    return Text(", ").join(marks)
 
 
 def render_sizes(sizes: dict[str, str]) -> None:

@@ -13,7 +13,13 @@ from typing import Any
 
 from ticketeval.errors import UsageError
 
-EVERY_HELP = "'month' (calendar months), 'week' (weeks from Monday) or '<N>d' (N-day steps)"
+# The event log's timestamps are to the minute: a period that saw closures up to T ends at
+# T plus this, so the next one starts right after what it saw.
+CLOSURE_RESOLUTION = timedelta(minutes=1)
+EVERY_HELP = (
+    "'month' (calendar months), 'week' (weeks from Monday) or '<N>d' (N calendar days from the "
+    "first closure's day)"
+)
 
 
 @dataclass(frozen=True)
@@ -95,8 +101,8 @@ def split_periods(first: datetime, last: datetime, every: str) -> list[Period]:
     elif step == "week":
         day = first.replace(hour=0, minute=0, second=0, microsecond=0)
         start = day - timedelta(days=day.weekday())
-    else:
-        start = first
+    else:  # calendar days, from the first closure's midnight, as weeks and months are
+        start = first.replace(hour=0, minute=0, second=0, microsecond=0)
     periods = []
     while start <= last:
         if step == "month":

@@ -3,6 +3,7 @@ reached), its per-event results, its report; and what the history says of earlie
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,13 +73,39 @@ def history_for_workers(settings: Settings, cluster: ClusterOptions) -> str | No
     return settings.history
 
 
-def last_period_end(settings: Settings, *, model: str, data_sha256: str) -> str | None:
-    """Where the latest trial of `model` on this data that had a period ended (ISO)."""
+@dataclass(frozen=True)
+class ChainEnd:
+    """Where the `--since-last` chain of a model on a stream ends, and how it was found."""
+
+    end: str | None  # ISO; None: no earlier trial, start at the beginning
+    note: str | None = None  # said when trials recorded before streams were matched
+
+
+def chain_end(
+    settings: Settings, *, model: str, stream: str, data_sha256: str, source: str
+) -> ChainEnd:
+    """The latest end of the trials of `model` on `stream` that scored a period: the next
+    `--since-last` starts there. Any kind counts (a `--since-last`, a `--closed-from` or
+    `--closed-to` period, a backtest's periods): each recorded end is the newest closure it
+    saw plus one minute, so nothing after it was scored. Trials recorded before streams
+    existed (no stream) are matched by the data's checksum or source, with a note, so that an
+    upgraded or moved history never silently starts from scratch."""
     from ticketeval.history.store import read_trials
 
-    ends = [
-        row.closed_to
-        for row in read_trials(settings.history, model=model)
-        if row.data_sha256 == data_sha256 and row.closed_to
+    rows = [row for row in read_trials(settings.history, model=model) if row.closed_to]
+    ends = [str(row.closed_to) for row in rows if row.stream == stream]
+    if ends:
+        return ChainEnd(max(ends))
+    legacy = [
+        str(row.closed_to)
+        for row in rows
+        if row.stream is None and (row.data_sha256 == data_sha256 or row.source == source)
     ]
-    return max(ends, default=None)
+    if not legacy:
+        return ChainEnd(None)
+    return ChainEnd(
+        max(legacy),
+        f"note: no trial of {model} names the stream {stream!r}; continuing after "
+        f"{len(legacy)} trial(s) recorded before streams, matched by the data's checksum or "
+        "source.",
+    )

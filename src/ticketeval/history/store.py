@@ -49,10 +49,12 @@ def flag_regressions(
 ) -> list[bool]:
     """For each row (in the given order, oldest first), whether its MAE is a regression.
 
-    A row is compared only with EARLIER rows of the SAME model on the SAME data (equal,
-    non-null `data_sha256`) that have an MAE: its reference, the last `window` of those (all of
-    them when `window` is None). A row without a reference, an MAE or a `data_sha256` is never
-    flagged. Otherwise:
+    A row is compared only with EARLIER rows of the SAME model on the SAME stream (equal,
+    non-null `stream`; for rows recorded before streams, the same `data_sha256`) and the SAME
+    population (a random sample of the log, a period, a backtest's periods of one length; all
+    events or open ones only) that have an MAE: its reference, the last `window` of those (all
+    of them when `window` is None). A row without a reference, an MAE or a stream (or
+    `data_sha256`) is never flagged. Otherwise:
 
     - when the row has an interval (`MAE_low`): flagged iff `MAE_low` is above the reference's
       upper bound, the median of the reference trials' `MAE_high` (their MAE when they have no
@@ -65,13 +67,14 @@ def flag_regressions(
     Pass the whole history (then keep the last rows you show): a row's reference is only what
     precedes it in `rows`.
     """
-    history: dict[tuple[str, str], list[HistoryRow]] = {}
+    history: dict[tuple[str, str, str | None], list[HistoryRow]] = {}
     flags: list[bool] = []
     for row in rows:
-        if row.MAE is None or row.data_sha256 is None:
+        stream = row.stream or row.data_sha256
+        if row.MAE is None or stream is None:
             flags.append(False)
             continue
-        earlier = history.setdefault((row.model, row.data_sha256), [])
+        earlier = history.setdefault((row.model, stream, row.population), [])
         reference = earlier[-window:] if window else earlier
         flagged = False
         if reference:

@@ -101,6 +101,7 @@ def _task_get_trial_summary(
     models: list[str],
     runner: str,
     results: ResultsKeeping | None = None,
+    stream: str | None = None,
 ) -> dict[str, Any]:
     """The summary of every model's predictions (in the order of `models`, champion first);
     `metrics` are the champion's, from the evaluate_model tasks. Keeps the champion's
@@ -116,6 +117,7 @@ def _task_get_trial_summary(
         closed_at=batch.frame["closed_at"].to_numpy(),
         runner=runner,
         metrics=metrics,
+        stream=stream,
     )
     if results is None:
         return summary
@@ -190,6 +192,7 @@ def build_flow(
     schedule_hours: float | None = None,
     runner: str = "prefect",
     demo: bool = False,
+    stream: str | None = None,
 ) -> Flow:
     """The seed's pipeline as a Prefect 1 flow. Nothing runs until the flow is run.
 
@@ -260,7 +263,7 @@ def build_flow(
             for name in METRIC_NAMES
         }
         summary = get_trial_summary(
-            trial_id, batch, actuals, predictions, metrics, models, runner, results
+            trial_id, batch, actuals, predictions, metrics, models, runner, results, stream
         )
         history = Parameter("history-url", default=history_url) if must_record else history_url
         written = write_trial_summary(summary, history, must_record)
@@ -281,6 +284,7 @@ def _task_score_period(
     run_id: str,
     results: ResultsKeeping | None = None,
     demo: bool = False,
+    stream: str | None = None,
 ) -> dict[str, Any]:
     from ticketeval.scoring.backtest import score_period
 
@@ -295,6 +299,7 @@ def _task_score_period(
         run_id=run_id,
         results=results,
         demo=demo,
+        stream=stream,
     )
 
 
@@ -334,6 +339,7 @@ def build_backtest_flow(
     results: ResultsKeeping | None = None,
     report: Path | None = None,
     demo: bool = False,
+    stream: str | None = None,
 ) -> Flow:
     """The backtest as a Prefect 1 flow: the periods scored in parallel by one mapped task,
     then judged against the reference periods' band and recorded as one run."""
@@ -352,6 +358,7 @@ def build_backtest_flow(
             unmapped(run_id),
             unmapped(results),
             unmapped(demo),
+            unmapped(stream),
         )
         verdict = judge_task(summaries, reference, min_events)
         written = write(summaries, verdict, history_url)

@@ -55,6 +55,7 @@ def summarize(
     metrics: dict[str, float | None],
     model: str,
     runner: str,
+    stream: str | None = None,
 ) -> dict[str, Any]:
     """The trial summary: the seed's shape, extended with context, baseline and per priority."""
     y = np.asarray(target, dtype=float)
@@ -113,7 +114,14 @@ def summarize(
             "baseline": {"MAE": baseline_mae, "skill": skill, "skill_ci": skill_interval},
             "by_priority": by_priority,
         },
-        **_context(batch.cache, model=model, seed=batch.seed, runner=runner, period=batch.period),
+        **_context(
+            batch.cache,
+            model=model,
+            seed=batch.seed,
+            runner=runner,
+            period=batch.period,
+            stream=stream,
+        ),
         "batch_size": len(batch.frame),
     }
 
@@ -133,6 +141,7 @@ def empty_summary(
     runner: str,
     trial_id: str | None = None,
     demo: bool = False,
+    stream: str | None = None,
 ) -> dict[str, Any]:
     """The summary of a period in which no event closed: nothing scored, nothing undefined
     pretended."""
@@ -154,15 +163,25 @@ def empty_summary(
             "baseline": {"MAE": None, "skill": None, "skill_ci": None},
             "by_priority": {},
         },
-        **_context(cache, model=model, seed=None, runner=runner, period=period),
+        **_context(cache, model=model, seed=None, runner=runner, period=period, stream=stream),
         "batch_size": 0,
     }
 
 
 def _context(
-    cache: CacheInfo, *, model: str, seed: int | None, runner: str, period: Period
+    cache: CacheInfo,
+    *,
+    model: str,
+    seed: int | None,
+    runner: str,
+    period: Period,
+    stream: str | None = None,
 ) -> dict[str, Any]:
-    """Which model, data and period a trial is about: what makes two trials comparable."""
+    """Which model, data and period a trial is about: what makes two trials comparable.
+
+    The stream is the log a chain of `--since-last` trials follows: a name the user gave, else
+    where the cache came from (a path or URL), which stays the same as the export grows and
+    its checksum changes (kept too, for reproducibility)."""
     return {
         "model": model,
         "seed": seed,
@@ -173,6 +192,7 @@ def _context(
             "csv_sha256": cache.csv_sha256,
             "matches_uci": cache.matches_uci,
             "rows": cache.rows,
+            "stream": stream or cache.source,
         },
     }
 
@@ -197,6 +217,7 @@ def score_trial(
     allow_fewer: bool = False,
     results: ResultsKeeping | None = None,
     demo: bool = False,
+    stream: str | None = None,
 ) -> dict[str, Any]:
     """Score `model` (or several: champion first) on one batch from the cache (the demo data's
     with `demo`; None: every event of the period), in this process, and summarize the trial
@@ -232,6 +253,7 @@ def score_trial(
         models=functions,
         closed_at=closed_at,
         runner=runner,
+        stream=stream,
     )
     return summary if kept is None else {**summary, "results_path": str(kept)}
 
@@ -289,6 +311,7 @@ def summarize_models(
     closed_at: np.ndarray | None,
     runner: str,
     metrics: dict[str, float | None] | None = None,
+    stream: str | None = None,
 ) -> dict[str, Any]:
     """The summary of one or more models scored on the same batch (champion first).
 
@@ -315,6 +338,7 @@ def summarize_models(
             metrics=scores,
             model=name,
             runner=runner,
+            stream=stream,
         )
         summary = summary or scored
         info = model_info(name, models[name])
