@@ -123,6 +123,7 @@ def _plan_trial(
     source: str | None,
     on_fetch: FetchCallback | None,
     stream: str | None = None,
+    open_only: bool = False,
 ) -> TrialPlan | NothingNew:
     """The models, data, batch and period of a trial, the data fetched when needed: a sample
     of the data, of a period, or of every ticket closed since the previous trial of the
@@ -149,6 +150,7 @@ def _plan_trial(
     if period.bounded and end and (period.closed_to is None or period.closed_to > end):
         if period.closed_from is None or period.closed_from < end:
             period = Period(period.closed_from, end)
+    period = replace(period, open_only=open_only)
     notes: tuple[str, ...] = ()
     if since_last:
         if period.bounded:
@@ -165,7 +167,7 @@ def _plan_trial(
         if end is None or (start is not None and start >= end):
             since = chain.end or "the first closure"
             return NothingNew(models[0], since, iso(span[1] if span else None), stream, chain.note)
-        period = Period(start, end)
+        period = Period(start, end, open_only=open_only)
         if batch_size is None:  # every new ticket
             return TrialPlan(None, False, seed, period, demo, models, cache, stream, notes)
     default = size is None and batch_size is None
@@ -197,6 +199,7 @@ def evaluate(
     report: Path | None = None,
     on_fetch: FetchCallback | None = None,
     stream: str | None = None,
+    open_only: bool = False,
 ) -> dict[str, Any] | NothingNew:
     """`ticketeval evaluate`: score `model` (or several, champion first, on the same batch) in
     this process, record the trial (and write its report), and return its summary (or
@@ -214,6 +217,7 @@ def evaluate(
         source=source,
         on_fetch=on_fetch,
         stream=stream,
+        open_only=open_only,
     )
     if isinstance(plan, NothingNew):
         return plan
@@ -250,6 +254,7 @@ def run_local(
     on_fetch: FetchCallback | None = None,
     on_cluster: Callable[[str, str | None], None] | None = None,
     stream: str | None = None,
+    open_only: bool = False,
 ) -> dict[str, Any] | NothingNew:
     """`ticketeval run-local`: the same trial as a Prefect flow on Dask (the flow records it);
     returns its summary. Everything that can be checked is checked before a cluster starts."""
@@ -269,11 +274,14 @@ def run_local(
         source=source,
         on_fetch=on_fetch,
         stream=stream,
+        open_only=open_only,
     )
     if isinstance(plan, NothingNew):
         return plan
     cache = plan.cache
-    available = len(closed_in(Path(cache.path), plan.period)) if plan.period.bounded else cache.rows
+    available = (
+        len(closed_in(Path(cache.path), plan.period)) if plan.period.selective else cache.rows
+    )
     size = plan.batch_size
     if size is not None:
         if plan.allow_fewer:
@@ -325,6 +333,7 @@ def backtest(
     on_fetch: FetchCallback | None = None,
     on_cluster: Callable[[str, str | None], None] | None = None,
     stream: str | None = None,
+    open_only: bool = False,
 ) -> dict[str, Any]:
     """`ticketeval backtest`: replay the log period by period as one Prefect flow (a mapped
     task per period, on Dask), judge each period against the reference periods' band, record
@@ -364,6 +373,7 @@ def backtest(
         parse_date(closed_from, "closed_from"),
         parse_date(closed_to, "closed_to"),
         demo=demo,
+        open_only=open_only,
     )
     if reference is not None and reference > len(periods):
         raise UsageError(

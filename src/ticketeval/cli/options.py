@@ -129,6 +129,14 @@ StreamOption = Annotated[
         show_default=False,
     ),
 ]
+OpenOnlyOption = Annotated[
+    bool,
+    typer.Option(
+        "--open-only",
+        help="Score only the events whose incident was still open (state not Closed): the "
+        "closing update's own target is about 0, a free win for any model.",
+    ),
+]
 ReportOption = Annotated[
     Path | None,
     typer.Option(

@@ -219,20 +219,24 @@ def render_summary(summary: dict[str, Any]) -> None:
     for name, value in rows:
         table.add_row(name, value)
     stdout.print(table)
-    per_priority = Table(title="By priority", title_justify="left")
-    for column in ("priority", "num_obs", "MAE", "MedAE", "R2"):
-        per_priority.add_column(
-            column, justify="left" if column == "priority" else "right", overflow="fold"
-        )
-    for label, values in data["by_priority"].items():
-        per_priority.add_row(
-            label,
-            f"{values['num_obs']:,}",
-            seconds(values["MAE"]),
-            seconds(values["MedAE"]),
-            number(values["R2"]),
-        )
-    stdout.print(per_priority)
+    for key, group in (("by_priority", "priority"), ("by_state", "state")):
+        if not data.get(key):
+            continue
+        per_group = Table(title=f"By {group}", title_justify="left")
+        for column in (group, "num_obs", "MAE", "MedAE", "R2", "constant MAE"):
+            per_group.add_column(
+                column, justify="left" if column == group else "right", overflow="fold"
+            )
+        for label, values in data[key].items():
+            per_group.add_row(
+                label,
+                f"{values['num_obs']:,}",
+                seconds(values["MAE"]),
+                seconds(values["MedAE"]),
+                number(values["R2"]),
+                seconds(values.get("baseline_MAE")),
+            )
+        stdout.print(per_group)
 
 
 def render_models(summary: dict[str, Any]) -> None:
@@ -296,18 +300,24 @@ def render_models(summary: dict[str, Any]) -> None:
         )
     stdout.print(versus)
 
-    per_priority = Table(title="MAE by priority", title_justify="left")
-    per_priority.add_column("priority")
-    per_priority.add_column("num_obs", justify="right")
-    for name in names:
-        per_priority.add_column(name, justify="right")
-    for label, values in data["by_priority"].items():
-        per_priority.add_row(
-            label,
-            f"{values['num_obs']:,}",
-            *[seconds((blocks[name]["by_priority"].get(label) or {}).get("MAE")) for name in names],
-        )
-    stdout.print(per_priority)
+    for key, group in (("by_priority", "priority"), ("by_state", "state")):
+        if not data.get(key):
+            continue
+        per_group = Table(title=f"MAE by {group}", title_justify="left")
+        per_group.add_column(group)
+        per_group.add_column("num_obs", justify="right")
+        for name in names:
+            per_group.add_column(name, justify="right")
+        for label, values in data[key].items():
+            per_group.add_row(
+                label,
+                f"{values['num_obs']:,}",
+                *[
+                    seconds(((blocks[name].get(key) or {}).get(label) or {}).get("MAE"))
+                    for name in names
+                ],
+            )
+        stdout.print(per_group)
 
 
 def render_model(described: dict[str, Any], *, saved: bool) -> None:
@@ -340,6 +350,17 @@ def render_model(described: dict[str, Any], *, saved: bool) -> None:
         ("skill vs the training median", number(holdout.get("skill"))),
         ("MAE of the heuristic", seconds(holdout.get("MAE_heuristic"))),
         ("skill vs the heuristic", number(holdout.get("skill_vs_heuristic"))),
+    ]
+    # The open-state events (not Closed): the closing update is a free win, these are not.
+    open_states = holdout.get("open_states") or {}
+    if open_states:
+        rows += [
+            ("open-state events", f"{open_states.get('events', 0):,}"),
+            ("open-state MAE", seconds(open_states.get("MAE"))),
+            ("open-state skill vs the median", number(open_states.get("skill"))),
+            ("open-state skill vs the heuristic", number(open_states.get("skill_vs_heuristic"))),
+        ]
+    rows += [
         ("data sha256", described.get("data_sha256") or "-"),
         (
             "versions",

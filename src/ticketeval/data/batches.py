@@ -60,7 +60,7 @@ def load_batch(
         raise DataError(f"no data in {data_dir} yet: run `ticketeval fetch` (or `--source demo`).")
     period = period or Period()
     path = Path(info.path)
-    candidates = closed_in(path, period) if period.bounded else None
+    candidates = closed_in(path, period) if period.selective else None
     available = info.rows if candidates is None else len(candidates)
     if candidates is not None and available == 0:
         raise DataError(f"no events {period.describe()} in the data ({describe_span(info)}).")
@@ -85,10 +85,20 @@ def load_batch(
     return Batch(frame, seed, info, period)
 
 
+CLOSED_STATE = "Closed"
+
+
 def closed_in(path: Path, period: Period) -> np.ndarray:
-    """The rows (in order) whose incident closed within the period."""
-    closed = pq.read_table(path, columns=["closed_at"]).column(0)
+    """The rows (in order) whose incident closed within the period (with `open_only`, of
+    those the events whose state is not Closed)."""
+    columns = ["closed_at", "incident_state"] if period.open_only else ["closed_at"]
+    table = pq.read_table(path, columns=columns)
+    closed = table.column("closed_at")
     keep = pc.is_valid(closed)
+    if period.open_only:
+        state = table.column("incident_state")
+        is_closed = pc.fill_null(pc.equal(state.cast(pa.string()), CLOSED_STATE), False)
+        keep = pc.and_(keep, pc.invert(is_closed))
     if period.closed_from is not None:
         keep = pc.and_(keep, pc.greater_equal(closed, pa.scalar(period.closed_from, closed.type)))
     if period.closed_to is not None:

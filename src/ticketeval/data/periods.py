@@ -29,6 +29,9 @@ class Period:
     closed_from: datetime | None = None
     closed_to: datetime | None = None
     label: str | None = None
+    # Only the events still open (incident_state not Closed): the closing update's own target
+    # is about 0, a free win for any model (`--open-only`).
+    open_only: bool = False
 
     def __post_init__(self) -> None:
         if self.closed_from and self.closed_to and self.closed_from >= self.closed_to:
@@ -41,11 +44,17 @@ class Period:
     def bounded(self) -> bool:
         return self.closed_from is not None or self.closed_to is not None
 
+    @property
+    def selective(self) -> bool:
+        """Whether the period selects some events (a bound, or open states only)."""
+        return self.bounded or self.open_only
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "closed_from": iso(self.closed_from),
             "closed_to": iso(self.closed_to),
             **({"label": self.label} if self.label else {}),
+            **({"open_only": True} if self.open_only else {}),
         }
 
     @classmethod
@@ -55,12 +64,13 @@ class Period:
             parse_date(values.get("closed_from"), "closed_from"),
             parse_date(values.get("closed_to"), "closed_to"),
             values.get("label"),
+            bool(values.get("open_only")),
         )
 
     def describe(self) -> str:
         start = f"{self.closed_from:%Y-%m-%d %H:%M}" if self.closed_from else "the first closure"
         end = f"{self.closed_to:%Y-%m-%d %H:%M}" if self.closed_to else "the last closure"
-        return f"closed from {start} to {end}"
+        return f"closed from {start} to {end}" + (" in an open state" if self.open_only else "")
 
 
 def iso(value: datetime | None) -> str | None:

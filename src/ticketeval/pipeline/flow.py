@@ -56,12 +56,17 @@ def _task_get_ticket_data_batch(
     closed_from: str | None = None,
     closed_to: str | None = None,
     demo: bool = False,
+    open_only: bool = False,
 ) -> Batch:
     settings = _worker_settings(data_dir)
     # On a fresh remote worker this fetches, with the worker's URL, timeout and retries;
     # run-local fetched on the client first.
     ensure_cache(settings, DEMO_SOURCE if demo else None)
-    period = Period(parse_date(closed_from, "closed_from"), parse_date(closed_to, "closed_to"))
+    period = Period(
+        parse_date(closed_from, "closed_from"),
+        parse_date(closed_to, "closed_to"),
+        open_only=bool(open_only),
+    )
     return load_batch(
         settings.data_dir,
         parse_batch_size(batch_size),
@@ -243,6 +248,7 @@ def build_flow(
         model_parameter = Parameter("model", default=",".join(model_specs(model)))
         closed_from = Parameter("closed-from", default=iso(period.closed_from))
         closed_to = Parameter("closed-to", default=iso(period.closed_to))
+        open_only = Parameter("open-only", default=period.open_only)
         trial_id = get_trial_id()
         batch = get_ticket_data_batch(
             batch_size_parameter,
@@ -252,6 +258,7 @@ def build_flow(
             closed_from,
             closed_to,
             demo,
+            open_only,
         )
         actuals = get_target(batch)
         models = get_models(model_parameter)

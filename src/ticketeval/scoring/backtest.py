@@ -45,8 +45,10 @@ def backtest_periods(
     closed_to: Any = None,
     *,
     demo: bool = False,
+    open_only: bool = False,
 ) -> list[Period]:
-    """The periods covering the cache's closures, clipped to `[closed_from, closed_to)`."""
+    """The periods covering the cache's closures, clipped to `[closed_from, closed_to)`; with
+    `open_only`, each scores the events still open only."""
     bounds = Period(closed_from, closed_to)
     span = closure_span(data_dir, demo=demo)
     if span is None:
@@ -70,6 +72,7 @@ def backtest_periods(
             max(p.closed_from, clip_from) if clip_from and p.closed_from else p.closed_from,
             min(p.closed_to, clip_to) if p.closed_to else clip_to,
             p.label,
+            open_only,
         )
         for p in periods
     ]

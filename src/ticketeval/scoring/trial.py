@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from ticketeval.data.cache import CacheInfo
 
 # What the summary reads of the batch, besides the target.
-SUMMARY_COLUMNS = ("priority", "number")
+SUMMARY_COLUMNS = ("priority", "number", "incident_state")
 
 
 def compute_target(batch: pd.DataFrame) -> pd.Series:
@@ -77,23 +77,11 @@ def summarize(
         constant=None if np.isnan(constant) else float(constant),
     )
     skill_interval = intervals.pop("skill", None)
-    by_priority: dict[str, Any] = {}
-    priority = batch.frame["priority"].astype("category")
-    codes = priority.cat.codes.to_numpy()
-    labels = {code: str(label) for code, label in enumerate(priority.cat.categories)}
-    for code, label in sorted({**labels, -1: "(none)"}.items(), key=lambda item: item[1]):
-        rows = codes == code
-        if not rows.any():
-            continue
-        by_priority[label] = {
-            "num_obs": int(rows.sum()),
-            "num_scored": int((rows & scored).sum()),
-            **with_rmse(
-                {name: score_metric(name, y[rows], predictions[rows]) for name in METRIC_NAMES}
-            ),
-            # The constant (the batch's median) on the same rows: the bar to beat per priority.
-            "baseline_MAE": score_metric("MAE", y[rows], np.full(rows.sum(), constant)),
-        }
+    breakdowns = {
+        key: _breakdown(batch.frame[column], y, predictions, scored, constant)
+        for key, column in (("by_priority", "priority"), ("by_state", "incident_state"))
+        if column in batch.frame
+    }
     return {
         "id": trial_id,
         "timestamp": now(),
@@ -112,7 +100,9 @@ def summarize(
                 for stat in ("mean", "median", "min", "max")
             },
             "baseline": {"MAE": baseline_mae, "skill": skill, "skill_ci": skill_interval},
-            "by_priority": by_priority,
+            "by_priority": breakdowns.get("by_priority", {}),
+            # The closing update's target is about 0: the Closed state flatters every model.
+            "by_state": breakdowns.get("by_state", {}),
         },
         **_context(
             batch.cache,
@@ -124,6 +114,34 @@ def summarize(
         ),
         "batch_size": len(batch.frame),
     }
+
+
+def _breakdown(
+    groups: pd.Series,
+    y: np.ndarray,
+    predictions: np.ndarray,
+    scored: np.ndarray,
+    constant: float,
+) -> dict[str, Any]:
+    """The metrics per value of `groups` (a priority, a state; missing: "(none)"), each with
+    the constant (the batch's median) on the same rows: the bar to beat in that group."""
+    categories = groups.astype("category")
+    codes = categories.cat.codes.to_numpy()
+    labels = {code: str(label) for code, label in enumerate(categories.cat.categories)}
+    per_group: dict[str, Any] = {}
+    for code, label in sorted({**labels, -1: "(none)"}.items(), key=lambda item: item[1]):
+        rows = codes == code
+        if not rows.any():
+            continue
+        per_group[label] = {
+            "num_obs": int(rows.sum()),
+            "num_scored": int((rows & scored).sum()),
+            **with_rmse(
+                {name: score_metric(name, y[rows], predictions[rows]) for name in METRIC_NAMES}
+            ),
+            "baseline_MAE": score_metric("MAE", y[rows], np.full(rows.sum(), constant)),
+        }
+    return per_group
 
 
 def incidents_of(batch: Batch) -> np.ndarray | None:
@@ -162,6 +180,7 @@ def empty_summary(
             "target": dict.fromkeys(("mean", "median", "min", "max")),
             "baseline": {"MAE": None, "skill": None, "skill_ci": None},
             "by_priority": {},
+            "by_state": {},
         },
         **_context(cache, model=model, seed=None, runner=runner, period=period, stream=stream),
         "batch_size": 0,
@@ -242,8 +261,8 @@ def score_trial(
     if results is not None:
         kept = results.write(trial_id, batch, target, predictions[specs[0]], specs[0])
     closed_at = batch.frame["closed_at"].to_numpy()
-    # From here on only the priority is read (by the summary): free the other columns before
-    # the metrics make their temporaries.
+    # From here on only the priority, state and incident are read (by the summary): free the
+    # other columns before the metrics make their temporaries.
     batch = replace(batch, frame=batch.frame[list(SUMMARY_COLUMNS)])
     summary = summarize_models(
         trial_id=trial_id,
