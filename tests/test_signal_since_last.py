@@ -21,6 +21,9 @@ from ticketeval.history.rows import SCHEMA_VERSION
 from ticketeval.history.store import read_trials
 from ticketeval.settings import load_settings
 
+# The real PostgreSQL server and its per-test databases (fixture postgres_url).
+pytest_plugins = ("tests.postgres",)
+
 
 def _split_export(csv: bytes, cut: str) -> tuple[bytes, pd.Timestamp, int]:
     """The events of the incidents closed before `cut` (as CSV), their newest closure, and how
@@ -153,3 +156,45 @@ def test_a_growing_real_log_is_scored_once_after_a_backtest(
     again = invoke("evaluate", "--since-last", "--batch-size", "all")
     assert again.exit_code == 0 and "Nothing new" in again.stderr
     assert len(read_trials(load_settings().history)) == before
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_both_backends_migrate_version_2_to_3(
+    backend: str, data_dir: Path, request: pytest.FixtureRequest
+) -> None:
+    from ticketeval.history.store import record_trial
+    from ticketeval.history.urls import sqlite_url
+
+    url = (
+        sqlite_url(data_dir / "h.sqlite")
+        if backend == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
+    trial = _json("evaluate", "--batch-size", "all", "--closed-from", "2016-06-01")
+    trial.pop("recorded")
+    record_trial(trial, url, data_dir / "spool")
+    statements = [
+        "ALTER TABLE trials DROP COLUMN stream",
+        "ALTER TABLE trials DROP COLUMN population",
+        "ALTER TABLE trials DROP COLUMN data_shift",
+        "UPDATE ticketeval_meta SET value = '2'",
+    ]
+    if backend == "sqlite":
+        with contextlib.closing(sqlite3.connect(data_dir / "h.sqlite")) as connection:
+            with connection:
+                for statement in statements:
+                    connection.execute(statement)
+    else:
+        import psycopg
+
+        with psycopg.connect(url) as connection:
+            for statement in statements:
+                connection.execute(statement)
+    (row,) = read_trials(url)
+    assert (row.stream, row.population, row.data_shift) == (None, "period", None)
+    # Written again after the migration: the new columns filled.
+    trial["id"] = "after-the-migration"
+    record_trial(trial, url, data_dir / "spool")
+    (after,) = [row for row in read_trials(url) if row.id == "after-the-migration"]
+    assert after.stream == trial["source"]["stream"] and after.population == "period"
