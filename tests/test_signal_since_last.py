@@ -198,3 +198,8 @@ def test_both_backends_migrate_version_2_to_3(
     record_trial(trial, url, data_dir / "spool")
     (after,) = [row for row in read_trials(url) if row.id == "after-the-migration"]
     assert after.stream == trial["source"]["stream"] and after.population == "period"
+
+
+def test_an_empty_stream_name_is_refused(data_dir: Path) -> None:
+    result = invoke("evaluate", "--since-last", "--stream", " ")
+    assert result.exit_code == 2 and "--stream needs a name" in result.stderr

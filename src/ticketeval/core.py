@@ -96,6 +96,13 @@ class NothingNew:
         return {"nothing_new": True, **asdict(self)}
 
 
+def _stream(settings: Settings, stream: str | None, cache: CacheInfo) -> str:
+    """The log a trial follows: `--stream`, else TICKETEVAL_STREAM, else the data's source."""
+    if stream is not None and not stream.strip():
+        raise UsageError("--stream needs a name (or leave it out: the data's source is used).")
+    return stream or settings.stream or cache.source
+
+
 @dataclass(frozen=True)
 class TrialPlan:
     """What one trial scores, with every default resolved."""
@@ -142,7 +149,7 @@ def _plan_trial(
     demo = source == DEMO_SOURCE
     size = parse_batch_size(batch_size)
     period = Period(parse_date(closed_from, "closed_from"), parse_date(closed_to, "closed_to"))
-    stream = stream or settings.stream or cache.source
+    stream = _stream(settings, stream, cache)
     span = closure_span(settings.data_dir, demo=demo) if period.bounded or since_last else None
     # A period's recorded end is never past the data: the newest closure, plus the log's time
     # resolution (a minute), so a later --since-last starts right after what this one saw.
@@ -397,7 +404,7 @@ def backtest(
         results=None if cluster.address else recording.results_keeping(settings),
         report=report,
         demo=demo,
-        stream=stream or settings.stream or cache.source,
+        stream=_stream(settings, stream, cache),
     )
     last_task = "write_backtest" if report is None else "write_report"
     verdict = run_flow(build, cluster, on_cluster=on_cluster, result_task=last_task)
@@ -411,7 +418,7 @@ def backtest(
         "source": {
             "name": cache.source,
             "csv_sha256": cache.csv_sha256,
-            "stream": stream or settings.stream or cache.source,
+            "stream": _stream(settings, stream, cache),
         },
         **verdict,
         "recorded": {
