@@ -31,6 +31,14 @@ def _widths(intervals: dict[str, list[float] | None]) -> dict[str, float]:
     return {name: pair[1] - pair[0] for name, pair in intervals.items() if pair is not None}
 
 
+def test_one_incident_has_no_interval() -> None:
+    y, p = np.array([1.0, 5.0, 9.0]), np.zeros(3)
+    one = np.zeros(3, dtype=np.int64)
+    assert metrics.bootstrap_intervals(y, p, seed=1, incidents=one)["MAE"] is None
+    assert metrics.paired_mae_difference(y, p, p + 1, seed=1, incidents=one)[1] is None
+    assert metrics.bootstrap_intervals(y, p, seed=1)["MAE"] is not None  # three events alone
+
+
 def test_events_without_a_number_are_clusters_of_their_own() -> None:
     codes = metrics.incident_clusters(np.array(["A", None, "B", "A", None], dtype=object), 5)
     assert codes[0] == codes[3] and codes[0] != codes[2]

@@ -152,7 +152,7 @@ def bootstrap_intervals(
     resample draws that many (m) and its deviation from the batch's value is scaled by
     sqrt(m / n): the m-out-of-n bootstrap, whose spread is the n-draw one's at a fixed cost.
     The median is the weighted median of the events, each weighted by how often its incident
-    was drawn (`_ResampledMedians`).
+    was drawn (`_ResampledMedians`). None (no interval) with fewer than two incidents scored.
     """
     y = np.asarray(target, dtype=float)
     keep = ~np.isnan(y)
@@ -161,6 +161,8 @@ def bootstrap_intervals(
     p = np.asarray(predictions, dtype=float)
     y, p = (y, p) if keep.all() else (y[keep], p[keep])
     clusters = _Clusters.of(incidents, keep)
+    if clusters.count < 2:  # one incident: resampling it says nothing about another
+        return dict.fromkeys([*INTERVAL_METRICS, *(["skill"] if constant is not None else [])])
     absolute = np.abs(y - p)
     rng = np.random.default_rng([seed, 0xB007])  # its own stream: the batch's draw is unchanged
     sums = {"MAE": clusters.sums(absolute), "MSE": clusters.sums(np.square(absolute))}
@@ -305,8 +307,8 @@ def paired_mae_difference(
     models' difference varies. MAE is a mean, so the difference on a draw is the sum over the
     drawn incidents of their events' |challenger's error| - |champion's error|, over the events
     drawn. Incidents (`incidents`, None: each event alone) and m-out-of-n as in
-    `bootstrap_intervals`, on its own stream of `seed`. None where fewer than two events have
-    a target (no interval).
+    `bootstrap_intervals`, on its own stream of `seed`. None where fewer than two incidents
+    have a target (no interval).
     """
     y = np.asarray(target, dtype=float)
     keep = ~np.isnan(y)
@@ -320,6 +322,8 @@ def paired_mae_difference(
     if len(y) < 2:
         return difference, None
     clusters = _Clusters.of(incidents, keep)
+    if clusters.count < 2:
+        return difference, None
     per_incident, sizes = clusters.sums(gain), clusters.sizes.astype(np.float64)
     rng = np.random.default_rng([seed, 0xC0DE])  # apart from the batch's and the intervals'
     means = [
