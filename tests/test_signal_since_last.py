@@ -203,3 +203,18 @@ def test_both_backends_migrate_version_2_to_3(
 def test_an_empty_stream_name_is_refused(data_dir: Path) -> None:
     result = invoke("evaluate", "--since-last", "--stream", " ")
     assert result.exit_code == 2 and "--stream needs a name" in result.stderr
+
+
+@pytest.mark.e2e
+def test_run_local_continues_the_same_chain(isolated_environment: Path, tmp_path: Path) -> None:
+    csv = demo_event_log(2_000, seed=6)
+    part, _, later = _split_export(csv, "2016-09-01")
+    export = tmp_path / "export.csv"
+    export.write_bytes(part)
+    first = _json("run-local", "--since-last", "--batch-size", "all", "--source", str(export))
+    assert first["source"]["stream"] == str(export.resolve())
+    export.write_bytes(csv)
+    assert invoke("fetch", "--source", str(export), "--force").exit_code == 0
+    second = _json("evaluate", "--since-last", "--batch-size", "all")
+    assert second["data"]["num_obs"] == later
+    assert second["period"]["closed_from"] == first["period"]["closed_to"]
