@@ -178,6 +178,7 @@ def test_both_backends_migrate_version_2_to_3(
         "ALTER TABLE trials DROP COLUMN stream",
         "ALTER TABLE trials DROP COLUMN population",
         "ALTER TABLE trials DROP COLUMN data_shift",
+        "ALTER TABLE trials DROP COLUMN incidents_before_end",
         "UPDATE ticketeval_meta SET value = '2'",
     ]
     if backend == "sqlite":
@@ -218,3 +219,24 @@ def test_run_local_continues_the_same_chain(isolated_environment: Path, tmp_path
     second = _json("evaluate", "--since-last", "--batch-size", "all")
     assert second["data"]["num_obs"] == later
     assert second["period"]["closed_from"] == first["period"]["closed_to"]
+
+
+def test_tickets_that_arrive_late_are_reported_not_scored(
+    isolated_environment: Path, tmp_path: Path
+) -> None:
+    csv = demo_event_log(3_000, seed=7)
+    frame = pd.read_csv(io.BytesIO(csv), dtype=str, keep_default_na=False)
+    closed = pd.to_datetime(frame["closed_at"], format="%d/%m/%Y %H:%M", errors="coerce")
+    early = closed < "2016-09-01"
+    # One incident closed before the cut is missing from the first export: it arrives late.
+    held_back = frame.loc[early, "number"].iloc[0]
+    first_export = frame[early & (frame["number"] != held_back)]
+    export = tmp_path / "export.csv"
+    export.write_bytes(first_export.to_csv(index=False).encode())
+    _json("evaluate", "--since-last", "--batch-size", "all", "--source", str(export))
+    export.write_bytes(csv)
+    assert invoke("fetch", "--source", str(export), "--force").exit_code == 0
+    result = invoke("evaluate", "--since-last", "--batch-size", "all", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["data"]["num_obs"] == int((~early).sum())
+    assert "1 incident(s) closed before" in result.stderr and "(late)" in result.stderr

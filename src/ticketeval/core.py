@@ -96,6 +96,24 @@ class NothingNew:
         return {"nothing_new": True, **asdict(self)}
 
 
+def _late_incidents(path: Path, start: Any, recorded: int | None) -> str | None:
+    """A note when the export now holds more incidents closed before the chain's end than it
+    did when the chain reached it: tickets that arrived late, which --since-last (keyed on
+    closure time) does not score. None when there are none, or nothing was recorded."""
+    from ticketeval.data.batches import incidents_closed_before
+
+    if start is None or recorded is None:
+        return None
+    late = incidents_closed_before(path, start) - recorded
+    if late <= 0:
+        return None
+    return (
+        f"note: {late:,} incident(s) closed before {start:%Y-%m-%d %H:%M} arrived after the "
+        "trial that ended there (late): --since-last does not score them; score their period "
+        "with --closed-from/--closed-to."
+    )
+
+
 def _stream(settings: Settings, stream: str | None, cache: CacheInfo) -> str:
     """The log a trial follows: `--stream`, else TICKETEVAL_STREAM, else the data's source."""
     if stream is not None and not stream.strip():
@@ -171,9 +189,13 @@ def _plan_trial(
         )
         notes = (chain.note,) if chain.note else ()
         start = parse_date(chain.end)
+        late = _late_incidents(Path(cache.path), start, chain.incidents_before_end)
+        if late:
+            notes = (*notes, late)
         if end is None or (start is not None and start >= end):
             since = chain.end or "the first closure"
-            return NothingNew(models[0], since, iso(span[1] if span else None), stream, chain.note)
+            said = " ".join(notes) or None
+            return NothingNew(models[0], since, iso(span[1] if span else None), stream, said)
         period = Period(start, end, open_only=open_only)
         if batch_size is None:  # every new ticket
             return TrialPlan(None, False, seed, period, demo, models, cache, stream, notes)

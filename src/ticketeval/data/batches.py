@@ -113,6 +113,18 @@ def closure_span(data_dir: Path, *, demo: bool = False) -> tuple[datetime, datet
     return None if first is None else (first, last)
 
 
+def incidents_closed_before(path: Path, moment: datetime) -> int:
+    """How many incidents of the cache closed before `moment`: what a trial ending there
+    covered, to tell later whether tickets closed before it arrived late."""
+    table = pq.read_table(path, columns=["number", "closed_at"])
+    closed = table.column("closed_at")
+    before = pc.fill_null(pc.less(closed, pa.scalar(moment, closed.type)), False)
+    numbers = table.column("number").filter(before)
+    if pa.types.is_dictionary(numbers.type):  # count_distinct has no dictionary kernel
+        numbers = numbers.cast(numbers.type.value_type)
+    return int(pc.count_distinct(numbers).as_py())
+
+
 def describe_span(info: CacheInfo) -> str:
     return f"{info.rows:,} events from {info.source}"
 

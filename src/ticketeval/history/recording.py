@@ -79,6 +79,9 @@ class ChainEnd:
 
     end: str | None  # ISO; None: no earlier trial, start at the beginning
     note: str | None = None  # said when trials recorded before streams were matched
+    # How many incidents closed before `end` the export held when the chain reached it (None:
+    # not recorded): more now means tickets arrived late.
+    incidents_before_end: int | None = None
 
 
 def chain_end(
@@ -93,9 +96,16 @@ def chain_end(
     from ticketeval.history.store import read_trials
 
     rows = [row for row in read_trials(settings.history, model=model) if row.closed_to]
-    ends = [str(row.closed_to) for row in rows if row.stream == stream]
-    if ends:
-        return ChainEnd(max(ends))
+    chain = [row for row in rows if row.stream == stream]
+    if chain:
+        last = max(str(row.closed_to) for row in chain)
+        # The most the export held before that end, over the trials that reached it.
+        counts = [
+            row.incidents_before_end
+            for row in chain
+            if row.closed_to == last and row.incidents_before_end is not None
+        ]
+        return ChainEnd(last, incidents_before_end=max(counts, default=None))
     legacy = [
         str(row.closed_to)
         for row in rows

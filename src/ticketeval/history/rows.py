@@ -19,7 +19,8 @@ from ticketeval.errors import SummaryError
 from ticketeval.formatting import finite
 
 # 1: the single-table SQLite history of early releases (no meta table); 2: the trials table;
-# 3: 2 plus each trial's stream, population and data shift (`V3_COLUMNS`).
+# 3: 2 plus each trial's stream, population, data shift and incidents before its end
+# (`V3_COLUMNS`).
 SCHEMA_VERSION = 3
 META_TABLE = "ticketeval_meta"
 
@@ -33,10 +34,11 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("data_sha256", "text"), ("source", "text"), ("closed_from", "text"), ("closed_to", "text"),
     ("run_id", "text"), ("period_label", "text"), ("results_path", "text"), ("alert", "int"),
     ("summary", "text!"), ("stream", "text"), ("population", "text"), ("data_shift", "int"),
+    ("incidents_before_end", "int"),
 )  # fmt: skip
 COLUMN_NAMES = tuple(name for name, _ in COLUMNS)
 # The columns version 3 added to version 2's table (at its end, as ALTER TABLE adds them).
-V3_COLUMNS = ("stream", "population", "data_shift")
+V3_COLUMNS = ("stream", "population", "data_shift", "incidents_before_end")
 # Seeds go up to 2**64-1, past SQLite's and PostgreSQL's signed 64-bit integers: stored as text.
 _METRICS = {"mae": "MAE", "medae": "MedAE", "mse": "MSE", "r2": "R2", "rmse": "RMSE"}
 _INTERVALS = {"mae": "MAE", "medae": "MedAE", "rmse": "RMSE"}
@@ -174,6 +176,7 @@ def rows_from_summary(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
         "results_path": to_text(summary.get("results_path")),
         "alert": None if flagged is None else int(bool(flagged)),
         "stream": to_text(source.get("stream")),
+        "incidents_before_end": to_int(source.get("incidents_before_end")),
         "population": population(summary),
         "data_shift": None if shifted is None else int(bool(shifted)),
         "summary": json.dumps(null_if_undefined(summary), allow_nan=False, default=str),
@@ -255,6 +258,7 @@ class HistoryRow:
     stream: str | None = None  # None: recorded before streams (schema 2), see `chain_end`
     population: str | None = None
     data_shift: bool | None = None  # a backtest's period whose mix of tickets shifted
+    incidents_before_end: int | None = None  # in the export then, closed before closed_to
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> HistoryRow:
@@ -292,6 +296,7 @@ class HistoryRow:
             stream=row.get("stream"),
             population=row.get("population"),
             data_shift=None if row.get("data_shift") is None else bool(row["data_shift"]),
+            incidents_before_end=to_int(row.get("incidents_before_end")),
         )
 
 

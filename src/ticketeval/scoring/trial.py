@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -212,8 +213,21 @@ def _context(
             "matches_uci": cache.matches_uci,
             "rows": cache.rows,
             "stream": stream or cache.source,
+            # What the export held before the period's end: a later --since-last counts the
+            # tickets closed before it that arrived since (late), see `recording.chain_end`.
+            "incidents_before_end": (
+                None if period.closed_to is None else _incidents_before(cache, period.closed_to)
+            ),
         },
     }
+
+
+@functools.lru_cache(maxsize=64)
+def _incidents_before(cache: CacheInfo, end: datetime) -> int:
+    """Cached per cache and end: every model of a trial, and its summary, ask the same."""
+    from ticketeval.data.batches import incidents_closed_before
+
+    return incidents_closed_before(Path(cache.path), end)
 
 
 def now() -> str:
