@@ -38,6 +38,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    query: str = ""
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -138,8 +139,10 @@ class CloudEmulator:
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                path = urlsplit(self.path).path
-                request = Received(self.command, path, dict(self.headers.items()), body)
+                url = urlsplit(self.path)
+                request = Received(
+                    self.command, url.path, dict(self.headers.items()), body, url.query
+                )
                 with emulator._lock:
                     emulator.received.append(request)
                 status, payload, content_type = emulator._dispatch(request)
@@ -149,14 +152,14 @@ class CloudEmulator:
                 self.end_headers()
                 self.wfile.write(payload)
 
-            do_GET = do_POST = do_PUT = _serve
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
 
         return Handler
 
     def _dispatch(self, request: Received) -> tuple[int, bytes, str]:
         if request.path == PREFECT_PATH:
             return 200, _json_bytes(self._graphql(request)), "application/json"
-        if request.headers.get("Authorization") != f"token {self.saturn_token}":
+        if not self._authorized(request):
             return 401, _json_bytes({"message": "Invalid token"}), "application/json"
         for method, pattern, handler in self._saturn_routes():
             match = re.fullmatch(pattern, request.path)
@@ -172,6 +175,9 @@ class CloudEmulator:
         )
 
     # -- Saturn ----------------------------------------------------------------------------------
+
+    def _authorized(self, request: Received) -> bool:
+        return request.headers.get("Authorization") == f"token {self.saturn_token}"
 
     def _saturn_routes(self) -> list[tuple[str, str, Callable[..., tuple[int, Any]]]]:
         return [

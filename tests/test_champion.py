@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ticketeval.cli.app import app
-from ticketeval.cli.render import render_backtest
+from ticketeval.cli.render_backtest import render_backtest
 from ticketeval.data.periods import Period
 from ticketeval.errors import ExitCode, UsageError
 from ticketeval.history import store as history
@@ -19,7 +19,8 @@ from ticketeval.pipeline.flow import build_flow
 from ticketeval.scoring.backtest import judge, score_period
 from ticketeval.scoring.champion import model_specs, overlaps_training
 from ticketeval.scoring.metrics import paired_mae_difference
-from ticketeval.scoring.training import save_model, train_from_cache
+from ticketeval.scoring.model_file import save_model
+from ticketeval.scoring.training import train_from_cache
 from ticketeval.settings import load_settings
 
 from .conftest import run_ticketeval
@@ -68,7 +69,7 @@ def evaluate(*args: str) -> dict:
 
 
 def training_period(path: Path) -> dict:
-    from ticketeval.scoring.training import describe_model
+    from ticketeval.scoring.model_file import describe_model
 
     return describe_model(path)["training"]
 

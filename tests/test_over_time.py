@@ -16,6 +16,7 @@ from ticketeval import core
 from ticketeval.cli.app import app
 from ticketeval.data import cache, parsing, periods
 from ticketeval.errors import DataError, UsageError
+from ticketeval.request import TrialRequest
 from ticketeval.scoring import backtest, metrics
 from ticketeval.settings import load_settings
 
@@ -65,7 +66,7 @@ def known(isolated_environment: Path, tmp_path: Path) -> Path:
 
 
 def evaluate(**options: object) -> dict:
-    result = core.evaluate(load_settings(), **options)  # type: ignore[arg-type]
+    result = core.evaluate(load_settings(), TrialRequest(**options))
     assert isinstance(result, dict)
     return result
 
@@ -108,7 +109,7 @@ def test_since_last_scores_the_new_tickets_once(known: Path, tmp_path: Path) -> 
     assert first["data"]["num_obs"] == 145  # everything, the first time
     # The newest closure seen plus the log's resolution (a minute).
     assert first["period"]["closed_to"] == "2016-05-10T10:01:00"
-    again = core.evaluate(load_settings(), since_last=True)
+    again = core.evaluate(load_settings(), TrialRequest(since_last=True))
     assert isinstance(again, core.NothingNew)
     assert again.since == "2016-05-10T10:01:00"
     assert len(core.history(load_settings()).rows) == 1  # nothing recorded
@@ -118,7 +119,7 @@ def test_since_last_scores_the_new_tickets_once(known: Path, tmp_path: Path) -> 
     newer = evaluate(since_last=True)
     # Another stream (another path, no --stream name): starts from the beginning.
     assert newer["data"]["num_obs"] == 152
-    later = core.evaluate(load_settings(), since_last=True)
+    later = core.evaluate(load_settings(), TrialRequest(since_last=True))
     assert isinstance(later, core.NothingNew)
 
 

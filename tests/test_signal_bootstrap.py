@@ -11,6 +11,7 @@ import pytest
 
 from ticketeval import core
 from ticketeval.data import cache
+from ticketeval.request import TrialRequest
 from ticketeval.scoring import metrics
 from ticketeval.scoring.models import load_model, predict
 from ticketeval.settings import load_settings
@@ -132,7 +133,7 @@ def test_many_incidents_are_drawn_m_out_of_n_and_keep_the_cluster_width() -> Non
 
 
 def test_an_evaluate_summary_carries_incident_level_intervals(data_dir: Path) -> None:
-    summary = core.evaluate(load_settings(), batch_size="all", seed=3)
+    summary = core.evaluate(load_settings(), TrialRequest(batch_size="all", seed=3))
     assert isinstance(summary, dict)
     data = summary["data"]
     low, high = data["baseline"]["skill_ci"]
@@ -155,7 +156,9 @@ def test_april_2016_intervals_are_incident_level(
     settings = load_settings()
     core.fetch(settings, source=str(real_zip))
     april = {"closed_from": "2016-04-01", "closed_to": "2016-05-01", "batch_size": "all"}
-    summary = core.evaluate(settings, model=["heuristic", "flat:four_days"], seed=1, **april)
+    summary = core.evaluate(
+        settings, TrialRequest(model=("heuristic", "flat:four_days"), seed=1, **april)
+    )
     assert isinstance(summary, dict)
     data = summary["models"]["heuristic"]
     assert data["num_obs"] == 46_106 and data["num_incidents"] == 8_326

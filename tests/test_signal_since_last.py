@@ -164,7 +164,7 @@ def test_both_backends_migrate_version_2_to_3(
     backend: str, data_dir: Path, request: pytest.FixtureRequest
 ) -> None:
     from ticketeval.history.store import record_trial
-    from ticketeval.history.urls import sqlite_url
+    from ticketeval.settings import sqlite_url
 
     url = (
         sqlite_url(data_dir / "h.sqlite")

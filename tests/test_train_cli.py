@@ -16,13 +16,10 @@ from ticketeval.cli.app import app
 from ticketeval.data.batches import load_batch
 from ticketeval.data.cache import read_cache_info
 from ticketeval.errors import ExitCode
+from ticketeval.request import TrialRequest
 from ticketeval.scoring.metrics import score_metric
-from ticketeval.scoring.training import (
-    TrainingResult,
-    load_model_file,
-    save_model,
-    train_from_cache,
-)
+from ticketeval.scoring.model_file import TrainingResult, load_model_file, save_model
+from ticketeval.scoring.training import train_from_cache
 from ticketeval.scoring.trial import compute_target
 from ticketeval.settings import load_settings
 
@@ -209,9 +206,10 @@ def test_on_the_real_file_the_trained_model_beats_the_heuristic_beyond_noise(
     described = core.train(settings, train_fraction=0.7, out="m.skops")
     cut = described["training"]["cut"]
     assert cut == "2016-05-11T15:07:00"
-    summary = core.evaluate(
-        settings, model=["heuristic", "m.skops"], closed_from=cut, batch_size="all", seed=1
+    request = TrialRequest(
+        model=("heuristic", "m.skops"), closed_from=cut, batch_size="all", seed=1
     )
+    summary = core.evaluate(settings, request)
     assert isinstance(summary, dict)
     heuristic, trained = summary["models"]["heuristic"], summary["models"]["m.skops"]
     assert trained["num_obs"] == described["holdout"]["events"]

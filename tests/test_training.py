@@ -18,21 +18,17 @@ from tests.conftest import ROOT
 from ticketeval.data.demo import demo_event_log
 from ticketeval.data.parsing import parse_event_log
 from ticketeval.errors import ExitCode, ModelError, UsageError
-from ticketeval.scoring.training import (
-    INPUT_COLUMNS,
-    LEAKY_COLUMNS,
+from ticketeval.scoring.features import INPUT_COLUMNS, LEAKY_COLUMNS, category_codes, category_map
+from ticketeval.scoring.model_file import (
     TrainedModel,
     TrainingResult,
-    category_codes,
-    category_map,
     describe_model,
     load_model_file,
     model_bytes,
     overlaps_training,
     save_model,
-    time_cut,
-    train,
 )
+from ticketeval.scoring.training import time_cut, train
 
 HOUR, DAY = 3600, 86_400
 
@@ -272,7 +268,8 @@ def test_another_process_writes_the_same_bytes(tmp_path: Path, trained: Training
     script = (
         "import sys\n"
         "from tests.test_training import demo_events\n"
-        "from ticketeval.scoring.training import save_model, train\n"
+        "from ticketeval.scoring.model_file import save_model\n"
+        "from ticketeval.scoring.training import train\n"
         "save_model(train(demo_events(), seed=3, data_sha256='f' * 64), sys.argv[1])\n"
     )
     path = tmp_path / "child.skops"

@@ -7,10 +7,12 @@ Defaults that come from a setting say so in their help; the commands resolve the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup, TyperOption
 
+from ticketeval.defaults import DEFAULT_SCHEDULER_TIMEOUT, WORKER_TIMEOUT
 from ticketeval.errors import ExitCode
 
 SourceOption = Annotated[
@@ -25,7 +27,8 @@ DataDirOption = Annotated[
     Path | None,
     typer.Option(
         "--data-dir",
-        help="Cache and history directory. \\[default: TICKETEVAL_DATA_DIR or ~/.cache/ticketeval]",
+        help="Cache directory (the history has its own: TICKETEVAL_HISTORY_DIR). "
+        "\\[default: TICKETEVAL_DATA_DIR or ~/.cache/ticketeval]",
         show_default=False,
     ),
 ]
@@ -112,6 +115,24 @@ ClosedToOption = Annotated[
         show_default=False,
     ),
 ]
+AsOfOption = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of",
+        help="Replay the log as known at this date (YYYY-MM-DD[THH:MM]): score the tickets "
+        "closed by then, and report those still open (censored lower bound, overdue share; "
+        "hindsight when the log knows how they ended).",
+        show_default=False,
+    ),
+]
+EstimateOption = Annotated[
+    bool,
+    typer.Option(
+        "--estimate/--no-estimate",
+        help="With --as-of, estimate the open tickets' MAE (a second model trained on earlier "
+        "snapshots, a few seconds).",
+    ),
+]
 SinceLastOption = Annotated[
     bool,
     typer.Option(
@@ -167,13 +188,22 @@ AddressOption = Annotated[
     str | None,
     typer.Option(
         help="Run on an existing Dask scheduler, e.g. tcp://host:8786. It must answer within "
-        "10 s and have a worker within 60 s, else exit 4.",
+        f"{DEFAULT_SCHEDULER_TIMEOUT:g} s and have a worker within {WORKER_TIMEOUT:g} s, else "
+        "exit 4.",
         show_default=False,
     ),
 ]
 
 # --- register's: the Saturn Cloud cluster and the Prefect Cloud registration -------------------
 
+SaturnOption = Annotated[
+    bool,
+    typer.Option(
+        "--saturn",
+        help="Inside a Saturn Cloud job: run on the Dask cluster Saturn attached to the job "
+        "(what `ticketeval job deploy` sets up).",
+    ),
+]
 SaturnWorkersOption = Annotated[
     int, typer.Option(min=1, help="Dask workers of the Saturn cluster.")
 ]
@@ -235,3 +265,29 @@ ProjectOption = Annotated[
 DryRunOption = Annotated[
     bool, typer.Option("--dry-run", help="Print what would be registered; no network.")
 ]
+
+
+def _flags_without_type(params: list[Any]) -> list[Any]:
+    """Typer's Rich help shows each option's type, flags included (`--json <bool>`, even its own
+    `--help <bool>`), as if they took a value. An option's `metavar` is what help shows for its
+    value: a flag's is made empty."""
+    for param in params:
+        if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+class Command(TyperCommand):
+    """Every command's class (Typer's `cls=`): its flags shown without a value type."""
+
+    # `Any`: the context's class moved from click to Typer's own copy of it in Typer 0.2x.
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _flags_without_type(super().get_params(ctx))
+
+
+class Group(TyperGroup):
+    """The app's class (Typer's `cls=`): its flags shown without a value type."""
+
+    # `Any`: the context's class moved from click to Typer's own copy of it in Typer 0.2x.
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _flags_without_type(super().get_params(ctx))

@@ -93,7 +93,6 @@ class HistoryStore:
         self.connect_timeout = connect_timeout
         self.read_only = False
         self.version = 0
-        self.migrated_trials: int | None = None  # set when this open migrated a legacy history
         self._connection: _Connection | None = None
         with self._errors("open"):
             self._connection = self._connect(create)
@@ -139,7 +138,7 @@ class HistoryStore:
         )
         # Waiting for another client's lock is bounded like SQLite's busy timeout.
         connection.execute(f"SET lock_timeout = {int(self.busy_timeout * 1000)}")
-        return connection  # type: ignore[return-value]
+        return connection
 
     def _connect_sqlite(self, create: bool) -> _Connection:
         import sqlite3
@@ -353,7 +352,7 @@ class HistoryStore:
                 for statement in _create_statements(self.backend):
                     self._execute(statement)
             elif version == 1:
-                self.migrated_trials = self._migrate_from_v1()
+                self._migrate_from_v1()
             elif version == 2:
                 self._migrate_from_v2()
             if version < SCHEMA_VERSION:
@@ -467,7 +466,8 @@ class HistoryStore:
         if self.version < SCHEMA_VERSION:  # a version-2 history we may not migrate (read-only)
             present = set(self._columns("trials"))
             selected = [name for name in selected if name in present]
-        conditions, parameters = [], []
+        conditions: list[str] = []
+        parameters: list[str | int] = []
         for column, value in (("model", model), ("run_id", run_id)):
             if value is not None:
                 conditions.append(f"{column} = ?")

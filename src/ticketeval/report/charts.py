@@ -181,9 +181,14 @@ def predicted_vs_actual(frame: pd.DataFrame) -> tuple[Chart, str]:
             caption += f" {clipped:,} events under one minute are drawn at one minute."
         chart = _render(figure, chart_id, "Predicted vs actual time to close", caption)
 
-    bands = ((0, HOUR, "under 1 h"), (HOUR, DAY, "1 h to 1 d"), (DAY, WEEK, "1 d to 1 wk"))
-    bands += ((WEEK, 30 * DAY, "1 wk to 30 d"), (30 * DAY, math.inf, "30 d or more"))
-    rows = []
+    bands: tuple[tuple[float, float, str], ...] = (
+        (0, HOUR, "under 1 h"),
+        (HOUR, DAY, "1 h to 1 d"),
+        (DAY, WEEK, "1 d to 1 wk"),
+        (WEEK, 30 * DAY, "1 wk to 30 d"),
+        (30 * DAY, math.inf, "30 d or more"),
+    )
+    rows: list[list[tuple[str, float | None]]] = []
     for start, stop, label in bands:
         inside = frame[(frame["actual"] >= start) & (frame["actual"] < stop)]
         if label == "under 1 h":
@@ -232,7 +237,7 @@ def error_distribution(frame: pd.DataFrame) -> tuple[Chart, str]:
 
         figure = _new_figure(7.2, 3.8)
         axes = figure.add_subplot()
-        axes.hist(errors, bins=edges, color=BLUE, edgecolor="white", linewidth=0.4)
+        axes.hist(errors, bins=edges.tolist(), color=BLUE, edgecolor="white", linewidth=0.4)
         axes.set_xscale("symlog", linthresh=1.0, linscale=0.5)
         ticks = [(0.0, "0")]
         for hours, label in _TICKS_HOURS[1:]:

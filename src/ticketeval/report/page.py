@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -45,11 +45,10 @@ from ticketeval.report.charts import (
     predicted_vs_actual,
     priority_chart,
 )
+from ticketeval.report.open_tickets import SECTION_ID as OPEN_SECTION_ID
+from ticketeval.report.open_tickets import SECTION_TITLE as OPEN_SECTION_TITLE
+from ticketeval.report.open_tickets import open_tickets_section
 
-if TYPE_CHECKING:
-    pass
-
-MINUTE, HOUR, DAY, WEEK = 60.0, 3_600.0, 86_400.0, 604_800.0
 WORST_EVENTS = 20
 NOT_KEPT = "Per-event results not kept for this trial."
 NOTHING_SCORED = "No event of this trial has an actual time to close."
@@ -61,12 +60,6 @@ SECTIONS = (
     ("by-priority", "MAE per priority"),
     ("over-time", "MAE over time"),
     ("worst-events", "Worst-predicted events"),
-)
-CHART_IDS = (
-    "chart-predicted-vs-actual",
-    "chart-error-distribution",
-    "chart-by-priority",
-    "chart-over-time",
 )
 
 
@@ -143,6 +136,12 @@ def build_report(
         parts.append(_section("worst-events", _missing(NOTHING_SCORED)))
     else:
         parts.append(_section("worst-events", _worst_events(frame)))
+
+    # A trial with --as-of: the tickets still open then, after the six parts.
+    open_html, open_charts = open_tickets_section(summary, len(SECTIONS) + 1)
+    if open_html:
+        parts.append(open_html)
+        charts.extend(open_charts)
 
     trial_id = str(summary.get("id") or "unknown")
     return Report(trial_id=trial_id, html=_page(summary, parts), charts=tuple(charts))
@@ -293,7 +292,10 @@ tr.alert-row td{font-weight:600}
 def _page(summary: Mapping[str, Any], parts: list[str]) -> str:
     trial = escape(summary.get("id") or "unknown")
     model = escape(summary.get("model") or "unknown model")
-    nav = "".join(f'<a href="#{key}">{escape(title)}</a>' for key, title in SECTIONS)
+    sections = list(SECTIONS)
+    if dig(summary, "data", "open") is not None:
+        sections.append((OPEN_SECTION_ID, OPEN_SECTION_TITLE))
+    nav = "".join(f'<a href="#{key}">{escape(title)}</a>' for key, title in sections)
     meta = " · ".join(
         f"{label} {escape(value)}"
         for label, value in (
@@ -340,8 +342,12 @@ def _headline(summary: Mapping[str, Any]) -> str:
 
     row("Model", "model", None, str(summary.get("model") or "n/a"))
     matches = source.get("matches_uci") if isinstance(source, Mapping) else None
-    provenance = {True: "UCI's published file", False: "not UCI's published file"}.get(
-        matches, "provenance unknown"
+    provenance = (
+        "UCI's published file"
+        if matches is True
+        else "not UCI's published file"
+        if matches is False
+        else "provenance unknown"
     )
     row(
         "Data",

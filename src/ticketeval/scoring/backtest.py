@@ -21,14 +21,22 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from ticketeval.data.batches import closure_span
 from ticketeval.data.periods import CLOSURE_RESOLUTION, Period, split_periods
-from ticketeval.errors import DataError
+from ticketeval.errors import DataError, UsageError
+from ticketeval.scoring.summary import (
+    BacktestRow,
+    ModelInfo,
+    Threshold,
+    TrialSummary,
+    Verdict,
+)
 
 if TYPE_CHECKING:
     from ticketeval.scoring.trial import ResultsKeeping
@@ -72,10 +80,32 @@ def backtest_periods(
             max(p.closed_from, clip_from) if clip_from and p.closed_from else p.closed_from,
             min(p.closed_to, clip_to) if p.closed_to else clip_to,
             p.label,
-            open_only,
+            open_only=open_only,
         )
         for p in periods
     ]
+
+
+def backtest_model(specs: Sequence[str]) -> str:
+    """The one model a backtest scores."""
+    if len(specs) > 1:
+        raise UsageError(
+            "backtest scores one model: give --model once (compare models on the same events "
+            "with evaluate or run-local)."
+        )
+    return specs[0]
+
+
+def check_backtest_options(
+    batch_size: int | None, *, reference: int | None, min_events: int | None
+) -> None:
+    """Refuse a backtest's options before any data is read or a cluster starts."""
+    if batch_size is not None and batch_size < 1:
+        raise UsageError(f"the batch size must be at least 1, not {batch_size}.")
+    if reference is not None and reference < 1:
+        raise UsageError(f"--reference must be at least 1 period, not {reference}.")
+    if min_events is not None and min_events < 0:
+        raise UsageError(f"--min-events must be 0 or more, not {min_events}.")
 
 
 def score_period(
@@ -89,7 +119,7 @@ def score_period(
     results: ResultsKeeping | None = None,
     demo: bool = False,
     stream: str | None = None,
-) -> dict[str, Any]:
+) -> TrialSummary:
     """One period's trial summary, or a summary with no events when none closed in it."""
     from ticketeval.scoring.trial import empty_summary, score_trial
 
@@ -119,20 +149,20 @@ def score_period(
             demo=demo,
             stream=stream,
         )
-        summary.update(_training_marks(model, period))
+        summary["model_info"], summary["overlaps_training"] = _training_marks(model, period)
     summary["run_id"] = run_id
     summary["period_label"] = period.label
     return summary
 
 
-def _training_marks(model: str, period: Period) -> dict[str, Any]:
+def _training_marks(model: str, period: Period) -> tuple[ModelInfo | None, bool]:
     """`model_info` and `overlaps_training` of a period no event closed in (the leakage guard
     still marks it, by its dates)."""
     from ticketeval.scoring.champion import model_info, overlaps_training
     from ticketeval.scoring.models import load_model
 
     info = model_info(model, load_model(model))
-    return {"model_info": info, "overlaps_training": overlaps_training(info, period)}
+    return info, overlaps_training(info, period)
 
 
 def _has_no_events(data_dir: Path, period: Period, demo: bool) -> bool:
@@ -175,11 +205,11 @@ def thresholds(
 
 
 def judge(
-    summaries: list[dict[str, Any]],
+    summaries: list[TrialSummary],
     *,
     reference: int | None = None,
     min_events: int = DEFAULT_MIN_EVENTS,
-) -> dict[str, Any]:
+) -> Verdict:
     """The backtest's rows, bands, data shifts and model alerts from its periods' summaries
     (in order).
 
@@ -191,49 +221,59 @@ def judge(
     count = len(summaries)
     reference = max(1, count // 3) if reference is None else min(reference, count)
     rows = [_row(summary, min_events) for summary in summaries]
-    usable = [
-        row
-        for row in rows[:reference]
-        if not row["too_small"] and _finite(row["skill"]) and _finite(row["baseline_MAE"])
+    measured = [
+        (row["skill"], row["baseline_MAE"]) for row in rows[:reference] if not row["too_small"]
     ]
-    model_band = thresholds([row["skill"] for row in usable], metric="skill", floor=None)
-    data_band = thresholds([row["baseline_MAE"] for row in usable], metric="constant MAE")
+    usable = [(skill, mae) for skill, mae in measured if _finite(skill) and _finite(mae)]
+    model_band = thresholds([skill for skill, _ in usable], metric="skill", floor=None)
+    data_band = thresholds([mae for _, mae in usable], metric="constant MAE")
     for index, row in enumerate(rows):
         row["reference"] = index < reference
         judged = not row["reference"] and not row["too_small"]
         # The skill's interval, or the skill itself for a summary recorded without one.
         high = row["skill_high"] if row["skill_high"] is not None else row["skill"]
+        constant = row["baseline_MAE"]
         row["alert"] = bool(
             judged and model_band is not None and _finite(high) and high < model_band.lower
         )
         row["data_shift"] = bool(
             judged
             and data_band is not None
-            and _finite(row["baseline_MAE"])
-            and not data_band.lower <= row["baseline_MAE"] <= data_band.upper
+            and _finite(constant)
+            and not data_band.lower <= constant <= data_band.upper
         )
     return {
         "reference_periods": reference,
         "min_events": min_events,
-        "thresholds": {
-            "model": None if model_band is None else vars(model_band),
-            "data": None if data_band is None else vars(data_band),
-        },
+        "thresholds": {"model": _band(model_band), "data": _band(data_band)},
         "alerts": sum(row["alert"] for row in rows),
         "data_shifts": sum(row["data_shift"] for row in rows),
         "periods": rows,
     }
 
 
-def _finite(value: Any) -> bool:
+def _finite(value: object) -> TypeGuard[float]:
     return isinstance(value, int | float) and math.isfinite(value)
 
 
-def _row(summary: dict[str, Any], min_events: int) -> dict[str, Any]:
+def _band(band: Thresholds | None) -> Threshold | None:
+    if band is None:
+        return None
+    return {
+        "lower": band.lower,
+        "upper": band.upper,
+        "mean": band.mean,
+        "std": band.std,
+        "reference_periods": band.reference_periods,
+        "metric": band.metric,
+    }
+
+
+def _row(summary: TrialSummary, min_events: int) -> BacktestRow:
     data = summary["data"]
-    interval = (data.get("metrics_ci") or {}).get("MAE") or [None, None]
-    skill_interval = data["baseline"].get("skill_ci") or [None, None]
-    period = summary.get("period") or {}
+    low, high = (data.get("metrics_ci") or {}).get("MAE") or (None, None)
+    skill_low, skill_high = data["baseline"].get("skill_ci") or (None, None)
+    period = summary.get("period") or {"closed_from": None, "closed_to": None}
     label = summary.get("period_label") or period.get("label")
     return {
         "label": label,
@@ -245,12 +285,12 @@ def _row(summary: dict[str, Any], min_events: int) -> dict[str, Any]:
         "events": data["num_obs"],
         "incidents": data.get("num_incidents"),
         "MAE": data["metrics"]["MAE"],
-        "MAE_low": interval[0],
-        "MAE_high": interval[1],
+        "MAE_low": low,
+        "MAE_high": high,
         "baseline_MAE": data["baseline"]["MAE"],
         "skill": data["baseline"]["skill"],
-        "skill_low": skill_interval[0],
-        "skill_high": skill_interval[1],
+        "skill_low": skill_low,
+        "skill_high": skill_high,
         "too_small": data["num_obs"] < min_events,
         # The model trained on tickets closed in this period: its figures there flatter it.
         "overlaps_training": bool(summary.get("overlaps_training")),
@@ -274,21 +314,21 @@ def clipped(label: Any, closed_from: Any) -> bool:
         return False
 
 
-def with_alerts(summaries: list[dict[str, Any]], verdict: dict[str, Any]) -> list[dict[str, Any]]:
+def with_alerts(summaries: list[TrialSummary], verdict: Verdict) -> list[TrialSummary]:
     """The periods' summaries, each with its verdict, as the history records them: `alert` is
     the model alert (flagged, reason), `data_shift` the notice."""
     bands = verdict["thresholds"]
     model, data = bands["model"], bands["data"]
-    marked = []
+    marked: list[TrialSummary] = []
     for summary, row in zip(summaries, verdict["periods"], strict=True):
         reason = None
-        if row["alert"]:
+        if row.get("alert") and model is not None:
             reason = (
                 f"model alert: skill {row['skill']:.3f} (95% CI up to {row['skill_high']:.3f}) "
                 f"below the reference band {model['lower']:.3f} to {model['upper']:.3f}"
             )
         shift = None
-        if row["data_shift"]:
+        if row.get("data_shift") and data is not None:
             shift = (
                 f"data shift: the constant's MAE {row['baseline_MAE']:,.0f} s is outside the "
                 f"reference band {data['lower']:,.0f}–{data['upper']:,.0f} s"

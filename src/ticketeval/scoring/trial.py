@@ -8,13 +8,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from ticketeval.data.batches import Batch, load_batch
 from ticketeval.data.periods import Period
+from ticketeval.scoring import HEURISTIC
 from ticketeval.scoring.champion import (
     columns_of,
     comparisons,
@@ -32,9 +33,11 @@ from ticketeval.scoring.metrics import (
     with_rmse,
 )
 from ticketeval.scoring.models import Model, load_model, predict
+from ticketeval.scoring.summary import ModelBlock, TrialContext, TrialSummary
 
 if TYPE_CHECKING:
     from ticketeval.data.cache import CacheInfo
+    from ticketeval.settings import Settings
 
 # What the summary reads of the batch, besides the target.
 SUMMARY_COLUMNS = ("priority", "number", "incident_state")
@@ -57,7 +60,7 @@ def summarize(
     model: str,
     runner: str,
     stream: str | None = None,
-) -> dict[str, Any]:
+) -> TrialSummary:
     """The trial summary: the seed's shape, extended with context, baseline and per priority."""
     y = np.asarray(target, dtype=float)
     scored = ~np.isnan(y)
@@ -67,8 +70,9 @@ def summarize(
     if len(y_scored):
         baseline_mae = plain(np.abs(y_scored - np.median(y_scored)).mean())
     skill = None
-    if metrics.get("MAE") is not None and baseline_mae:
-        skill = plain(1 - metrics["MAE"] / baseline_mae)
+    mae = metrics.get("MAE")
+    if mae is not None and baseline_mae:
+        skill = plain(1 - mae / baseline_mae)
     constant = np.median(y_scored) if len(y_scored) else np.nan
     intervals = bootstrap_intervals(
         y,
@@ -123,13 +127,13 @@ def _breakdown(
     predictions: np.ndarray,
     scored: np.ndarray,
     constant: float,
-) -> dict[str, Any]:
+) -> dict[str, dict[str, float | None]]:
     """The metrics per value of `groups` (a priority, a state; missing: "(none)"), each with
     the constant (the batch's median) on the same rows: the bar to beat in that group."""
     categories = groups.astype("category")
     codes = categories.cat.codes.to_numpy()
     labels = {code: str(label) for code, label in enumerate(categories.cat.categories)}
-    per_group: dict[str, Any] = {}
+    per_group: dict[str, dict[str, float | None]] = {}
     for code, label in sorted({**labels, -1: "(none)"}.items(), key=lambda item: item[1]):
         rows = codes == code
         if not rows.any():
@@ -161,7 +165,7 @@ def empty_summary(
     trial_id: str | None = None,
     demo: bool = False,
     stream: str | None = None,
-) -> dict[str, Any]:
+) -> TrialSummary:
     """The summary of a period in which no event closed: nothing scored, nothing undefined
     pretended."""
     from ticketeval.data.cache import read_cache_info
@@ -196,7 +200,7 @@ def _context(
     runner: str,
     period: Period,
     stream: str | None = None,
-) -> dict[str, Any]:
+) -> TrialContext:
     """Which model, data and period a trial is about: what makes two trials comparable.
 
     The stream is the log a chain of `--since-last` trials follows: a name the user gave, else
@@ -214,7 +218,7 @@ def _context(
             "rows": cache.rows,
             "stream": stream or cache.source,
             # What the export held before the period's end: a later --since-last counts the
-            # tickets closed before it that arrived since (late), see `recording.chain_end`.
+            # tickets closed before it that arrived since (late), see `history.store.chain_end`.
             "incidents_before_end": (
                 None if period.closed_to is None else _incidents_before(cache, period.closed_to)
             ),
@@ -244,17 +248,19 @@ def score_trial(
     data_dir: Path,
     batch_size: int | None,
     seed: int | None = None,
-    model: str | Sequence[str] = "heuristic",
+    model: str | Sequence[str] = HEURISTIC,
     runner: str = "evaluate",
     period: Period | None = None,
     allow_fewer: bool = False,
     results: ResultsKeeping | None = None,
     demo: bool = False,
+    estimate: bool = False,
     stream: str | None = None,
-) -> dict[str, Any]:
+) -> TrialSummary:
     """Score `model` (or several: champion first) on one batch from the cache (the demo data's
     with `demo`; None: every event of the period), in this process, and summarize the trial
-    (keeping the champion's per-event results when asked)."""
+    (keeping the champion's per-event results when asked). With the period's `as_of`, the
+    tickets still open then too (and, with `estimate`, the champion's estimated MAE on them)."""
     specs = model_specs(model)
     functions = {spec: load_model(spec) for spec in specs}
     batch = load_batch(
@@ -288,7 +294,23 @@ def score_trial(
         runner=runner,
         stream=stream,
     )
-    return summary if kept is None else {**summary, "results_path": str(kept)}
+    if batch.period.as_of is not None:
+        from ticketeval.scoring.loss_estimate import add_open_tickets
+
+        summary = add_open_tickets(
+            summary,
+            data_dir=data_dir,
+            as_of=batch.period.as_of,
+            model=functions[specs[0]],
+            name=specs[0],
+            closed_target=target.to_numpy(),
+            closed_predictions=predictions[specs[0]],
+            demo=demo,
+            estimate=estimate,
+        )
+    if kept is not None:
+        summary["results_path"] = str(kept)
+    return summary
 
 
 # Larger batches keep no per-event results: writing ten million rows would cost more than the
@@ -302,6 +324,11 @@ class ResultsKeeping:
 
     directory: Path
     retain: int | None  # how many trials keep theirs (None: all)
+
+    @classmethod
+    def of(cls, settings: Settings) -> ResultsKeeping:
+        """Where this machine's trials keep their per-event results, and how many do."""
+        return cls(settings.results_dir, settings.results_keep)
 
     def write(
         self,
@@ -345,7 +372,7 @@ def summarize_models(
     runner: str,
     metrics: dict[str, float | None] | None = None,
     stream: str | None = None,
-) -> dict[str, Any]:
+) -> TrialSummary:
     """The summary of one or more models scored on the same batch (champion first).
 
     Its `data` and `model` are the champion's, as for one model; with `model_info` (a trained
@@ -355,8 +382,8 @@ def summarize_models(
     champion. `metrics`, when given, are the champion's already computed (the flow's tasks).
     """
     names = list(predictions)
-    blocks: dict[str, dict[str, Any]] = {}
-    summary: dict[str, Any] = {}
+    blocks: dict[str, ModelBlock] = {}
+    summaries: list[TrialSummary] = []
     for name in names:
         scores = metrics if metrics is not None and name == names[0] else None
         if scores is None:
@@ -373,14 +400,14 @@ def summarize_models(
             runner=runner,
             stream=stream,
         )
-        summary = summary or scored
+        summaries.append(scored)
         info = model_info(name, models[name])
         blocks[name] = {
             **scored["data"],
             "model_info": info,
             "overlaps_training": overlaps_training(info, batch.period, closed_at),
         }
-    champion = blocks[names[0]]
+    summary, champion = summaries[0], blocks[names[0]]
     summary["model_info"] = champion["model_info"]
     summary["overlaps_training"] = any(block["overlaps_training"] for block in blocks.values())
     if len(names) > 1:
