@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
-from datetime import timedelta
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ticketeval.errors import UsageError
 
 if TYPE_CHECKING:
-    from ticketeval.data.cache import CacheInfo, FetchResult
-    from ticketeval.data.periods import Period
+    from ticketeval.data.cache import FetchResult
     from ticketeval.data.sources import ProgressCallback
     from ticketeval.history.store import HistoryView
     from ticketeval.pipeline.cluster import ClusterOptions
@@ -41,7 +39,7 @@ if TYPE_CHECKING:
     from ticketeval.scoring.summary import BacktestResult, TrialSummary, Verdict
     from ticketeval.settings import Settings
 
-FetchCallback = Callable[["FetchResult"], None]
+from ticketeval.planning import FetchCallback, NothingNew, plan_trial, prepare_data, trial_stream
 
 
 def fetch(
@@ -76,101 +74,6 @@ def fetch(
     )
 
 
-def _prepare_data(
-    settings: Settings, source: str | None, on_fetch: FetchCallback | None
-) -> CacheInfo:
-    from ticketeval.data.cache import ensure_cache
-
-    result = ensure_cache(settings, source)
-    if on_fetch is not None:
-        on_fetch(result)
-    return result.cache
-
-
-@dataclass(frozen=True)
-class NothingNew:
-    """`--since-last` found no ticket closed since the previous trial: nothing is recorded."""
-
-    model: str
-    since: str
-    newest: str | None
-
-    @property
-    def message(self) -> str:
-        newest = f" (the newest closure is {self.newest})" if self.newest else ""
-        return f"Nothing new for {self.model}: no ticket closed since {self.since}{newest}."
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"nothing_new": True, **asdict(self)}
-
-
-@dataclass(frozen=True)
-class TrialPlan:
-    """What one trial scores, with every default resolved."""
-
-    batch_size: int | None
-    allow_fewer: bool
-    seed: int | None
-    period: Period
-    demo: bool  # the demo data's cache, not the real data's
-    models: tuple[str, ...]  # champion first
-    cache: CacheInfo
-
-
-def _plan_trial(
-    settings: Settings, request: TrialRequest, on_fetch: FetchCallback | None
-) -> TrialPlan | NothingNew:
-    """The models, data, batch and period of a trial, the data fetched when needed: a sample
-    of the data, of a period, or of every ticket closed since the previous trial of the
-    champion on the same data (`since_last`). The seed is checked before any work: a trial is
-    never computed only to be refused."""
-    from ticketeval.data.batches import closure_span, parse_batch_size
-    from ticketeval.data.demo import DEMO_SOURCE
-    from ticketeval.data.periods import Period, iso, parse_date
-    from ticketeval.history.store import last_period_end
-    from ticketeval.scoring.champion import model_specs
-    from ticketeval.settings import check_seed
-
-    batch_size, seed = request.batch_size, request.seed
-    if seed is not None:
-        check_seed(seed)
-    models = model_specs(request.model)
-    cache = _prepare_data(settings, request.source, on_fetch)
-    demo = request.source == DEMO_SOURCE
-    size = parse_batch_size(batch_size)
-    period = Period(
-        parse_date(request.closed_from, "closed_from"),
-        parse_date(request.closed_to, "closed_to"),
-        as_of=parse_date(request.as_of, "as_of"),
-    )
-    if request.since_last:
-        if period.as_of is not None:
-            raise UsageError("--since-last scores what closed since: drop --as-of.")
-        if period.bounded:
-            raise UsageError("--since-last sets the period itself: drop --closed-from/--closed-to.")
-        span = closure_span(settings.data_dir, demo=demo)
-        start = last_period_end(settings, model=models[0], data_sha256=cache.csv_sha256)
-        newest = span[1] if span else None
-        if newest is None or (start is not None and parse_date(start) > newest):
-            return NothingNew(models[0], start or "the first closure", iso(newest))
-        # To the newest closure, included: the next --since-last starts just after it.
-        period = Period(parse_date(start), newest + timedelta(seconds=1))
-        if batch_size is None:
-            return TrialPlan(None, False, seed, period, demo, models, cache)  # every new ticket
-    default = size is None and batch_size is None
-    return TrialPlan(
-        settings.batch_size if default else size,
-        # A default batch meeting a small period takes the period's events; an asked-for
-        # size larger than the period is refused.
-        default and period.bounded,
-        settings.seed if seed is None else seed,
-        period,
-        demo,
-        models,
-        cache,
-    )
-
-
 def evaluate(
     settings: Settings, request: TrialRequest, *, on_fetch: FetchCallback | None = None
 ) -> TrialSummary | NothingNew:
@@ -182,7 +85,7 @@ def evaluate(
     from ticketeval.report.build import write_report_of
     from ticketeval.scoring.trial import ResultsKeeping, score_trial
 
-    plan = _plan_trial(settings, request, on_fetch)
+    plan = plan_trial(settings, request, on_fetch)
     if isinstance(plan, NothingNew):
         return plan
     summary = score_trial(
@@ -195,8 +98,10 @@ def evaluate(
         results=ResultsKeeping.of(settings),
         demo=plan.demo,
         estimate=request.estimate,
+        stream=plan.stream,
     )
     recorded = record_summary(settings, summary)
+    recorded["recorded"]["notes"].extend(plan.notes)
     if request.report is not None:
         recorded["report"] = write_report_of(settings.history, recorded, request.report)
     return recorded
@@ -231,11 +136,13 @@ def run_local(
     from ticketeval.pipeline.flow import build_flow, flow_name
     from ticketeval.scoring.models import load_model, model_columns
 
-    plan = _plan_trial(settings, request, on_fetch)
+    plan = plan_trial(settings, request, on_fetch)
     if isinstance(plan, NothingNew):
         return plan
     cache = plan.cache
-    available = len(closed_in(Path(cache.path), plan.period)) if plan.period.bounded else cache.rows
+    available = (
+        len(closed_in(Path(cache.path), plan.period)) if plan.period.selective else cache.rows
+    )
     size = plan.batch_size
     if size is not None:
         if plan.allow_fewer:
@@ -256,10 +163,12 @@ def run_local(
         runner="saturn-job" if cluster.saturn else "run-local",
         demo=plan.demo,
         estimate=request.estimate,
+        stream=plan.stream,
     )
     last_task = "write_trial_summary" if request.report is None else "write_report"
     written = run_flow(build, cluster, on_cluster=on_cluster, result_task=last_task)
     recorded = record_written(settings, written)
+    recorded["recorded"]["notes"].extend(plan.notes)
     if request.report is not None:
         recorded["report"] = written["report"]
     return recorded
@@ -301,16 +210,24 @@ def backtest(
     model = backtest_model(model_specs(request.model))
     size = parse_batch_size(request.batch_size)
     check_backtest_options(size, reference=request.reference, min_events=min_events)
-    cache = _prepare_data(settings, request.source, on_fetch)
+    cache = prepare_data(settings, request.source, on_fetch)
     load_model(model)
     demo = request.source == DEMO_SOURCE
+    stream = trial_stream(settings, request.stream, cache)
     periods = backtest_periods(
         settings.data_dir,
         every,
         parse_date(request.closed_from, "closed_from"),
         parse_date(request.closed_to, "closed_to"),
         demo=demo,
+        open_only=request.open_only,
     )
+    reference = request.reference
+    if reference is not None and reference > len(periods):
+        raise UsageError(
+            f"--reference {reference} is more than the {len(periods)} periods of this backtest: "
+            f"give at most {len(periods)} (the default is the first third)."
+        )
     run_id = new_trial_id()
     cluster = replace(cluster, scheduler_timeout=settings.scheduler_timeout)
     build = functools.partial(
@@ -326,6 +243,7 @@ def backtest(
         **_workers_places(settings, cluster),
         report=request.report,
         demo=demo,
+        stream=stream,
     )
     last_task = "write_backtest" if request.report is None else "write_report"
     verdict: Verdict = run_flow(build, cluster, on_cluster=on_cluster, result_task=last_task)
@@ -333,11 +251,12 @@ def backtest(
         "run_id": run_id,
         "model": model,
         "every": every,
-        "source": {"name": cache.source, "csv_sha256": cache.csv_sha256},
+        "source": {"name": cache.source, "csv_sha256": cache.csv_sha256, "stream": stream},
         "reference_periods": verdict["reference_periods"],
         "min_events": verdict["min_events"],
         "thresholds": verdict["thresholds"],
         "alerts": verdict["alerts"],
+        "data_shifts": verdict["data_shifts"],
         "periods": verdict["periods"],
     }
     if "report" in verdict:
@@ -368,7 +287,7 @@ def snapshots(
     if len(specs) > 1:
         raise UsageError("snapshots validates one model's estimate: give --model once.")
     function = load_model(specs[0])
-    _prepare_data(settings, source, on_fetch)
+    prepare_data(settings, source, on_fetch)
     return replay_snapshots(
         settings.data_dir, function, name=specs[0], every=every, demo=source == DEMO_SOURCE
     )
@@ -416,7 +335,7 @@ def train(
 
     if closed_before is not None and train_fraction is not None:
         raise UsageError("give --closed-before or --train-fraction, not both.")
-    _prepare_data(settings, source, on_fetch)
+    prepare_data(settings, source, on_fetch)
     result = train_from_cache(
         settings.data_dir,
         closed_before=closed_before,

@@ -19,6 +19,7 @@ class ExitCode(IntEnum):
     REMOTE = 6  # Saturn Cloud or Prefect Cloud refused the request
     SPOOLED = 7  # the trial was scored, the history could not be reached: it waits in the spool
     MAE_ABOVE_LIMIT = 10  # --fail-if-mae-above: the trial scored worse than the limit
+    MODEL_ALERT = 11  # backtest --fail-on-alert: a period's skill fell below its band
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
     TERMINATED = 143  # SIGTERM (128 + 15): how cron, systemd and Kubernetes stop a job
 

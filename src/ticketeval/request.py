@@ -26,6 +26,9 @@ class TrialRequest:
     since_last: bool = False  # every ticket closed since the previous trial of the champion
     as_of: str | None = None  # replay the log as known then, with the tickets still open
     estimate: bool = True  # with as_of: the open tickets' estimated MAE
+    # The log --since-last follows; None: TICKETEVAL_STREAM, else the data's source.
+    stream: str | None = None
+    open_only: bool = False  # only the events whose state is not Closed
     report: Path | None = None  # also write the trial's page here
 
 
@@ -42,4 +45,6 @@ class BacktestRequest:
     reference: int | None = None  # periods that set the band; None: the first third
     min_events: int | None = None  # fewer: too small to judge; None: DEFAULT_MIN_EVENTS
     source: str | None = None
+    stream: str | None = None  # recorded with each period; None: as for a trial
+    open_only: bool = False  # each period scores the events whose state is not Closed
     report: Path | None = None

@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     history_url: SecretStr | None = None
     history_dir: Path = Field(default_factory=default_history_dir)
     results_keep: int = Field(default=100, ge=0)
+    # The log `--since-last` follows (TICKETEVAL_STREAM); None: where the cache came from.
+    stream: str | None = Field(default=None, min_length=1, max_length=200)
     timeout: float = Field(default=30.0, gt=0, allow_inf_nan=False)
     # How long a Dask scheduler given by --address has to answer as one.
     scheduler_timeout: float = Field(

@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from ticketeval import __version__, core
+from ticketeval.cli import backtest as cli_backtest
 from ticketeval.cli import history as cli_history
 from ticketeval.cli import job as cli_job
 from ticketeval.cli import open_tickets as cli_open_tickets
@@ -21,7 +22,6 @@ from ticketeval.cli import saturn as cli_saturn
 from ticketeval.cli.options import (
     AddressOption,
     AsOfOption,
-    BacktestModelOption,
     BatchSizeOption,
     ClosedFromOption,
     ClosedToOption,
@@ -34,12 +34,14 @@ from ticketeval.cli.options import (
     LogFileOption,
     MemoryLimitOption,
     ModelOption,
+    OpenOnlyOption,
     QuietOption,
     ReportOption,
     SaturnOption,
     SeedOption,
     SinceLastOption,
     SourceOption,
+    StreamOption,
     ThreadsPerWorkerOption,
     VerboseOption,
     WorkersOption,
@@ -48,10 +50,9 @@ from ticketeval.cli.render import (
     Reporter,
     describe_cache,
     download_progress,
-    render_backtest,
-    render_history,
     render_model,
 )
+from ticketeval.cli.render_backtest import render_history
 from ticketeval.cli.runtime import (
     announce,
     flow_settings,
@@ -63,7 +64,7 @@ from ticketeval.cli.runtime import (
     show_library_logs,
 )
 from ticketeval.errors import UsageError
-from ticketeval.request import BacktestRequest, TrialRequest
+from ticketeval.request import TrialRequest
 from ticketeval.scoring import HEURISTIC
 
 app = typer.Typer(
@@ -173,6 +174,8 @@ def evaluate(
     since_last: SinceLastOption = False,
     as_of: AsOfOption = None,
     estimate: EstimateOption = True,
+    stream: StreamOption = None,
+    open_only: OpenOnlyOption = False,
     report: ReportOption = None,
     data_dir: DataDirOption = None,
     fail_if_mae_above: FailIfMaeAboveOption = None,
@@ -197,6 +200,8 @@ def evaluate(
             since_last=since_last,
             as_of=as_of,
             estimate=estimate,
+            stream=stream,
+            open_only=open_only,
             report=report,
         )
         summary = core.evaluate(
@@ -217,6 +222,8 @@ def run_local(
     since_last: SinceLastOption = False,
     as_of: AsOfOption = None,
     estimate: EstimateOption = True,
+    stream: StreamOption = None,
+    open_only: OpenOnlyOption = False,
     report: ReportOption = None,
     workers: WorkersOption = None,
     threads_per_worker: ThreadsPerWorkerOption = None,
@@ -253,6 +260,8 @@ def run_local(
             since_last=since_last,
             as_of=as_of,
             estimate=estimate,
+            stream=stream,
+            open_only=open_only,
             report=report,
         )
         summary = core.run_local(
@@ -265,89 +274,8 @@ def run_local(
         report_trial(summary, reporter, json_output=json_output, limit=fail_if_mae_above)
 
 
-@app.command(cls=Command)
-def backtest(
-    *,
-    every: Annotated[
-        str,
-        typer.Option(
-            help="Period length: 'month' (calendar months), 'week' (from Monday) or '<N>d'."
-        ),
-    ] = "month",
-    closed_from: ClosedFromOption = None,
-    closed_to: ClosedToOption = None,
-    model: BacktestModelOption = HEURISTIC,
-    batch_size: Annotated[
-        str,
-        typer.Option("--batch-size", help="Events to sample per period, or 'all'."),
-    ] = "all",
-    seed: SeedOption = None,
-    reference: Annotated[
-        int | None,
-        typer.Option(
-            help="Periods that set the alert band (mean ± 3 SD of MAE). \\[default: first third]",
-            show_default=False,
-        ),
-    ] = None,
-    min_events: Annotated[
-        int,
-        typer.Option(help="Fewer events than this: shown, marked too small to judge."),
-    ] = 100,
-    source: SourceOption = None,
-    report: ReportOption = None,
-    workers: WorkersOption = None,
-    threads_per_worker: ThreadsPerWorkerOption = None,
-    memory_limit: MemoryLimitOption = None,
-    address: AddressOption = None,
-    data_dir: DataDirOption = None,
-    json_output: JsonOption = False,
-    quiet: QuietOption = False,
-    verbose: VerboseOption = False,
-    log_file: LogFileOption = None,
-) -> None:
-    """Replay the log period by period (a Prefect flow, the periods in parallel on Dask).
-
-    Example: [bold]ticketeval backtest --every month --source demo[/bold]
-    """
-    reporter = Reporter(quiet=quiet, log_file=log_file)
-    with reported_errors(reporter):
-        from ticketeval.pipeline.cluster import ClusterOptions
-
-        cluster = ClusterOptions(workers, threads_per_worker, memory_limit, address, verbose)
-        settings = flow_settings(data_dir, verbose=verbose)
-        request = BacktestRequest(
-            every=every,
-            closed_from=closed_from,
-            closed_to=closed_to,
-            model=model,
-            batch_size=batch_size,
-            seed=seed,
-            reference=reference,
-            min_events=min_events,
-            source=source,
-            report=report,
-        )
-        result = core.backtest(
-            settings,
-            request,
-            cluster=cluster,
-            on_fetch=lambda fetched: report_fetch(fetched, reporter),
-            on_cluster=lambda address, dashboard: announce(reporter, address, dashboard),
-        )
-        reporter.log(json.dumps(result))
-        if json_output:
-            print(json.dumps(result))
-        elif not reporter.quiet:
-            render_backtest(result)
-        else:
-            for row in result["periods"]:
-                if row["alert"]:
-                    reporter.alert(
-                        f"ALERT {row['label']}: MAE {row['MAE']:,.0f} s is outside the band the "
-                        "reference periods set."
-                    )
-        if "report" in result:
-            reporter.info(f"Report: {result['report']['page']}")
+# Replaying the log period by period: in cli/backtest.py.
+app.command(cls=Command)(cli_backtest.backtest)
 
 
 # --- train ---------------------------------------------------------------------------------------

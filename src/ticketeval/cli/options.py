@@ -137,8 +137,25 @@ SinceLastOption = Annotated[
     bool,
     typer.Option(
         "--since-last",
-        help="Every ticket closed since the previous trial of this model on this data "
+        help="Every ticket closed since the previous trial of this model on this stream "
         "(for cron); nothing new: exit 0, nothing recorded.",
+    ),
+]
+StreamOption = Annotated[
+    str | None,
+    typer.Option(
+        "--stream",
+        help="The name of the log --since-last follows (TICKETEVAL_STREAM). \\[default: where "
+        "the data came from, its path or URL]",
+        show_default=False,
+    ),
+]
+OpenOnlyOption = Annotated[
+    bool,
+    typer.Option(
+        "--open-only",
+        help="Score only the events whose incident was still open (state not Closed): the "
+        "closing update's own target is about 0, a free win for any model.",
     ),
 ]
 ReportOption = Annotated[

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console, JustifyMethod
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -21,8 +21,7 @@ from ticketeval.formatting import format_ratio, format_seconds
 if TYPE_CHECKING:
     from ticketeval.data.cache import CacheInfo
     from ticketeval.data.periods import PeriodBounds
-    from ticketeval.history.store import HistoryView
-    from ticketeval.scoring.summary import BacktestResult, ModelInfo, TrialSummary
+    from ticketeval.scoring.summary import Baseline, ModelInfo, TrialSummary
 
 # Off a terminal (cron mail, a pipe, a file) nothing has to fit a screen: tables take their
 # natural width, so that no number or id is cut, whatever COLUMNS says.
@@ -156,6 +155,15 @@ def overlap_text(overlaps: bool | None) -> Text:
 # whole onto the next line; off a terminal (above) nothing needs to.
 
 
+def skill_text(baseline: Baseline) -> str:
+    """The skill, with its incident-level interval when the trial has one."""
+    interval = baseline.get("skill_ci")
+    if baseline.get("skill") is None or not interval:
+        return format_ratio(baseline.get("skill"))
+    low, high = format_ratio(interval[0]), format_ratio(interval[1])
+    return f"{format_ratio(baseline['skill'])}, 95% CI {low} to {high}"
+
+
 def render_summary(summary: TrialSummary) -> None:
     if summary.get("models"):
         render_models(summary)
@@ -191,7 +199,7 @@ def render_summary(summary: TrialSummary) -> None:
         ("MSE", format_ratio(metrics["MSE"], 0)),
         ("R2", format_ratio(metrics["R2"])),
         ("MAE of the median", format_seconds(baseline["MAE"])),
-        ("skill vs the median", format_ratio(baseline["skill"])),
+        ("skill vs the median", skill_text(baseline)),
         ("target mean", format_seconds(target["mean"])),
         ("target median", format_seconds(target["median"])),
         ("target min", format_seconds(target["min"])),
@@ -200,20 +208,24 @@ def render_summary(summary: TrialSummary) -> None:
     for name, value in rows:
         table.add_row(name, value)
     stdout.print(table)
-    per_priority = Table(title="By priority", title_justify="left")
-    for column in ("priority", "num_obs", "MAE", "MedAE", "R2"):
-        per_priority.add_column(
-            column, justify="left" if column == "priority" else "right", overflow="fold"
-        )
-    for label, values in data["by_priority"].items():
-        per_priority.add_row(
-            label,
-            f"{values['num_obs']:,}",
-            format_seconds(values["MAE"]),
-            format_seconds(values["MedAE"]),
-            format_ratio(values["R2"]),
-        )
-    stdout.print(per_priority)
+    for group, breakdown in (("priority", data["by_priority"]), ("state", data.get("by_state"))):
+        if not breakdown:
+            continue
+        per_group = Table(title=f"By {group}", title_justify="left")
+        for column in (group, "num_obs", "MAE", "MedAE", "R2", "constant MAE"):
+            per_group.add_column(
+                column, justify="left" if column == group else "right", overflow="fold"
+            )
+        for label, values in breakdown.items():
+            per_group.add_row(
+                label,
+                f"{values['num_obs']:,}",
+                format_seconds(values["MAE"]),
+                format_seconds(values["MedAE"]),
+                format_ratio(values["R2"]),
+                format_seconds(values.get("baseline_MAE")),
+            )
+        stdout.print(per_group)
     if data.get("open") is not None:
         render_open(data["open"], metrics.get("concordance"))
 
@@ -308,9 +320,7 @@ def render_models(summary: TrialSummary) -> None:
     table.add_row(
         "MAE of the median", format_seconds(data["baseline"]["MAE"]), *([""] * (len(names) - 1))
     )
-    table.add_row(
-        "skill vs the median", *each(lambda block: format_ratio(block["baseline"]["skill"]))
-    )
+    table.add_row("skill vs the median", *each(lambda block: skill_text(block["baseline"])))
     stdout.print(table)
 
     versus = Table(title="Challenger vs champion (paired bootstrap, 95%)", title_justify="left")
@@ -335,21 +345,30 @@ def render_models(summary: TrialSummary) -> None:
         )
     stdout.print(versus)
 
-    per_priority = Table(title="MAE by priority", title_justify="left")
-    per_priority.add_column("priority")
-    per_priority.add_column("num_obs", justify="right")
-    for name in names:
-        per_priority.add_column(name, justify="right")
-    for label, values in data["by_priority"].items():
-        per_priority.add_row(
-            label,
-            f"{values['num_obs']:,}",
-            *[
-                format_seconds((blocks[name]["by_priority"].get(label) or {}).get("MAE"))
-                for name in names
-            ],
-        )
-    stdout.print(per_priority)
+    for group, breakdown in (("priority", data["by_priority"]), ("state", data.get("by_state"))):
+        if not breakdown:
+            continue
+        of_model = {
+            name: (
+                blocks[name]["by_priority"] if group == "priority" else blocks[name].get("by_state")
+            )
+            for name in names
+        }
+        per_group = Table(title=f"MAE by {group}", title_justify="left")
+        per_group.add_column(group)
+        per_group.add_column("num_obs", justify="right")
+        for name in names:
+            per_group.add_column(name, justify="right")
+        for label, values in breakdown.items():
+            per_group.add_row(
+                label,
+                f"{values['num_obs']:,}",
+                *[
+                    format_seconds(((of_model[name] or {}).get(label) or {}).get("MAE"))
+                    for name in names
+                ],
+            )
+        stdout.print(per_group)
 
 
 def render_model(described: dict[str, Any], *, saved: bool) -> None:
@@ -382,6 +401,20 @@ def render_model(described: dict[str, Any], *, saved: bool) -> None:
         ("skill vs the training median", format_ratio(holdout.get("skill"))),
         ("MAE of the heuristic", format_seconds(holdout.get("MAE_heuristic"))),
         ("skill vs the heuristic", format_ratio(holdout.get("skill_vs_heuristic"))),
+    ]
+    # The open-state events (not Closed): the closing update is a free win, these are not.
+    open_states = holdout.get("open_states") or {}
+    if open_states:
+        rows += [
+            ("open-state events", f"{open_states.get('events', 0):,}"),
+            ("open-state MAE", format_seconds(open_states.get("MAE"))),
+            ("open-state skill vs the median", format_ratio(open_states.get("skill"))),
+            (
+                "open-state skill vs the heuristic",
+                format_ratio(open_states.get("skill_vs_heuristic")),
+            ),
+        ]
+    rows += [
         ("data sha256", described.get("data_sha256") or "-"),
         (
             "versions",
@@ -393,103 +426,6 @@ def render_model(described: dict[str, Any], *, saved: bool) -> None:
     for name, value in rows:
         table.add_row(name, value)
     stdout.print(table)
-
-
-def sparkline(values: list[float | None]) -> str:
-    """A one-line trend, lowest ▁ to highest █."""
-    bars = "▁▂▃▄▅▆▇█"
-    known = [v for v in values if v is not None]
-    if not known:
-        return ""
-    low, high = min(known), max(known)
-    span = (high - low) or 1.0
-    return "".join(
-        " " if v is None else bars[round((v - low) / span * (len(bars) - 1))] for v in values
-    )
-
-
-def render_backtest(result: BacktestResult) -> None:
-    band = result["thresholds"]
-    title = f"Backtest {result['run_id']}: {result['model']} every {result['every']}"
-    table = Table(title=title, title_justify="left")
-    # The leakage guard: shown when the model trained on tickets of some period.
-    overlapping = any(row.get("overlaps_training") for row in result["periods"])
-    columns = ["period", "events", "incidents", "MAE", "95% CI", "constant MAE", "skill", ""]
-    if overlapping:
-        columns.append("in training")
-    for column in columns:
-        justify: JustifyMethod = "right" if column in columns[1:7] else "left"
-        table.add_column(column, justify=justify, overflow="fold")
-    for row in result["periods"]:
-        if row["too_small"]:
-            mark = Text("too small", style="dim")
-        elif row["alert"]:
-            mark = Text("ALERT", style="bold red")
-        else:
-            mark = Text("reference" if row["reference"] else "", style="dim")
-        interval = "" if row["MAE_low"] is None else f"{row['MAE_low']:,.0f}–{row['MAE_high']:,.0f}"
-        table.add_row(
-            row["label"],
-            f"{row['events']:,}",
-            "" if row["incidents"] is None else f"{row['incidents']:,}",
-            format_seconds(row["MAE"]),
-            interval,
-            format_seconds(row["baseline_MAE"]),
-            format_ratio(row["skill"]),
-            mark,
-            *(
-                [Text("YES", style="bold red") if row.get("overlaps_training") else Text("")]
-                if overlapping
-                else []
-            ),
-        )
-    stdout.print(table)
-    if overlapping:
-        stdout.print(
-            "In training: the model trained on tickets closed in that period; its figures "
-            "there flatter it."
-        )
-    if band is None:
-        stdout.print(
-            "No alert band: fewer than two reference periods with enough events "
-            f"(--reference, --min-events {result['min_events']})."
-        )
-    else:
-        stdout.print(
-            f"Alert band from the first {result['reference_periods']} periods: MAE "
-            f"{band['lower']:,.0f}–{band['upper']:,.0f} s (mean ± 3 SD); "
-            f"{result['alerts']} alert(s)."
-        )
-
-
-def render_history(view: HistoryView) -> None:
-    table = Table(title=f"Trials in {view.history}", title_justify="left")
-    columns = ("when", "runner", "model", "period", "events", "MAE", "95% CI", "skill", "")
-    for column in columns:
-        table.add_column(
-            column, justify="left" if column in columns[:4] else "right", overflow="fold"
-        )
-    for row, flagged in zip(view.rows, view.flagged, strict=True):
-        period = row.period_label or period_text(
-            {"closed_from": row.closed_from, "closed_to": row.closed_to}
-        )
-        interval = "" if row.MAE_low is None else f"{row.MAE_low:,.0f}–{row.MAE_high:,.0f}"
-        table.add_row(
-            row.timestamp.replace("T", " ")[:19],
-            row.runner or "",
-            row.model or "",
-            period,
-            f"{row.num_obs:,}" if row.num_obs is not None else "",
-            format_seconds(row.MAE),
-            interval,
-            format_ratio(row.skill),
-            Text("worse", style="bold red") if flagged else Text(""),
-        )
-    stdout.print(table)
-    # One trend per model: trials of different models are not one series.
-    for model in dict.fromkeys(row.model for row in view.rows):
-        maes = [row.MAE for row in view.rows if row.model == model]
-        stdout.print(Text.assemble((f"MAE trend {model} ", "bold"), sparkline(maes)))
 
 
 def render_sizes(sizes: dict[str, str]) -> None:

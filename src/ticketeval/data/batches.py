@@ -57,7 +57,7 @@ def load_batch(
         raise DataError(f"no data in {data_dir} yet: run `ticketeval fetch` (or `--source demo`).")
     period = period or Period()
     path = Path(info.path)
-    candidates = closed_in(path, period) if period.bounded else None
+    candidates = closed_in(path, period) if period.selective else None
     available = info.rows if candidates is None else len(candidates)
     if candidates is not None and available == 0:
         raise DataError(f"no events {period.describe()} in the data ({describe_span(info)}).")
@@ -82,20 +82,32 @@ def load_batch(
     return Batch(frame, seed, info, period)
 
 
+CLOSED_STATE = "Closed"
+
+
 def closed_in(path: Path, period: Period) -> np.ndarray:
     """The rows (in order) whose incident closed within the period (with `as_of`: the events
-    known then, of incidents closed by then)."""
-    columns = ["closed_at", "sys_updated_at"] if period.as_of is not None else ["closed_at"]
+    known then, of incidents closed by then; with `open_only`: of those the events whose state
+    is not Closed)."""
+    columns = ["closed_at"]
+    if period.as_of is not None:
+        columns.append("sys_updated_at")
+    if period.open_only:
+        columns.append("incident_state")
     table = pq.read_table(path, columns=columns)
-    closed = table.column(0)
+    closed = table.column("closed_at")
     keep = pc.is_valid(closed)
+    if period.open_only:
+        state = table.column("incident_state")
+        is_closed = pc.fill_null(pc.equal(state.cast(pa.string()), CLOSED_STATE), False)
+        keep = pc.and_(keep, pc.invert(is_closed))
     if period.closed_from is not None:
         keep = pc.and_(keep, pc.greater_equal(closed, pa.scalar(period.closed_from, closed.type)))
     if period.closed_to is not None:
         keep = pc.and_(keep, pc.less(closed, pa.scalar(period.closed_to, closed.type)))
     if period.as_of is not None:
         as_of = pa.scalar(period.as_of, closed.type)
-        updated = table.column(1)
+        updated = table.column("sys_updated_at")
         keep = pc.and_(keep, pc.less_equal(closed, as_of))
         keep = pc.and_(keep, pc.fill_null(pc.less_equal(updated, as_of), False))
     return np.flatnonzero(keep.to_numpy(zero_copy_only=False))
@@ -106,6 +118,18 @@ def closure_span(data_dir: Path, *, demo: bool = False) -> tuple[datetime, datet
     closed = pq.read_table(cache_path(data_dir, demo=demo), columns=["closed_at"]).column(0)
     first, last = pc.min(closed).as_py(), pc.max(closed).as_py()
     return None if first is None else (first, last)
+
+
+def incidents_closed_before(path: Path, moment: datetime) -> int:
+    """How many incidents of the cache closed before `moment`: what a trial ending there
+    covered, to tell later whether tickets closed before it arrived late."""
+    table = pq.read_table(path, columns=["number", "closed_at"])
+    closed = table.column("closed_at")
+    before = pc.fill_null(pc.less(closed, pa.scalar(moment, closed.type)), False)
+    numbers = table.column("number").filter(before)
+    if pa.types.is_dictionary(numbers.type):  # count_distinct has no dictionary kernel
+        numbers = numbers.cast(numbers.type.value_type)
+    return int(pc.count_distinct(numbers).as_py())
 
 
 def describe_span(info: CacheInfo) -> str:

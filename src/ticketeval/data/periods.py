@@ -14,7 +14,13 @@ from typing import Any, NotRequired, TypedDict, overload
 
 from ticketeval.errors import UsageError
 
-EVERY_HELP = "'month' (calendar months), 'week' (weeks from Monday) or '<N>d' (N-day steps)"
+# The event log's timestamps are to the minute: a period that saw closures up to T ends at
+# T plus this, so the next one starts right after what it saw.
+CLOSURE_RESOLUTION = timedelta(minutes=1)
+EVERY_HELP = (
+    "'month' (calendar months), 'week' (weeks from Monday) or '<N>d' (N calendar days from the "
+    "first closure's day)"
+)
 
 
 class PeriodBounds(TypedDict):
@@ -24,6 +30,7 @@ class PeriodBounds(TypedDict):
     closed_to: str | None
     label: NotRequired[str]
     as_of: NotRequired[str | None]
+    open_only: NotRequired[bool]
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,9 @@ class Period:
     closed_to: datetime | None = None
     label: str | None = None
     as_of: datetime | None = None
+    # Only the events still open (incident_state not Closed): the closing update's own target
+    # is about 0, a free win for any model (`--open-only`).
+    open_only: bool = False
 
     def __post_init__(self) -> None:
         if self.closed_from and self.closed_to and self.closed_from >= self.closed_to:
@@ -56,6 +66,11 @@ class Period:
         return any(bound is not None for bound in (self.closed_from, self.closed_to, self.as_of))
 
     @property
+    def selective(self) -> bool:
+        """Whether the period selects some events (a bound, or open states only)."""
+        return self.bounded or self.open_only
+
+    @property
     def last_closure(self) -> datetime | None:
         """Where the closures scored end (exclusive `closed_to`, else inclusive `as_of`)."""
         return self.closed_to or self.as_of
@@ -67,6 +82,8 @@ class Period:
         }
         if self.label:
             bounds["label"] = self.label
+        if self.open_only:
+            bounds["open_only"] = True
         if self.as_of:
             bounds["as_of"] = iso(self.as_of)
         return bounds
@@ -79,13 +96,15 @@ class Period:
             parse_date(values.get("closed_to"), "closed_to"),
             values.get("label"),
             parse_date(values.get("as_of"), "as_of"),
+            bool(values.get("open_only")),
         )
 
     def describe(self) -> str:
         start = f"{self.closed_from:%Y-%m-%d %H:%M}" if self.closed_from else "the first closure"
         end = f"{self.closed_to:%Y-%m-%d %H:%M}" if self.closed_to else "the last closure"
         known = f" as known at {self.as_of:%Y-%m-%d %H:%M}" if self.as_of else ""
-        return f"closed from {start} to {end}{known}"
+        state = " in an open state" if self.open_only else ""
+        return f"closed from {start} to {end}{known}{state}"
 
 
 def iso(value: datetime | None) -> str | None:
@@ -132,8 +151,8 @@ def split_periods(first: datetime, last: datetime, every: str) -> list[Period]:
     elif step == "week":
         day = first.replace(hour=0, minute=0, second=0, microsecond=0)
         start = day - timedelta(days=day.weekday())
-    else:
-        start = first
+    else:  # calendar days, from the first closure's midnight, as weeks and months are
+        start = first.replace(hour=0, minute=0, second=0, microsecond=0)
     periods = []
     while start <= last:
         if step == "month":

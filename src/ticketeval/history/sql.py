@@ -23,8 +23,10 @@ from ticketeval.history.rows import (
     META_TABLE,
     SCHEMA_VERSION,
     V1_COLUMNS,
+    V3_COLUMNS,
     HistoryRow,
     order_key,
+    population,
     rows_from_summary,
     rows_from_v1,
     to_int,
@@ -351,11 +353,14 @@ class HistoryStore:
                     self._execute(statement)
             elif version == 1:
                 self._migrate_from_v1()
+            elif version == 2:
+                self._migrate_from_v2()
             if version < SCHEMA_VERSION:
                 for statement in _INDEXES:
                     self._execute(statement)
                 self._execute(
-                    f"INSERT INTO {META_TABLE} (key, value) VALUES ('schema_version', ?)",
+                    f"INSERT INTO {META_TABLE} (key, value) VALUES ('schema_version', ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                     (str(SCHEMA_VERSION),),
                 )
         return SCHEMA_VERSION
@@ -380,6 +385,23 @@ class HistoryStore:
         self._execute("DROP TABLE trials")
         self._execute("ALTER TABLE trials_v2 RENAME TO trials")
         return int(kept)
+
+    def _migrate_from_v2(self) -> None:
+        """Version 2 → 3 inside the caller's transaction: the stream and population columns
+        added. The population is derived from each trial's summary; the stream is left NULL
+        (those trials named none): `--since-last` matches them by checksum or source."""
+        types = _TYPES[self.backend]
+        present = set(self._columns("trials"))
+        kinds = dict(COLUMNS)
+        for name in V3_COLUMNS:
+            if name not in present:
+                self._execute(f"ALTER TABLE trials ADD COLUMN {name} {types[kinds[name]]}")
+        for trial_id, summary in self._execute("SELECT id, summary FROM trials").fetchall():
+            with contextlib.suppress(ValueError, TypeError, AttributeError):
+                self._execute(
+                    self._sql("UPDATE trials SET population = ? WHERE id = ?"),
+                    (population(json.loads(summary)), trial_id),
+                )
 
     # -- writing
 
@@ -441,6 +463,9 @@ class HistoryStore:
         self, *, model: str | None, last: int | None, run_id: str | None
     ) -> list[HistoryRow]:
         selected = [name for name in COLUMN_NAMES if name != "summary"]
+        if self.version < SCHEMA_VERSION:  # a version-2 history we may not migrate (read-only)
+            present = set(self._columns("trials"))
+            selected = [name for name in selected if name in present]
         conditions: list[str] = []
         parameters: list[str | int] = []
         for column, value in (("model", model), ("run_id", run_id)):

@@ -47,10 +47,12 @@ def flag_regressions(
 ) -> list[bool]:
     """For each row (in the given order, oldest first), whether its MAE is a regression.
 
-    A row is compared only with EARLIER rows of the SAME model on the SAME data (equal,
-    non-null `data_sha256`) that have an MAE: its reference, the last `window` of those (all of
-    them when `window` is None). A row without a reference, an MAE or a `data_sha256` is never
-    flagged. Otherwise:
+    A row is compared only with EARLIER rows of the SAME model on the SAME stream (equal,
+    non-null `stream`; for rows recorded before streams, the same `data_sha256`) and the SAME
+    population (a random sample of the log, a period, a backtest's periods of one length; all
+    events or open ones only) that have an MAE: its reference, the last `window` of those (all
+    of them when `window` is None). A row without a reference, an MAE or a stream (or
+    `data_sha256`) is never flagged. Otherwise:
 
     - when the row has an interval (`MAE_low`): flagged iff `MAE_low` is above the reference's
       upper bound, the median of the reference trials' `MAE_high` (their MAE when they have no
@@ -63,13 +65,14 @@ def flag_regressions(
     Pass the whole history (then keep the last rows you show): a row's reference is only what
     precedes it in `rows`.
     """
-    history: dict[tuple[str, str], list[HistoryRow]] = {}
+    history: dict[tuple[str, str, str | None], list[HistoryRow]] = {}
     flags: list[bool] = []
     for row in rows:
-        if row.MAE is None or row.data_sha256 is None:
+        stream = row.stream or row.data_sha256
+        if row.MAE is None or stream is None:
             flags.append(False)
             continue
-        earlier = history.setdefault((row.model, row.data_sha256), [])
+        earlier = history.setdefault((row.model, stream, row.population), [])
         reference = earlier[-window:] if window else earlier
         flagged = False
         if reference:
@@ -326,14 +329,50 @@ def record_all_written(settings: Settings, written: Sequence[Written]) -> Record
     }
 
 
-def last_period_end(settings: Settings, *, model: str, data_sha256: str) -> str | None:
-    """Where the latest trial of `model` on this data that had a period ended (ISO)."""
-    ends = [
-        row.closed_to
-        for row in read_trials(settings.history, model=model)
-        if row.data_sha256 == data_sha256 and row.closed_to
+@dataclass(frozen=True)
+class ChainEnd:
+    """Where the `--since-last` chain of a model on a stream ends, and how it was found."""
+
+    end: str | None  # ISO; None: no earlier trial, start at the beginning
+    note: str | None = None  # said when trials recorded before streams were matched
+    # How many incidents closed before `end` the export held when the chain reached it (None:
+    # not recorded): more now means tickets arrived late.
+    incidents_before_end: int | None = None
+
+
+def chain_end(
+    settings: Settings, *, model: str, stream: str, data_sha256: str, source: str
+) -> ChainEnd:
+    """The latest end of the trials of `model` on `stream` that scored a period: the next
+    `--since-last` starts there. Any kind counts (a `--since-last`, a `--closed-from` or
+    `--closed-to` period, a backtest's periods): each recorded end is the newest closure it
+    saw plus one minute, so nothing after it was scored. Trials recorded before streams
+    existed (no stream) are matched by the data's checksum or source, with a note, so that an
+    upgraded or moved history never silently starts from scratch."""
+    rows = [row for row in read_trials(settings.history, model=model) if row.closed_to]
+    chain = [row for row in rows if row.stream == stream]
+    if chain:
+        last = max(str(row.closed_to) for row in chain)
+        # The most the export held before that end, over the trials that reached it.
+        counts = [
+            row.incidents_before_end
+            for row in chain
+            if row.closed_to == last and row.incidents_before_end is not None
+        ]
+        return ChainEnd(last, incidents_before_end=max(counts, default=None))
+    legacy = [
+        str(row.closed_to)
+        for row in rows
+        if row.stream is None and (row.data_sha256 == data_sha256 or row.source == source)
     ]
-    return max(ends, default=None)
+    if not legacy:
+        return ChainEnd(None)
+    return ChainEnd(
+        max(legacy),
+        f"note: no trial of {model} names the stream {stream!r}; continuing after "
+        f"{len(legacy)} trial(s) recorded before streams, matched by the data's checksum or "
+        "source.",
+    )
 
 
 def copy_history(source: str, target: str) -> dict[str, Any]:

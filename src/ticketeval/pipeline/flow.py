@@ -60,6 +60,7 @@ def _task_get_ticket_data_batch(
     closed_to: str | None = None,
     demo: bool = False,
     as_of: str | None = None,
+    open_only: bool = False,
 ) -> Batch:
     settings = _worker_settings(data_dir)
     # On a fresh remote worker this fetches, with the worker's URL, timeout and retries;
@@ -69,6 +70,7 @@ def _task_get_ticket_data_batch(
         parse_date(closed_from, "closed_from"),
         parse_date(closed_to, "closed_to"),
         as_of=parse_date(as_of, "as_of"),
+        open_only=bool(open_only),
     )
     return load_batch(
         settings.data_dir,
@@ -109,6 +111,7 @@ def _task_get_trial_summary(
     models: list[str],
     runner: str,
     results: ResultsKeeping | None = None,
+    stream: str | None = None,
 ) -> TrialSummary:
     """The summary of every model's predictions (in the order of `models`, champion first);
     `metrics` are the champion's, from the evaluate_model tasks. Keeps the champion's
@@ -124,6 +127,7 @@ def _task_get_trial_summary(
         closed_at=batch.frame["closed_at"].to_numpy(),
         runner=runner,
         metrics=metrics,
+        stream=stream,
     )
     if results is None:
         return summary
@@ -224,6 +228,7 @@ def build_flow(
     runner: str = "prefect",
     demo: bool = False,
     estimate: bool = False,
+    stream: str | None = None,
 ) -> Flow:
     """The seed's pipeline as a Prefect 1 flow. Nothing runs until the flow is run.
 
@@ -275,6 +280,7 @@ def build_flow(
         model_parameter = Parameter("model", default=",".join(model_specs(model)))
         closed_from = Parameter("closed-from", default=iso(period.closed_from))
         closed_to = Parameter("closed-to", default=iso(period.closed_to))
+        open_only = Parameter("open-only", default=period.open_only)
         # Only a replay has the parameter and the task: other flows keep their shape.
         as_of = Parameter("as-of", default=iso(period.as_of)) if period.as_of else None
         trial_id = get_trial_id()
@@ -287,6 +293,7 @@ def build_flow(
             closed_to,
             demo,
             as_of,
+            open_only,
         )
         actuals = get_target(batch)
         models = get_models(model_parameter)
@@ -298,7 +305,7 @@ def build_flow(
             for name in METRIC_NAMES
         }
         summary = get_trial_summary(
-            trial_id, batch, actuals, predictions, metrics, models, runner, results
+            trial_id, batch, actuals, predictions, metrics, models, runner, results, stream
         )
         if as_of is not None:
             summary = task(_task_add_open_tickets, name="add_open_tickets")(
@@ -323,6 +330,7 @@ def _task_score_period(
     run_id: str,
     results: ResultsKeeping | None = None,
     demo: bool = False,
+    stream: str | None = None,
 ) -> TrialSummary:
     from ticketeval.scoring.backtest import score_period
 
@@ -337,6 +345,7 @@ def _task_score_period(
         run_id=run_id,
         results=results,
         demo=demo,
+        stream=stream,
     )
 
 
@@ -376,6 +385,7 @@ def build_backtest_flow(
     results: ResultsKeeping | None = None,
     report: Path | None = None,
     demo: bool = False,
+    stream: str | None = None,
 ) -> Flow:
     """The backtest as a Prefect 1 flow: the periods scored in parallel by one mapped task,
     then judged against the reference periods' band and recorded as one run."""
@@ -394,6 +404,7 @@ def build_backtest_flow(
             unmapped(run_id),
             unmapped(results),
             unmapped(demo),
+            unmapped(stream),
         )
         verdict = judge_task(summaries, reference, min_events)
         written = write(summaries, verdict, history_url)

@@ -97,17 +97,30 @@ def history_points(
     """The over-time chart's points around `summary`, and the alert band when there is one:
     the backtest's periods for one of its periods, else the earlier trials of the same model
     on the same data (the trial itself last, even when it is not recorded yet)."""
+    from ticketeval.history.rows import population
     from ticketeval.history.store import HistoryRow, read_trials, view_flags
 
     model = str(summary.get("model"))
-    data = (summary.get("source") or {}).get("csv_sha256")
-    rows = [row for row in read_trials(history_url, model=model) if row.data_sha256 == data]
+    source = summary.get("source") or {}
+    # The same stream (else, for trials recorded before streams, the same data) and the same
+    # population: a trend of like with like.
+    stream, data = source.get("stream"), source.get("csv_sha256")
+    kind = population(summary)
+    rows = [
+        row
+        for row in read_trials(history_url, model=model)
+        if (row.stream == stream if row.stream and stream else row.data_sha256 == data)
+        and (summary.get("run_id") or row.population == kind)
+    ]
     run_id = summary.get("run_id")
     if run_id:
         periods = sorted(
             (row for row in rows if row.run_id == run_id), key=lambda row: row.closed_from or ""
         )
-        return [_point(row, bool(row.alert), summary) for row in periods], summary.get("band")
+        points = [_point(row, bool(row.alert), summary) for row in periods]
+        for point, row in zip(points, periods, strict=True):
+            point["data_shift"] = bool(row.data_shift)
+        return points, summary.get("band")
     singles = [row for row in rows if row.run_id is None]
     flagged = {
         row.id: flag for row, flag in zip(rows, view_flags(rows), strict=True) if not row.run_id
@@ -136,12 +149,14 @@ def backtest_points(verdict: Mapping[str, Any]) -> tuple[list[dict[str, Any]], A
             "MAE_high": row["MAE_high"],
             "events": row["events"],
             "alert": row["alert"],
+            "data_shift": row.get("data_shift", False),
             "too_small": row["too_small"],
             "current": index == last,
         }
         for index, row in enumerate(rows)
     ]
-    return points, verdict.get("thresholds")
+    # No MAE band: a backtest's bands are the skill's and the constant's MAE (`judge`).
+    return points, None
 
 
 def _point(row: Any, flagged: bool, current: Mapping[str, Any]) -> dict[str, Any]:

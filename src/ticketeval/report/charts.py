@@ -425,7 +425,10 @@ def over_time_chart(
     rows, attributes = [], []
     for point, value, start, stop in zip(points, mae, low, high, strict=True):
         flags = [
-            name for name, key in (("alert", "alert"), ("too few events", "too_small"))
+            name
+            for name, key in (
+                ("alert", "alert"), ("data shift", "data_shift"), ("too few events", "too_small")
+            )
             if point.get(key)
         ]  # fmt: skip
         if point.get("current"):
@@ -443,6 +446,7 @@ def over_time_chart(
         attributes.append(
             f' data-label="{escape(point.get("label", ""))}"'
             f' data-alert="{str(bool(point.get("alert"))).lower()}"'
+            f' data-data-shift="{str(bool(point.get("data_shift"))).lower()}"'
             f' data-too-small="{str(bool(point.get("too_small"))).lower()}"'
             f' data-current="{str(bool(point.get("current"))).lower()}"'
             + (' class="alert-row"' if point.get("alert") else "")

@@ -114,12 +114,14 @@ def build_report(
         charts.append(chart)
         parts.append(_section("error-distribution", _figure_html(chart, table)))
 
+    states = _by_state(summary)
     if priorities:
         chart, table = priority_chart(priorities, baseline_source=_baseline_source(summary))
         charts.append(chart)
-        parts.append(_section("by-priority", _figure_html(chart, table, table_open=True)))
+        parts.append(_section("by-priority", _figure_html(chart, table, table_open=True) + states))
     else:
-        parts.append(_section("by-priority", _missing("The summary has no per-priority scores.")))
+        missing = _missing("The summary has no per-priority scores.")
+        parts.append(_section("by-priority", missing + states))
 
     if points:
         chart, table = over_time_chart(points, thresholds or {})
@@ -203,6 +205,28 @@ def _baselines(summary: Mapping[str, Any]) -> Mapping[str, Any] | None:
 
 def _baseline_source(summary: Mapping[str, Any]) -> str:
     return "summary" if _baselines(summary) is not None else "results"
+
+
+def _by_state(summary: Mapping[str, Any]) -> str:
+    """The summary's scores per incident state, as a table ("" when it has none): the Closed
+    state's closing update is nearly free to predict, the open states are what matters."""
+    given = dig(summary, "data", "by_state")
+    if not isinstance(given, Mapping) or not given:
+        return ""
+    rows = []
+    for label, scores in given.items():
+        scores = scores if isinstance(scores, Mapping) else {}
+        mae, constant = finite(scores.get("MAE")), finite(scores.get("baseline_MAE"))
+        rows.append(
+            [
+                (str(label), None),
+                (format_count(scores.get("num_obs")), finite(scores.get("num_obs"))),
+                (human_duration(mae), mae),
+                (human_duration(constant), constant),
+            ]
+        )
+    table = html_table(rows, ("state", "events", "MAE", "constant's MAE"))
+    return f'\n<div id="by-state"><h3>MAE per incident state</h3>\n{table}\n</div>'
 
 
 def _by_priority(summary: Mapping[str, Any], frame: pd.DataFrame | None) -> list[PriorityScores]:

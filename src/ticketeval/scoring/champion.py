@@ -105,15 +105,20 @@ def overlaps_training(
 
 
 def comparisons(
-    target: pd.Series | np.ndarray, predictions: Mapping[str, np.ndarray], *, seed: int
+    target: pd.Series | np.ndarray,
+    predictions: Mapping[str, np.ndarray],
+    *,
+    seed: int,
+    incidents: np.ndarray | None = None,
 ) -> list[Comparison]:
-    """Each challenger against the champion (the first model), on the same events."""
+    """Each challenger against the champion (the first model), on the same events, resampling
+    whole incidents (`incidents`: each event's cluster)."""
     names = list(predictions)
     champion = names[0]
     rows: list[Comparison] = []
     for challenger in names[1:]:
         difference, interval = paired_mae_difference(
-            target, predictions[champion], predictions[challenger], seed=seed
+            target, predictions[champion], predictions[challenger], seed=seed, incidents=incidents
         )
         rows.append(
             {

@@ -23,6 +23,8 @@ class Baseline(TypedDict):
 
     MAE: float | None
     skill: float | None
+    # Its incident-level (cluster bootstrap) 95% interval; absent from older trials.
+    skill_ci: NotRequired[list[float] | None]
 
 
 class DataBlock(TypedDict):
@@ -38,6 +40,9 @@ class DataBlock(TypedDict):
     target: dict[str, float | None]  # mean, median, min, max of the seconds to close
     baseline: Baseline
     by_priority: dict[str, dict[str, float | None]]  # priority -> counts and metrics
+    # incident_state -> counts and metrics (the Closed state's target is about 0); absent from
+    # trials recorded before it.
+    by_state: NotRequired[dict[str, dict[str, float | None]]]
     # With --as-of: the tickets still open then (ticketeval.scoring.open_tickets.summarize_open).
     open: NotRequired[dict[str, Any]]
 
@@ -76,6 +81,11 @@ class Source(TypedDict):
     csv_sha256: str
     matches_uci: bool
     rows: int
+    # The log --since-last follows (--stream, else the data's source); absent before streams.
+    stream: NotRequired[str | None]
+    # The incidents closed before the period's end the export held (None: no end): more later
+    # means tickets arrived late.
+    incidents_before_end: NotRequired[int | None]
 
 
 class TrialContext(TypedDict):
@@ -96,6 +106,24 @@ class Alert(TypedDict):
 class Band(TypedDict):
     lower: float
     upper: float
+
+
+class Threshold(TypedDict):
+    """A band the reference periods of a backtest set (mean ± 3 SD) for one metric."""
+
+    lower: float
+    upper: float
+    mean: float
+    std: float
+    reference_periods: int  # how many periods contributed (those with enough events)
+    metric: str
+
+
+class Bands(TypedDict):
+    """A backtest's two bands: the model's skill (alerts) and the constant's MAE (shifts)."""
+
+    model: Threshold | None
+    data: Threshold | None
 
 
 class Recorded(TypedDict):
@@ -121,9 +149,11 @@ class TrialSummary(TrialContext):
     results_path: NotRequired[str]  # its per-event results, when kept
     run_id: NotRequired[str]  # a backtest's period: the backtest
     period_label: NotRequired[str | None]
-    alert: NotRequired[Alert]
+    alert: NotRequired[Alert]  # a backtest's period: the model alert
+    data_shift: NotRequired[Alert]  # a backtest's period: the mix of tickets shifted
     too_small: NotRequired[bool]
     band: NotRequired[Band | None]
+    bands: NotRequired[Bands]  # a backtest's period: the bands it was judged against
     recorded: NotRequired[Recorded]
     report: NotRequired[dict[str, Any]]
 
@@ -152,10 +182,15 @@ class BacktestRow(TypedDict):
     MAE_high: float | None
     baseline_MAE: float | None
     skill: float | None
+    skill_low: float | None
+    skill_high: float | None
+    # A first period cut by --closed-from: fewer days than the others, a reference still.
+    clipped: bool
     too_small: bool
     overlaps_training: bool
     reference: NotRequired[bool]
-    alert: NotRequired[bool]
+    alert: NotRequired[bool]  # a model alert: the skill's interval below its band
+    data_shift: NotRequired[bool]  # the constant's MAE outside its band: a notice
 
 
 class Verdict(TypedDict):
@@ -163,8 +198,9 @@ class Verdict(TypedDict):
 
     reference_periods: int
     min_events: int
-    thresholds: dict[str, float] | None
+    thresholds: Bands
     alerts: int
+    data_shifts: int
     periods: list[BacktestRow]
     written: NotRequired[list[Written]]  # the flow's: each period's trial, as recorded
     report: NotRequired[dict[str, Any]]
@@ -181,6 +217,7 @@ class RecordedRun(TypedDict):
 class BacktestSource(TypedDict):
     name: str
     csv_sha256: str
+    stream: str
 
 
 class BacktestResult(TypedDict):
@@ -192,8 +229,9 @@ class BacktestResult(TypedDict):
     source: BacktestSource
     reference_periods: int
     min_events: int
-    thresholds: dict[str, float] | None
+    thresholds: Bands
     alerts: int
+    data_shifts: int
     periods: list[BacktestRow]
     report: NotRequired[dict[str, Any]]
     recorded: NotRequired[RecordedRun]  # always: set last, after the report (the JSON's order)

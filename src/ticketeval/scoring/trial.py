@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -26,6 +27,7 @@ from ticketeval.scoring.metrics import (
     INTERVAL_METRICS,
     METRIC_NAMES,
     bootstrap_intervals,
+    incident_clusters,
     plain,
     score_metric,
     with_rmse,
@@ -38,7 +40,7 @@ if TYPE_CHECKING:
     from ticketeval.settings import Settings
 
 # What the summary reads of the batch, besides the target.
-SUMMARY_COLUMNS = ("priority", "number")
+SUMMARY_COLUMNS = ("priority", "number", "incident_state")
 
 
 def compute_target(batch: pd.DataFrame) -> pd.Series:
@@ -57,6 +59,7 @@ def summarize(
     metrics: dict[str, float | None],
     model: str,
     runner: str,
+    stream: str | None = None,
 ) -> TrialSummary:
     """The trial summary: the seed's shape, extended with context, baseline and per priority."""
     y = np.asarray(target, dtype=float)
@@ -71,23 +74,19 @@ def summarize(
     if mae is not None and baseline_mae:
         skill = plain(1 - mae / baseline_mae)
     constant = np.median(y_scored) if len(y_scored) else np.nan
-    by_priority: dict[str, dict[str, float | None]] = {}
-    priority = batch.frame["priority"].astype("category")
-    codes = priority.cat.codes.to_numpy()
-    labels = {code: str(label) for code, label in enumerate(priority.cat.categories)}
-    for code, label in sorted({**labels, -1: "(none)"}.items(), key=lambda item: item[1]):
-        rows = codes == code
-        if not rows.any():
-            continue
-        by_priority[label] = {
-            "num_obs": int(rows.sum()),
-            "num_scored": int((rows & scored).sum()),
-            **with_rmse(
-                {name: score_metric(name, y[rows], predictions[rows]) for name in METRIC_NAMES}
-            ),
-            # The constant (the batch's median) on the same rows: the bar to beat per priority.
-            "baseline_MAE": score_metric("MAE", y[rows], np.full(rows.sum(), constant)),
-        }
+    intervals = bootstrap_intervals(
+        y,
+        predictions,
+        seed=batch.seed,
+        incidents=incidents_of(batch),
+        constant=None if np.isnan(constant) else float(constant),
+    )
+    skill_interval = intervals.pop("skill", None)
+    breakdowns = {
+        key: _breakdown(batch.frame[column], y, predictions, scored, constant)
+        for key, column in (("by_priority", "priority"), ("by_state", "incident_state"))
+        if column in batch.frame
+    }
     return {
         "id": trial_id,
         "timestamp": now(),
@@ -99,17 +98,62 @@ def summarize(
                 int(batch.frame["number"].nunique()) if "number" in batch.frame else None
             ),
             "metrics": metrics,
-            "metrics_ci": bootstrap_intervals(y, predictions, seed=batch.seed),
+            # Incident-level (cluster bootstrap) intervals: see `metrics.bootstrap_intervals`.
+            "metrics_ci": intervals,
             "target": {
                 stat: plain(getattr(np, stat)(y_scored)) if len(y_scored) else None
                 for stat in ("mean", "median", "min", "max")
             },
-            "baseline": {"MAE": baseline_mae, "skill": skill},
-            "by_priority": by_priority,
+            "baseline": {"MAE": baseline_mae, "skill": skill, "skill_ci": skill_interval},
+            "by_priority": breakdowns.get("by_priority", {}),
+            # The closing update's target is about 0: the Closed state flatters every model.
+            "by_state": breakdowns.get("by_state", {}),
         },
-        **_context(batch.cache, model=model, seed=batch.seed, runner=runner, period=batch.period),
+        **_context(
+            batch.cache,
+            model=model,
+            seed=batch.seed,
+            runner=runner,
+            period=batch.period,
+            stream=stream,
+        ),
         "batch_size": len(batch.frame),
     }
+
+
+def _breakdown(
+    groups: pd.Series,
+    y: np.ndarray,
+    predictions: np.ndarray,
+    scored: np.ndarray,
+    constant: float,
+) -> dict[str, dict[str, float | None]]:
+    """The metrics per value of `groups` (a priority, a state; missing: "(none)"), each with
+    the constant (the batch's median) on the same rows: the bar to beat in that group."""
+    categories = groups.astype("category")
+    codes = categories.cat.codes.to_numpy()
+    labels = {code: str(label) for code, label in enumerate(categories.cat.categories)}
+    per_group: dict[str, dict[str, float | None]] = {}
+    for code, label in sorted({**labels, -1: "(none)"}.items(), key=lambda item: item[1]):
+        rows = codes == code
+        if not rows.any():
+            continue
+        per_group[label] = {
+            "num_obs": int(rows.sum()),
+            "num_scored": int((rows & scored).sum()),
+            **with_rmse(
+                {name: score_metric(name, y[rows], predictions[rows]) for name in METRIC_NAMES}
+            ),
+            "baseline_MAE": score_metric("MAE", y[rows], np.full(rows.sum(), constant)),
+        }
+    return per_group
+
+
+def incidents_of(batch: Batch) -> np.ndarray | None:
+    """Each event's incident cluster (the bootstrap's unit); None without a `number` column."""
+    if "number" not in batch.frame:
+        return None
+    return incident_clusters(batch.frame["number"], len(batch.frame))
 
 
 def empty_summary(
@@ -120,6 +164,7 @@ def empty_summary(
     runner: str,
     trial_id: str | None = None,
     demo: bool = False,
+    stream: str | None = None,
 ) -> TrialSummary:
     """The summary of a period in which no event closed: nothing scored, nothing undefined
     pretended."""
@@ -138,18 +183,29 @@ def empty_summary(
             "metrics": dict.fromkeys([*METRIC_NAMES, "RMSE"]),
             "metrics_ci": dict.fromkeys(INTERVAL_METRICS),
             "target": dict.fromkeys(("mean", "median", "min", "max")),
-            "baseline": {"MAE": None, "skill": None},
+            "baseline": {"MAE": None, "skill": None, "skill_ci": None},
             "by_priority": {},
+            "by_state": {},
         },
-        **_context(cache, model=model, seed=None, runner=runner, period=period),
+        **_context(cache, model=model, seed=None, runner=runner, period=period, stream=stream),
         "batch_size": 0,
     }
 
 
 def _context(
-    cache: CacheInfo, *, model: str, seed: int | None, runner: str, period: Period
+    cache: CacheInfo,
+    *,
+    model: str,
+    seed: int | None,
+    runner: str,
+    period: Period,
+    stream: str | None = None,
 ) -> TrialContext:
-    """Which model, data and period a trial is about: what makes two trials comparable."""
+    """Which model, data and period a trial is about: what makes two trials comparable.
+
+    The stream is the log a chain of `--since-last` trials follows: a name the user gave, else
+    where the cache came from (a path or URL), which stays the same as the export grows and
+    its checksum changes (kept too, for reproducibility)."""
     return {
         "model": model,
         "seed": seed,
@@ -160,8 +216,22 @@ def _context(
             "csv_sha256": cache.csv_sha256,
             "matches_uci": cache.matches_uci,
             "rows": cache.rows,
+            "stream": stream or cache.source,
+            # What the export held before the period's end: a later --since-last counts the
+            # tickets closed before it that arrived since (late), see `history.store.chain_end`.
+            "incidents_before_end": (
+                None if period.closed_to is None else _incidents_before(cache, period.closed_to)
+            ),
         },
     }
+
+
+@functools.lru_cache(maxsize=64)
+def _incidents_before(cache: CacheInfo, end: datetime) -> int:
+    """Cached per cache and end: every model of a trial, and its summary, ask the same."""
+    from ticketeval.data.batches import incidents_closed_before
+
+    return incidents_closed_before(Path(cache.path), end)
 
 
 def now() -> str:
@@ -185,6 +255,7 @@ def score_trial(
     results: ResultsKeeping | None = None,
     demo: bool = False,
     estimate: bool = False,
+    stream: str | None = None,
 ) -> TrialSummary:
     """Score `model` (or several: champion first) on one batch from the cache (the demo data's
     with `demo`; None: every event of the period), in this process, and summarize the trial
@@ -210,8 +281,8 @@ def score_trial(
     if results is not None:
         kept = results.write(trial_id, batch, target, predictions[specs[0]], specs[0])
     closed_at = batch.frame["closed_at"].to_numpy()
-    # From here on only the priority is read (by the summary): free the other columns before
-    # the metrics make their temporaries.
+    # From here on only the priority, state and incident are read (by the summary): free the
+    # other columns before the metrics make their temporaries.
     batch = replace(batch, frame=batch.frame[list(SUMMARY_COLUMNS)])
     summary = summarize_models(
         trial_id=trial_id,
@@ -221,6 +292,7 @@ def score_trial(
         models=functions,
         closed_at=closed_at,
         runner=runner,
+        stream=stream,
     )
     if batch.period.as_of is not None:
         from ticketeval.scoring.loss_estimate import add_open_tickets
@@ -299,6 +371,7 @@ def summarize_models(
     closed_at: np.ndarray | None,
     runner: str,
     metrics: dict[str, float | None] | None = None,
+    stream: str | None = None,
 ) -> TrialSummary:
     """The summary of one or more models scored on the same batch (champion first).
 
@@ -325,6 +398,7 @@ def summarize_models(
             metrics=scores,
             model=name,
             runner=runner,
+            stream=stream,
         )
         summaries.append(scored)
         info = model_info(name, models[name])
@@ -338,5 +412,7 @@ def summarize_models(
     summary["overlaps_training"] = any(block["overlaps_training"] for block in blocks.values())
     if len(names) > 1:
         summary["models"] = blocks
-        summary["comparison"] = comparisons(target, predictions, seed=batch.seed)
+        summary["comparison"] = comparisons(
+            target, predictions, seed=batch.seed, incidents=incidents_of(batch)
+        )
     return summary

@@ -25,7 +25,7 @@ from ticketeval.history import rows as history_rows
 from ticketeval.history import sql as history_sql
 from ticketeval.history import store as history
 from ticketeval.history import urls as history_urls
-from ticketeval.history.rows import rows_from_summary
+from ticketeval.history.rows import SCHEMA_VERSION, rows_from_summary
 from ticketeval.history.spool import spool_trial
 from ticketeval.history.store import (
     HistoryRow,
@@ -310,7 +310,9 @@ def test_a_history_written_by_the_current_release_is_migrated_keeping_every_tria
         (990, SHA, "demo", -0.25)
     }
     with contextlib.closing(sqlite3.connect(path)) as connection:
-        assert connection.execute("SELECT value FROM ticketeval_meta").fetchall() == [("2",)]
+        assert connection.execute("SELECT value FROM ticketeval_meta").fetchall() == [
+            (str(SCHEMA_VERSION),)
+        ]
         stored = connection.execute("SELECT summary FROM trials ORDER BY timestamp").fetchall()
         assert [json.loads(text) for (text,) in stored] == trials
         assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
@@ -346,10 +348,10 @@ def test_a_history_from_a_newer_release_is_refused_in_one_line(tmp_path: Path) -
     url = sqlite_url(tmp_path / "h.sqlite")
     record_trial(summary(), url, tmp_path / "spool")
     with contextlib.closing(sqlite3.connect(tmp_path / "h.sqlite")) as connection, connection:
-        connection.execute("UPDATE ticketeval_meta SET value = '3'")
+        connection.execute("UPDATE ticketeval_meta SET value = '99'")
     with pytest.raises(HistoryError) as caught:
         read_trials(url)
-    assert "newer ticketeval (schema 3" in expect_error(caught.value, None, prefix="")
+    assert "newer ticketeval (schema 99" in expect_error(caught.value, None, prefix="")
     outcome = record_trial(summary(), url, tmp_path / "spool")
     assert outcome.spooled and "newer ticketeval" in outcome.message
 

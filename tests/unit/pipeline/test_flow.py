@@ -23,7 +23,7 @@ def test_the_flow_has_the_seeds_tasks_and_parameters() -> None:
     parameters = {p.name: p.default for p in built.parameters()}
     assert parameters == {
         "batch-size": 250, "seed": None, "model": "heuristic",
-        "closed-from": None, "closed-to": None,
+        "closed-from": None, "closed-to": None, "open-only": False,
     }  # fmt: skip
     assert built.schedule is None
     data_task = built.get_tasks(name="get_ticket_data_batch")[0]
@@ -47,7 +47,7 @@ def test_serialize_round_trips_through_prefects_flow_schema() -> None:
     assert loaded.name == "f"
     assert {t.name for t in loaded.tasks} == {t.name for t in built.tasks}
     assert {p.name for p in loaded.parameters()} == {
-        "batch-size", "seed", "model", "closed-from", "closed-to"
+        "batch-size", "seed", "model", "closed-from", "closed-to", "open-only"
     }  # fmt: skip
     assert len(loaded.edges) == len(built.edges)
     assert loaded.schedule.clocks[0].interval.total_seconds() == 6 * 3600

@@ -38,7 +38,7 @@ TASKS = {
 # TICKETEVAL_HISTORY_URL: the flow records in the pod's own history.
 PARAMETERS = {
     "batch-size": 500, "seed": None, "model": "heuristic", "closed-from": None, "closed-to": None,
-    "history-url": None,
+    "open-only": False, "history-url": None,
 }  # fmt: skip
 REGISTER = (
     "register", "--workers", "3", "--worker-size", "xlarge", "--scheduler-size", "medium",

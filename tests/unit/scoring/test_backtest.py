@@ -106,16 +106,17 @@ def test_batch_sizes_within_a_period(known: Path) -> None:
 def test_since_last_scores_the_new_tickets_once(known: Path, tmp_path: Path) -> None:
     first = evaluate(since_last=True)
     assert first["data"]["num_obs"] == 145  # everything, the first time
-    assert first["period"]["closed_to"] == "2016-05-10T10:00:01"
+    # The newest closure seen plus the log's resolution (a minute).
+    assert first["period"]["closed_to"] == "2016-05-10T10:01:00"
     again = core.evaluate(load_settings(), TrialRequest(since_last=True))
     assert isinstance(again, core.NothingNew)
-    assert again.since == "2016-05-10T10:00:01"
+    assert again.since == "2016-05-10T10:01:00"
     assert len(core.history(load_settings()).rows) == 1  # nothing recorded
     # New tickets arrive: the next run scores those, and only those.
     grown = known_log(tmp_path / "grown.csv", {**CLOSURES, "2016-06-01T10:00": [130.0] * 7})
     cache.fetch(str(grown), data_dir=known)
     newer = evaluate(since_last=True)
-    # Another data set (the CSV's checksum changed): starts from the beginning.
+    # Another stream (another path, no --stream name): starts from the beginning.
     assert newer["data"]["num_obs"] == 152
     later = core.evaluate(load_settings(), TrialRequest(since_last=True))
     assert isinstance(later, core.NothingNew)
@@ -127,7 +128,8 @@ def test_since_last_through_the_cli_says_nothing_new_and_exits_0(known: Path) ->
     assert json.loads(first.stdout)["data"]["num_obs"] == 145
     second = runner.invoke(app, ["evaluate", "--since-last"])
     assert second.exit_code == 0, second.output
-    assert "Nothing new for heuristic: no ticket closed since 2016-05-10T10:00:01" in second.stderr
+    assert "no ticket closed since 2016-05-10T10:01:00" in second.stderr
+    assert "Nothing new for heuristic on " in second.stderr
     assert second.stdout == ""
     conflict = runner.invoke(app, ["evaluate", "--since-last", "--closed-from", "2016-03-01"])
     assert conflict.exit_code == 2 and "--since-last sets the period itself" in conflict.stderr
@@ -164,14 +166,17 @@ def test_split_periods_months_weeks_and_days() -> None:
     assert weeks[0].closed_from == datetime(2016, 2, 29)  # a Monday
     assert all(p.closed_from.weekday() == 0 for p in weeks) and len(weeks) == 5
     days = periods.split_periods(first, last, "10d")
-    assert days[0].closed_from == first and days[1].closed_from == first + timedelta(days=10)
+    # Calendar days, from the first closure's midnight (not 17:47 to 17:47).
+    midnight = datetime(2016, 2, 29)
+    assert days[0].closed_from == midnight and days[1].closed_from == midnight + timedelta(days=10)
     assert len(days) == 4
     for bad in ("fortnight", "0d", "d", "-3d"):
         with pytest.raises(UsageError, match="is not a period"):
             periods.split_periods(first, last, bad)
 
 
-def summary_of(mae: float, events: int) -> dict:
+def summary_of(mae: float, events: int, constant: float = 200.0, width: float = 0.01) -> dict:
+    skill = 1 - mae / constant
     return {
         "id": str(mae),
         "data": {
@@ -179,25 +184,44 @@ def summary_of(mae: float, events: int) -> dict:
             "num_incidents": events,
             "metrics": {"MAE": mae},
             "metrics_ci": {"MAE": [mae - 1, mae + 1]},
-            "baseline": {"MAE": mae, "skill": 0.0},
+            "baseline": {
+                "MAE": constant,
+                "skill": skill,
+                "skill_ci": [skill - width, skill + width],
+            },
         },
     }
 
 
-def test_the_band_is_mean_plus_minus_three_sd_of_the_reference_periods() -> None:
+def test_the_bands_are_mean_plus_minus_three_sd_of_the_reference_periods() -> None:
     maes = [100.0, 110.0, 90.0, 105.0, 95.0, 300.0, 101.0, 40.0]
     summaries = [summary_of(mae, 500) for mae in maes]
     summaries.append(summary_of(900.0, 20))  # too small to judge
     verdict = backtest.judge(summaries, reference=5, min_events=100)
-    band = verdict["thresholds"]
-    assert band["mean"] == pytest.approx(100.0)
-    assert band["std"] == pytest.approx(np.std([100, 110, 90, 105, 95]))
-    assert band["lower"] == pytest.approx(100 - 3 * band["std"])
-    assert [row["alert"] for row in verdict["periods"]] == [False] * 5 + [True, False, True, False]
+    band = verdict["thresholds"]["model"]
+    skills = [1 - mae / 200 for mae in maes[:5]]
+    assert band["mean"] == pytest.approx(np.mean(skills))
+    assert band["std"] == pytest.approx(np.std(skills))
+    assert band["lower"] == pytest.approx(band["mean"] - 3 * band["std"])
+    # Only a skill below the band is a model alert (40 s is better: no alert).
+    assert [row["alert"] for row in verdict["periods"]] == [False] * 5 + [True] + [False] * 3
     assert [row["too_small"] for row in verdict["periods"]] == [False] * 8 + [True]
-    assert verdict["alerts"] == 2
+    assert verdict["alerts"] == 1 and verdict["data_shifts"] == 0
     # Default reference: the first third (3 of 9 periods).
     assert backtest.judge(summaries)["reference_periods"] == 3
     # One usable reference period: no band, no alert.
     lonely = backtest.judge(summaries, reference=1)
-    assert lonely["thresholds"] is None and lonely["alerts"] == 0
+    assert lonely["thresholds"] == {"model": None, "data": None} and lonely["alerts"] == 0
+
+
+def test_a_harder_mix_is_a_data_shift_and_not_a_model_alert() -> None:
+    # The constant's MAE triples and the model's with it: the same skill, harder tickets.
+    summaries = [summary_of(100.0 + i, 500, constant=200.0 + i) for i in range(4)]
+    summaries += [summary_of(300.0, 500, constant=600.0), summary_of(900.0, 500, constant=600.0)]
+    verdict = backtest.judge(summaries, reference=4)
+    assert [row["data_shift"] for row in verdict["periods"]] == [False] * 4 + [True, True]
+    # The model broke in the last period: its skill fell.
+    assert [row["alert"] for row in verdict["periods"]] == [False] * 5 + [True]
+    # An interval reaching into the band is not an alert, however low the skill itself.
+    summaries[-1] = summary_of(900.0, 500, constant=600.0, width=3.0)
+    assert backtest.judge(summaries, reference=4)["alerts"] == 0

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ticketeval.cli.app import app
-from ticketeval.cli.render import render_backtest
+from ticketeval.cli.render_backtest import render_backtest
 from ticketeval.data.periods import Period
 from ticketeval.errors import ExitCode, UsageError
 from ticketeval.history import store as history
