@@ -494,6 +494,13 @@ def main() -> int:
             ("5. `ticketeval --help`", str(help_time), "", f"heavy imports: {heavy or 'none'}",
              "<0.2 s, none", met(help_time.median < 0.2 and not heavy))
         )  # fmt: skip
+        # Against the floor any Typer CLI pays: the interpreter, Typer and Rich's console.
+        floor = measure_process_list([python, "-c", "import typer, rich.console"], env, repeats * 2)
+        help_ratio = help_time.median / floor.median
+        results.append(
+            ("5. of which: `python -c \"import typer, rich.console\"`", str(floor), "",
+             f"--help is {help_ratio:.2f}x this floor", "<=1.5x", met(help_ratio <= 1.5))
+        )  # fmt: skip
 
         # 6. backtest --every week against a shell loop of evaluate, one per week.
         backtest, loop, weeks, problems = backtest_against_loop(

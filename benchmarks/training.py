@@ -29,7 +29,8 @@ TRAIN = """
 import json, resource, sys, time
 from pathlib import Path
 start = time.perf_counter()
-from ticketeval.scoring.training import save_model, train, training_frame
+from ticketeval.scoring.model_file import save_model
+from ticketeval.scoring.training import train, training_frame
 frame, sha256 = training_frame(Path(sys.argv[1]))
 read = time.perf_counter()
 result = train(frame, loss=sys.argv[3], data_sha256=sha256)
@@ -47,7 +48,7 @@ PREDICT = """
 import json, resource, statistics, sys, time
 from pathlib import Path
 from ticketeval.data.batches import load_batch
-from ticketeval.scoring.training import load_model_file
+from ticketeval.scoring.model_file import load_model_file
 start = time.perf_counter()
 model = load_model_file(sys.argv[2])
 loaded = time.perf_counter()

@@ -1,40 +1,148 @@
-"""Shared fixtures and helpers: an isolated environment for every test, small demo data, the
-command line in-process (CliRunner) and as the installed executable, and what both print."""
+"""The suite's fixtures and hooks: every test (and every module- or session-scoped fixture) runs
+under a temporary HOME and XDG directories, every test gets its own data directory, small demo
+data, and tests under tests/e2e are marked `e2e` (`python -m pytest -m "not e2e"`: the fast loop).
+
+The helpers are in tests/support/helpers.py (re-exported here for tests written against this
+module); the real servers the tests start are in tests/support/."""
 
 from __future__ import annotations
 
-import csv
-import io
+import json
 import os
-import re
 import shutil
-import subprocess
-import sys
+import tempfile
 import uuid
-import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-import psutil
 import pytest
-from click.testing import Result
-from typer.testing import CliRunner
+
+from tests.support.helpers import (  # noqa: F401  (re-exported)
+    DEMO_ROWS,
+    MARKER,
+    REAL_INCIDENTS,
+    REAL_ROWS,
+    REAL_ZIP,
+    ROOT,
+    assert_no_process_left,
+    csv_bytes,
+    csv_rows,
+    expect_error,
+    invoke,
+    processes_marked,
+    run_ticketeval,
+    runner,
+    snapshot,
+    start_ticketeval,
+    table_value,
+    ticketeval_executable,
+    zip_of,
+)
+
+pytest_plugins = ("tests.support.postgres", "tests.support.loopback")
 
 # Rich reads the width when ticketeval.cli.app creates its consoles: fix it so wrapping cannot
 # break assertions on the output.
 os.environ["COLUMNS"] = "200"
 
-ROOT = Path(__file__).resolve().parent.parent
-REAL_ZIP = ROOT.parent / "shared" / "data" / "incident_event_log.zip"
-REAL_ROWS, REAL_INCIDENTS = 141_712, 24_918
-DEMO_ROWS = 2_000  # what the `data_dir` fixture's demo cache holds
-MARKER = "TICKETEVAL_TEST_MARKER"  # set in a child's environment to find all its descendants
+E2E = Path(__file__).resolve().parent / "e2e"
 
 # Variables a developer may have exported that would leak into the tests.
 OWN_VARIABLES = (
     "PREFECT_CLOUD_PROJECT_NAME", "SATURN_USERNAME", "PREFECT_USER_TOKEN", "BASE_URL",
     "SATURN_BASE_URL", "SATURN_TOKEN", "PREFECT__LOGGING__LEVEL",
 )  # fmt: skip
+USER_DIRS = ("HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME")
+# The real user's ticketeval directories, as the first pytest process found them (xdist workers
+# inherit the variable, and the redirected HOME with it): the suite must leave them as they are.
+REAL_DIRS_VARIABLE = "TESTS_REAL_TICKETEVAL_DIRS"
+
+
+def real_user_dirs() -> dict[str, str]:
+    """The real user's ticketeval data and cache directories (platformdirs, as ticketeval finds
+    them), recorded before the suite redirects HOME."""
+    import platformdirs
+
+    if REAL_DIRS_VARIABLE not in os.environ:
+        os.environ[REAL_DIRS_VARIABLE] = json.dumps(
+            {
+                "data": platformdirs.user_data_dir("ticketeval", appauthor=False),
+                "cache": platformdirs.user_cache_dir("ticketeval", appauthor=False),
+            }
+        )
+    return dict(json.loads(os.environ[REAL_DIRS_VARIABLE]))
+
+
+def directory_state(directory: Path) -> dict[str, tuple[int, int]]:
+    """Every entry under a directory, with its size and modification time (nanoseconds)."""
+    if not directory.exists():
+        return {}
+    state = {".": (0, directory.stat().st_mtime_ns)}
+    for path in sorted(directory.rglob("*")):
+        with_stat = path.lstat()
+        state[str(path.relative_to(directory))] = (with_stat.st_size, with_stat.st_mtime_ns)
+    return state
+
+
+def real_dirs_state() -> dict[str, dict[str, tuple[int, int]]]:
+    return {name: directory_state(Path(path)) for name, path in real_user_dirs().items()}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Before any fixture runs, whatever its scope: HOME and the XDG directories point into a
+    temporary directory, and no TICKETEVAL_ variable of the developer's is seen."""
+    config.stash[real_state_key] = real_dirs_state()
+    home = Path(tempfile.mkdtemp(prefix="ticketeval-tests-home-"))
+    config.stash[home_key] = home
+    os.environ["HOME"] = str(home)
+    for name, relative in zip(
+        USER_DIRS[1:], (".local/share", ".cache", ".config", ".local/state"), strict=True
+    ):
+        os.environ[name] = str(home / relative)
+    for name in list(os.environ):
+        if name.startswith(("TICKETEVAL_", "PREFECT__")) or name in OWN_VARIABLES:
+            del os.environ[name]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    home = config.stash.get(home_key, None)
+    if home is not None:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Say so when the real user's directories changed during the run (checked once, by the
+    process that started it). Another program may have written there meanwhile, so this is a
+    warning; tests/unit/test_isolation.py checks that this run's own trials are not there."""
+    if hasattr(session.config, "workerinput"):
+        return
+    before = session.config.stash.get(real_state_key, None)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if before is not None and real_dirs_state() != before and reporter is not None:
+        reporter.write_line(
+            f"warning: the real user directories {real_user_dirs()} changed during the run",
+            yellow=True,
+        )
+
+
+# Fixtures that make a test end-to-end wherever it is (a test added outside tests/e2e included).
+E2E_FIXTURES = {"postgres_server", "postgres_url", "real_zip", "process_marker"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if item.path.is_relative_to(E2E) or fixtures & E2E_FIXTURES:
+            item.add_marker(pytest.mark.e2e)
+
+
+real_state_key = pytest.StashKey[dict[str, dict[str, tuple[int, int]]]]()
+home_key = pytest.StashKey[Path]()
+
+
+# --- Fixtures ----------------------------------------------------------------------------------
 
 
 @pytest.fixture(autouse=True)
@@ -74,6 +182,30 @@ def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return data_dir
 
 
+@pytest.fixture(scope="session")
+def demo_csv() -> bytes:
+    """The demo event log as CSV (2,000 events), as a user's file would hold it."""
+    from ticketeval.data import demo
+
+    return demo.demo_event_log(DEMO_ROWS, seed=3)
+
+
+@pytest.fixture(scope="session")
+def demo_training(demo_cache: Path) -> Any:
+    """A small model trained on the session's demo cache before its 70% point, once."""
+    from ticketeval.scoring.training import train_from_cache
+
+    return train_from_cache(demo_cache, train_fraction=0.7, seed=0)
+
+
+@pytest.fixture(scope="session")
+def demo_model(demo_training: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`demo_training` saved as a model file."""
+    from ticketeval.scoring.model_file import save_model
+
+    return Path(save_model(demo_training, tmp_path_factory.mktemp("model") / "demo.skops"))
+
+
 @pytest.fixture
 def data_dir(isolated_environment: Path, demo_cache: Path) -> Path:
     """This test's data directory, starting with a copy of the demo cache."""
@@ -100,104 +232,6 @@ def model_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     yield directory
 
 
-# --- Running the command line ------------------------------------------------------------------
-
-# Click 8.2 removed `mix_stderr`: `result.stderr` is stderr alone, `result.output` both streams.
-runner = CliRunner()
-
-
-def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
-    """Run the command line in this process, with the test's environment (plus `env`)."""
-    from ticketeval.cli.app import app
-
-    return runner.invoke(app, list(args), env=env)
-
-
-def ticketeval_executable() -> str:
-    """The installed console script beside this interpreter (what users run)."""
-    candidate = Path(sys.executable).parent / "ticketeval"
-    found = str(candidate) if candidate.exists() else shutil.which("ticketeval")
-    assert found, "the ticketeval executable is not installed"
-    return found
-
-
-def run_ticketeval(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 300
-) -> subprocess.CompletedProcess[str]:
-    """Run the installed executable with the test's environment (plus `env`)."""
-    return subprocess.run(
-        [ticketeval_executable(), *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-def expect_error(
-    result: subprocess.CompletedProcess[str] | Result, code: int, *fragments: str
-) -> str:
-    """The command failed with `code` and said so in one line naming `fragments`, without a
-    traceback (from the executable, or from CliRunner: no exception escaped the CLI)."""
-    if isinstance(result, subprocess.CompletedProcess):
-        returncode, stderr = result.returncode, result.stderr
-    else:
-        assert result.exception is None or isinstance(result.exception, SystemExit), result.exc_info
-        returncode, stderr = result.exit_code, result.stderr
-    assert returncode == code, (returncode, stderr)
-    assert "Traceback" not in stderr, stderr
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, lines
-    line = lines[0]
-    assert line.startswith("Error: "), line
-    for fragment in fragments:
-        assert fragment in line, (fragment, line)
-    return line
-
-
-def table_value(output: str, label: str) -> str:
-    """The value in the row of a Rich table whose first cell is `label`."""
-    match = re.search(rf"^\W*{re.escape(label)}\s*│\s*(.*?)\s*│", output, flags=re.MULTILINE)
-    assert match, (label, output)
-    return match[1]
-
-
-# --- Files -------------------------------------------------------------------------------------
-
-
-def snapshot(directory: Path) -> dict[str, bytes]:
-    """Every file of a directory (recursively), name → bytes."""
-    if not directory.exists():
-        return {}
-    return {
-        str(path.relative_to(directory)): path.read_bytes()
-        for path in sorted(directory.rglob("*"))
-        if path.is_file()
-    }
-
-
-def csv_rows(data: bytes) -> list[list[str]]:
-    return list(csv.reader(io.StringIO(data.decode("utf-8"))))
-
-
-def csv_bytes(rows: Sequence[Sequence[str]], *, line_end: str = "\n") -> bytes:
-    out = io.StringIO()
-    csv.writer(out, lineterminator=line_end).writerows(rows)
-    return out.getvalue().encode("utf-8")
-
-
-def zip_of(members: dict[str, bytes]) -> bytes:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return out.getvalue()
-
-
-# --- Processes a run leaves behind -------------------------------------------------------------
-
-
 @pytest.fixture
 def process_marker(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A marker in the environment that ticketeval and every process it starts inherit, so that
@@ -207,37 +241,3 @@ def process_marker(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     yield marker
     for process in processes_marked(marker):
         process.kill()
-
-
-def processes_marked(marker: str) -> list[psutil.Process]:
-    found = []
-    for process in psutil.process_iter():
-        try:
-            if process.pid != os.getpid() and process.environ().get(MARKER) == marker:
-                found.append(process)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-    return found
-
-
-def assert_no_process_left(marker: str) -> None:
-    """No process started by the run is still alive (waiting a bounded time for exits)."""
-    _, alive = psutil.wait_procs(processes_marked(marker), timeout=30)
-    for process in alive:  # do not leak them into the next test
-        process.kill()
-    assert not alive, [process.cmdline() for process in alive]
-
-
-def start_ticketeval(
-    arguments: Sequence[str], env: dict[str, str] | None = None, **options: object
-) -> subprocess.Popen[str]:
-    """Start the installed executable with the test's environment (plus `env`)."""
-    return subprocess.Popen(
-        [ticketeval_executable(), *arguments],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **(env or {})},
-        **options,  # type: ignore[call-overload]
-    )

@@ -1,10 +1,9 @@
 """The API the command line calls: one function per command, plain data back.
 
 Each function takes the `Settings` of the command and resolves every "option, else setting"
-default here, once. Beneath it, one module per concern, imports going one way:
-
-    parsing → sources → demo → cache → batches → models → metrics → trial → history
-            → flow → cluster → core (and saturn, the Saturn Cloud and Prefect Cloud glue)
+default here, once. Beneath it, one subpackage per concern (`pipeline`, `report`, `history`,
+`scoring`, `data`), imports going one way: the layers are stated in pyproject.toml's
+`[tool.importlinter]` and checked in CI.
 
 Never imports typer or rich, and raises only the `TicketevalError` family. The heavy libraries
 (pandas, pyarrow, Prefect, Dask) are imported inside the functions, so importing this module
@@ -14,26 +13,43 @@ costs nothing the `--help` path would notice.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
-from datetime import timedelta
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ticketeval.errors import TicketevalError, UsageError
-from ticketeval.history import recording
 
 if TYPE_CHECKING:
-    from ticketeval.data.cache import CacheInfo, FetchResult
-    from ticketeval.data.periods import Period
+    from ticketeval.data.cache import FetchResult
     from ticketeval.data.sources import ProgressCallback
-    from ticketeval.history.spools import Waiting
-    from ticketeval.history.store import HistoryRow
+    from ticketeval.history.store import HistoryView
     from ticketeval.pipeline.cluster import ClusterOptions
     from ticketeval.pipeline.saturn import Registration, SaturnClusterOptions
+    from ticketeval.pipeline.saturn_api import JobRun
+    from ticketeval.pipeline.saturn_jobs import (
+        Deployment,
+        JobDeleted,
+        JobOptions,
+        JobStarted,
+        JobStatus,
+        JobStopped,
+    )
+    from ticketeval.request import BacktestRequest, TrialRequest
+    from ticketeval.scoring.summary import BacktestResult, TrialSummary, Verdict
     from ticketeval.settings import Settings
 
-FetchCallback = Callable[["FetchResult"], None]
+from ticketeval.planning import (
+    FetchCallback,
+    NothingNew,
+    check_output,
+    check_png_dir,
+    checked_report,
+    plan_trial,
+    prepare_data,
+    trial_stream,
+    workers_places,
+)
 
 
 def fetch(
@@ -50,7 +66,9 @@ def fetch(
     from ticketeval.data import cache
     from ticketeval.data.demo import DEFAULT_DEMO_EVENTS
     from ticketeval.data.sources import check_url
+    from ticketeval.settings import check_seed
 
+    check_seed(demo_seed)
     if url is not None:
         check_url(url)
     return cache.fetch(
@@ -67,155 +85,20 @@ def fetch(
     )
 
 
-def own_files(settings: Settings) -> list[Path]:
-    """Every file and directory of ticketeval's own under these settings: the history, its
-    spool, the per-event results and both caches. No output may be written over them."""
-    from ticketeval.data.cache import cache_path
-
-    data = settings.data_dir
-    return [*settings.own_paths, cache_path(data), cache_path(data, demo=True)]
-
-
-def check_output(settings: Settings, path: Path, *, chosen_by: str, probe: bool = False) -> Path:
-    """The file an output given by `chosen_by` (an option) writes, checked before any work:
-    never a special file, a directory or one of ticketeval's own files (`files.check_output`);
-    with `probe`, its directory is also tried for writing (work would be lost otherwise)."""
-    from ticketeval.files import check_output as check
-    from ticketeval.files import probe_writable
-
-    target = check(Path(path), chosen_by=chosen_by, own=own_files(settings))
-    if probe:
-        probe_writable(target, chosen_by=chosen_by)
-    return target
-
-
-def _prepare_data(
-    settings: Settings, source: str | None, on_fetch: FetchCallback | None
-) -> CacheInfo:
-    from ticketeval.data.cache import ensure_cache
-
-    result = ensure_cache(settings, source)
-    if on_fetch is not None:
-        on_fetch(result)
-    return result.cache
-
-
-@dataclass(frozen=True)
-class NothingNew:
-    """`--since-last` found no ticket closed since the previous trial: nothing is recorded."""
-
-    model: str
-    since: str
-    newest: str | None
-
-    @property
-    def message(self) -> str:
-        newest = f" (the newest closure is {self.newest})" if self.newest else ""
-        return f"Nothing new for {self.model}: no ticket closed since {self.since}{newest}."
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"nothing_new": True, **asdict(self)}
-
-
-@dataclass(frozen=True)
-class TrialPlan:
-    """What one trial scores, with every default resolved."""
-
-    batch_size: int | None
-    allow_fewer: bool
-    seed: int | None
-    period: Period
-    demo: bool  # the demo data's cache, not the real data's
-    models: list[str]  # champion first
-    cache: CacheInfo
-
-
-def _plan_trial(
-    settings: Settings,
-    *,
-    batch_size: int | str | None,
-    seed: int | None,
-    model: str | Sequence[str],
-    closed_from: str | None,
-    closed_to: str | None,
-    since_last: bool,
-    source: str | None,
-    on_fetch: FetchCallback | None,
-) -> TrialPlan | NothingNew:
-    """The models, data, batch and period of a trial, the data fetched when needed: a sample
-    of the data, of a period, or of every ticket closed since the previous trial of the
-    champion on the same data (`since_last`). The seed is checked before any work: a trial is
-    never computed only to be refused."""
-    from ticketeval.data.batches import closure_span, parse_batch_size
-    from ticketeval.data.demo import DEMO_SOURCE
-    from ticketeval.data.periods import Period, iso, parse_date
-    from ticketeval.scoring.champion import model_specs
-    from ticketeval.settings import check_seed
-
-    if seed is not None:
-        check_seed(seed)
-    models = model_specs(model)
-    cache = _prepare_data(settings, source, on_fetch)
-    demo = source == DEMO_SOURCE
-    size = parse_batch_size(batch_size)
-    period = Period(parse_date(closed_from, "closed_from"), parse_date(closed_to, "closed_to"))
-    if since_last:
-        if period.bounded:
-            raise UsageError("--since-last sets the period itself: drop --closed-from/--closed-to.")
-        span = closure_span(settings.data_dir, demo=demo)
-        start = recording.last_period_end(settings, model=models[0], data_sha256=cache.csv_sha256)
-        newest = span[1] if span else None
-        if newest is None or (start is not None and parse_date(start) > newest):
-            return NothingNew(models[0], start or "the first closure", iso(newest))
-        # To the newest closure, included: the next --since-last starts just after it.
-        period = Period(parse_date(start), newest + timedelta(seconds=1))
-        if batch_size is None:
-            return TrialPlan(None, False, seed, period, demo, models, cache)  # every new ticket
-    default = size is None and batch_size is None
-    return TrialPlan(
-        settings.batch_size if default else size,
-        # A default batch meeting a small period takes the period's events; an asked-for
-        # size larger than the period is refused.
-        default and period.bounded,
-        settings.seed if seed is None else seed,
-        period,
-        demo,
-        models,
-        cache,
-    )
-
-
 def evaluate(
-    settings: Settings,
-    *,
-    batch_size: int | str | None = None,
-    seed: int | None = None,
-    model: str | Sequence[str] = "heuristic",
-    source: str | None = None,
-    closed_from: str | None = None,
-    closed_to: str | None = None,
-    since_last: bool = False,
-    report: Path | None = None,
-    on_fetch: FetchCallback | None = None,
-) -> dict[str, Any] | NothingNew:
+    settings: Settings, request: TrialRequest, *, on_fetch: FetchCallback | None = None
+) -> TrialSummary | NothingNew:
     """`ticketeval evaluate`: score `model` (or several, champion first, on the same batch) in
     this process, record the trial (and write its report), and return its summary (or
-    NothingNew, recording nothing)."""
+    NothingNew, recording nothing). `as_of` replays the log as known at that date and adds
+    the tickets still open then (`data.open`; with `estimate`, their estimated MAE)."""
+    from ticketeval.history.store import record_summary
+    from ticketeval.report.build import write_report_of
+    from ticketeval.scoring.results import ResultsKeeping
     from ticketeval.scoring.trial import score_trial
 
-    if report is not None:
-        report = check_output(settings, report, chosen_by="--report", probe=True)
-    plan = _plan_trial(
-        settings,
-        batch_size=batch_size,
-        seed=seed,
-        model=model,
-        closed_from=closed_from,
-        closed_to=closed_to,
-        since_last=since_last,
-        source=source,
-        on_fetch=on_fetch,
-    )
+    request = checked_report(settings, request)
+    plan = plan_trial(settings, request, on_fetch)
     if isinstance(plan, NothingNew):
         return plan
     summary = score_trial(
@@ -225,14 +108,17 @@ def evaluate(
         model=plan.models,
         period=plan.period,
         allow_fewer=plan.allow_fewer,
-        results=recording.results_keeping(settings),
+        results=ResultsKeeping.of(settings),
         demo=plan.demo,
+        estimate=request.estimate,
+        stream=plan.stream,
         negative=settings.negative_targets,
     )
-    recorded = recording.record(settings, summary)
-    if report is not None:
+    recorded = record_summary(settings, summary)
+    recorded["recorded"]["notes"].extend(plan.notes)
+    if request.report is not None:
         try:
-            recorded["report"] = recording.write_report_of(settings, recorded, report)
+            recorded["report"] = write_report_of(settings.history, recorded, request.report)
         except TicketevalError as error:
             # The trial is computed (and recorded): it is printed all the same, then this.
             recorded["report_failed"] = {"message": str(error), "exit_code": int(error.exit_code)}
@@ -241,43 +127,28 @@ def evaluate(
 
 def run_local(
     settings: Settings,
+    request: TrialRequest,
     *,
     cluster: ClusterOptions,
-    batch_size: int | str | None = None,
-    seed: int | None = None,
-    model: str | Sequence[str] = "heuristic",
-    source: str | None = None,
-    closed_from: str | None = None,
-    closed_to: str | None = None,
-    since_last: bool = False,
-    report: Path | None = None,
     on_fetch: FetchCallback | None = None,
     on_cluster: Callable[[str, str | None], None] | None = None,
-) -> dict[str, Any] | NothingNew:
+) -> TrialSummary | NothingNew:
     """`ticketeval run-local`: the same trial as a Prefect flow on Dask (the flow records it);
     returns its summary. Everything that can be checked is checked before a cluster starts."""
     from ticketeval.data.batches import check_batch_size, closed_in
+    from ticketeval.history.store import record_written
     from ticketeval.pipeline.cluster import run_flow
     from ticketeval.pipeline.flow import build_flow, flow_name
     from ticketeval.scoring.models import load_model, model_columns
 
-    if report is not None:
-        report = check_output(settings, report, chosen_by="--report", probe=True)
-    plan = _plan_trial(
-        settings,
-        batch_size=batch_size,
-        seed=seed,
-        model=model,
-        closed_from=closed_from,
-        closed_to=closed_to,
-        since_last=since_last,
-        source=source,
-        on_fetch=on_fetch,
-    )
+    request = checked_report(settings, request)
+    plan = plan_trial(settings, request, on_fetch)
     if isinstance(plan, NothingNew):
         return plan
     cache = plan.cache
-    available = len(closed_in(Path(cache.path), plan.period)) if plan.period.bounded else cache.rows
+    available = (
+        len(closed_in(Path(cache.path), plan.period)) if plan.period.selective else cache.rows
+    )
     size = plan.batch_size
     if size is not None:
         if plan.allow_fewer:
@@ -293,40 +164,30 @@ def run_local(
         seed=plan.seed,
         model=plan.models,
         period=plan.period,
-        # A scheduler given by address may be another machine: its workers read their own
-        # data directory and, unless this one names a shared history, their own history.
-        data_dir=None if cluster.address else settings.data_dir,
-        history_url=recording.history_for_workers(settings, cluster),
-        results=None if cluster.address else recording.results_keeping(settings),
-        report=report,
-        runner="run-local",
+        **workers_places(settings, cluster),
+        report=request.report,
+        runner="saturn-job" if cluster.saturn else "run-local",
         demo=plan.demo,
+        estimate=request.estimate,
+        stream=plan.stream,
     )
-    last_task = "write_trial_summary" if report is None else "write_report"
+    last_task = "write_trial_summary" if request.report is None else "write_report"
     written = run_flow(build, cluster, on_cluster=on_cluster, result_task=last_task)
-    recorded = recording.complete(settings, written)
-    if report is not None:
+    recorded = record_written(settings, written)
+    recorded["recorded"]["notes"].extend(plan.notes)
+    if request.report is not None:
         recorded["report"] = written["report"]
     return recorded
 
 
 def backtest(
     settings: Settings,
+    request: BacktestRequest,
     *,
-    every: str,
     cluster: ClusterOptions,
-    closed_from: str | None = None,
-    closed_to: str | None = None,
-    model: str | Sequence[str] = "heuristic",
-    batch_size: int | str | None = "all",
-    seed: int | None = None,
-    reference: int | None = None,
-    min_events: int | None = None,
-    source: str | None = None,
-    report: Path | None = None,
     on_fetch: FetchCallback | None = None,
     on_cluster: Callable[[str, str | None], None] | None = None,
-) -> dict[str, Any]:
+) -> BacktestResult:
     """`ticketeval backtest`: replay the log period by period as one Prefect flow (a mapped
     task per period, on Dask), judge each period against the reference periods' band, record
     the run, and return its periods and thresholds. One model: compare models with
@@ -334,43 +195,49 @@ def backtest(
     from ticketeval.data.batches import parse_batch_size
     from ticketeval.data.demo import DEMO_SOURCE
     from ticketeval.data.periods import parse_date, parse_every
+    from ticketeval.history.store import discard_run_results, record_all_written
     from ticketeval.pipeline.cluster import run_flow
     from ticketeval.pipeline.flow import build_backtest_flow, flow_name
-    from ticketeval.scoring.backtest import DEFAULT_MIN_EVENTS, backtest_periods
+    from ticketeval.scoring.backtest import (
+        DEFAULT_MIN_EVENTS,
+        backtest_model,
+        backtest_periods,
+        check_backtest_options,
+    )
     from ticketeval.scoring.champion import model_specs
     from ticketeval.scoring.models import load_model
     from ticketeval.scoring.trial import new_trial_id
+    from ticketeval.settings import check_seed
 
+    every, seed, min_events = request.every, request.seed, request.min_events
     parse_every(every)
-    if report is not None:
-        report = check_output(settings, report, chosen_by="--report", probe=True)
-    specs = model_specs(model)
-    if len(specs) > 1:
-        raise UsageError(
-            "backtest scores one model: give --model once (compare models on the same events "
-            "with evaluate or run-local)."
-        )
-    model = specs[0]
-    size = parse_batch_size(batch_size)
-    if size is not None and size < 1:
-        raise UsageError(f"the batch size must be at least 1, not {size}.")
-    if reference is not None and reference < 1:
-        raise UsageError(f"--reference must be at least 1 period, not {reference}.")
-    if min_events is not None and min_events < 0:
-        raise UsageError(f"--min-events must be 0 or more, not {min_events}.")
-    cache = _prepare_data(settings, source, on_fetch)
+    request = checked_report(settings, request)
+    if seed is not None:
+        check_seed(seed)
+    model = backtest_model(model_specs(request.model))
+    size = parse_batch_size(request.batch_size)
+    check_backtest_options(size, reference=request.reference, min_events=min_events)
+    cache = prepare_data(settings, request.source, on_fetch)
     load_model(model)
-    demo = source == DEMO_SOURCE
+    demo = request.source == DEMO_SOURCE
+    stream = trial_stream(settings, request.stream, cache)
     periods = backtest_periods(
         settings.data_dir,
         every,
-        parse_date(closed_from, "closed_from"),
-        parse_date(closed_to, "closed_to"),
+        parse_date(request.closed_from, "closed_from"),
+        parse_date(request.closed_to, "closed_to"),
         demo=demo,
+        open_only=request.open_only,
     )
+    reference = request.reference
+    if reference is not None and reference > len(periods):
+        raise UsageError(
+            f"--reference {reference} is more than the {len(periods)} periods of this backtest: "
+            f"give at most {len(periods)} (the default is the first third)."
+        )
     run_id = new_trial_id()
-    keeping = recording.results_keeping(settings)
     cluster = replace(cluster, scheduler_timeout=settings.scheduler_timeout)
+    places = workers_places(settings, cluster, run_id=run_id)
     build = functools.partial(
         build_backtest_flow,
         name=f"{flow_name(settings.username)}-backtest",
@@ -379,42 +246,66 @@ def backtest(
         seed=settings.seed if seed is None else seed,
         model=model,
         run_id=run_id,
-        reference=reference,
+        reference=request.reference,
         min_events=DEFAULT_MIN_EVENTS if min_events is None else min_events,
-        data_dir=None if cluster.address else settings.data_dir,
-        history_url=recording.history_for_workers(settings, cluster),
-        # Tagged with the run, not pruned while it runs: a run that fails leaves no results
-        # of trials never recorded, and retention counts recorded trials only.
-        results=None if cluster.address else replace(keeping, run_id=run_id),
-        report=report,
+        **places,
+        report=request.report,
         demo=demo,
+        stream=stream,
     )
-    last_task = "write_backtest" if report is None else "write_report"
+    last_task = "write_backtest" if request.report is None else "write_report"
     try:
-        verdict = run_flow(build, cluster, on_cluster=on_cluster, result_task=last_task)
-        recorded = [
-            recording.complete(settings, written)["recorded"] for written in verdict.pop("written")
-        ]
+        verdict: Verdict = run_flow(build, cluster, on_cluster=on_cluster, result_task=last_task)
+        recorded = record_all_written(settings, verdict.get("written", []))
     except BaseException:
-        recording.discard_run_results(settings, run_id)
+        discard_run_results(settings, run_id)
         raise
-    keeping.prune()
-    return {
+    if places["results"] is not None:
+        places["results"].prune()  # retention counts the recorded trials only
+    result: BacktestResult = {
         "run_id": run_id,
         "model": model,
         "every": every,
-        "source": {"name": cache.source, "csv_sha256": cache.csv_sha256},
-        **verdict,
-        "recorded": {
-            "history": recorded[0]["history"] if recorded else None,
-            "spooled": sum(outcome["spooled"] for outcome in recorded),
-            "message": next(
-                (outcome["message"] for outcome in recorded if outcome["spooled"]), None
-            ),
-            "notes": [note for outcome in recorded for note in outcome["notes"]],
-        },
-        **({"report": verdict["report"]} if report is not None else {}),
+        "source": {"name": cache.source, "csv_sha256": cache.csv_sha256, "stream": stream},
+        "reference_periods": verdict["reference_periods"],
+        "min_events": verdict["min_events"],
+        "thresholds": verdict["thresholds"],
+        "alerts": verdict["alerts"],
+        "data_shifts": verdict["data_shifts"],
+        "periods": verdict["periods"],
     }
+    if "report" in verdict:
+        result["report"] = verdict["report"]
+    result["recorded"] = recorded
+    return result
+
+
+def snapshots(
+    settings: Settings,
+    *,
+    every: str = "month",
+    model: str | list[str] = "heuristic",
+    source: str | None = None,
+    on_fetch: FetchCallback | None = None,
+) -> dict[str, Any]:
+    """`ticketeval snapshots`: replay the log as of the end of each period and hold the open
+    tickets' estimated MAE (and lower bound) to the realized MAE the log knows in hindsight.
+    Reads only; records nothing."""
+    from ticketeval.data.demo import DEMO_SOURCE
+    from ticketeval.data.periods import parse_every
+    from ticketeval.scoring.champion import model_specs
+    from ticketeval.scoring.models import load_model
+    from ticketeval.scoring.snapshots import replay_snapshots
+
+    parse_every(every)
+    specs = model_specs(model)
+    if len(specs) > 1:
+        raise UsageError("snapshots validates one model's estimate: give --model once.")
+    function = load_model(specs[0])
+    prepare_data(settings, source, on_fetch)
+    return replay_snapshots(
+        settings.data_dir, function, name=specs[0], every=every, demo=source == DEMO_SOURCE
+    )
 
 
 def report(
@@ -426,32 +317,16 @@ def report(
 ) -> dict[str, Any]:
     """`ticketeval report`: the page (and PNG charts) of a recorded trial, the last by
     default, drawn from its summary, its per-event results and the history around it."""
-    from ticketeval.report.build import find_trial, history_points, write_trial_report
+    from ticketeval.history.store import adopt_legacy_history
+    from ticketeval.report.build import find_trial, write_report_of
 
     if out is not None:
         out = check_output(settings, out, chosen_by="--out")
     if png_dir is not None:
-        png_dir = _check_png_dir(settings, png_dir)
-    recording.adopt_legacy_history(settings)
+        png_dir = check_png_dir(settings, png_dir)
+    adopt_legacy_history(settings)
     summary = find_trial(settings.history, trial_id)
-    points, band = history_points(settings.history, summary)
-    written = write_trial_report(
-        summary, over_time=points, thresholds=band, out=out, png_dir=png_dir
-    )
-    return written.to_dict()
-
-
-def _check_png_dir(settings: Settings, png_dir: Path) -> Path:
-    """`report --png`: a directory (made when missing), never a file nor one of ours."""
-    from ticketeval.files import shorten
-
-    if png_dir.exists() and not png_dir.is_dir():
-        raise UsageError(
-            f"--png {shorten(png_dir)} is a file, not a directory: give a directory for the "
-            "PNG charts (--png)."
-        )
-    check_output(settings, png_dir / "chart.png", chosen_by="--png")
-    return png_dir
+    return write_report_of(settings.history, summary, out, png_dir)
 
 
 DEFAULT_MODEL_FILE = "model.skops"
@@ -466,6 +341,7 @@ def train(
     out: str | Path | None = None,
     seed: int | None = None,
     loss: str | None = None,
+    censoring: str | None = None,
     source: str | None = None,
     on_fetch: FetchCallback | None = None,
 ) -> dict[str, Any]:
@@ -476,18 +352,14 @@ def train(
     seed is the trees' (default 0, not TICKETEVAL_SEED: the same data gives the same file).
     """
     from ticketeval.data.demo import DEMO_SOURCE
-    from ticketeval.scoring.training import DEFAULT_LOSS, save_model, train_from_cache
+    from ticketeval.scoring.model_file import as_shown, save_model
+    from ticketeval.scoring.training import DEFAULT_CENSORING, DEFAULT_LOSS, train_from_cache
 
     if closed_before is not None and train_fraction is not None:
         raise UsageError("give --closed-before or --train-fraction, not both.")
     # Checked before training: a path that cannot take the file is refused at once.
-    target = check_output(
-        settings,
-        Path(out) if out is not None else Path(DEFAULT_MODEL_FILE),
-        chosen_by="--out",
-        probe=True,
-    )
-    _prepare_data(settings, source, on_fetch)
+    target = check_output(settings, Path(out or DEFAULT_MODEL_FILE), chosen_by="--out", probe=True)
+    prepare_data(settings, source, on_fetch)
     result = train_from_cache(
         settings.data_dir,
         demo=source == DEMO_SOURCE,
@@ -495,45 +367,18 @@ def train(
         train_fraction=DEFAULT_TRAIN_FRACTION if train_fraction is None else train_fraction,
         seed=0 if seed is None else seed,
         loss=loss or DEFAULT_LOSS,
+        censoring=censoring or DEFAULT_CENSORING,
     )
     path = save_model(result, target)
-    return describe_model_metadata(str(path), result.metadata)
+    return as_shown(str(path), result.metadata)
 
 
 def show_model(path: str | Path) -> dict[str, Any]:
     """`ticketeval train --show`: what a saved model file says about itself."""
-    from ticketeval.scoring.training import describe_model
+    from ticketeval.scoring.model_file import as_shown, describe_model
 
     described = describe_model(path)
-    return describe_model_metadata(described.pop("path"), described)
-
-
-def describe_model_metadata(path: str, metadata: dict[str, Any]) -> dict[str, Any]:
-    """A model's metadata as `train` shows it: everything but the category maps (hundreds of
-    values each, for the model, not for people)."""
-    return {
-        "path": path,
-        **{key: value for key, value in metadata.items() if key != "category_maps"},
-    }
-
-
-@dataclass(frozen=True)
-class HistoryView:
-    """The recorded trials as `ticketeval history` shows them."""
-
-    history: str  # the URL, password redacted
-    rows: list[HistoryRow]
-    flagged: list[bool]
-    pending: int  # trials waiting in the spool of this history
-    waiting: list[Waiting] = field(default_factory=list)  # every spool with trials
-    notes: list[str] = field(default_factory=list)  # e.g. the legacy history moved
-
-    def records(self) -> list[dict[str, Any]]:
-        """The rows as plain dicts (the same on every backend), each with its flag."""
-        return [
-            {**asdict(row), "flagged": flagged}
-            for row, flagged in zip(self.rows, self.flagged, strict=True)
-        ]
+    return as_shown(described.pop("path"), described)
 
 
 def history(
@@ -545,43 +390,33 @@ def history(
 ) -> HistoryView:
     """`ticketeval history`: the recorded trials, oldest first, each flagged when it is worse
     than earlier trials of the same model on the same data beyond their intervals."""
-    from ticketeval.history.spools import waiting_spools
-    from ticketeval.history.store import flag_regressions, pending_spool, read_trials, redact_url
+    from ticketeval.history.store import adopt_legacy_history, history_view
 
-    moved = recording.adopt_legacy_history(settings)
-    # A backtest's periods run in parallel: show them together, in the order of the periods.
-    rows = read_trials(settings.history, model=model)
-    run_start: dict[str, str] = {}
-    for row in rows:
-        if row.run_id:
-            run_start.setdefault(row.run_id, row.timestamp)
-    rows.sort(
-        key=lambda row: (run_start.get(row.run_id or "", row.timestamp), row.closed_from or "")
+    moved = adopt_legacy_history(settings)
+    return history_view(
+        settings.history,
+        settings.spool_dir,
+        last=last,
+        threshold=threshold,
+        model=model,
+        notes=[moved] if moved else [],
     )
-    # A backtest's periods were judged by the backtest, against its own band; a single trial
-    # is compared with the earlier single trials only (like with like).
-    singles = [row for row in rows if row.run_id is None]
-    single_flags = dict(
-        zip(map(id, singles), flag_regressions(singles, threshold=threshold), strict=True)
-    )
-    flags = [bool(row.alert) if row.run_id else single_flags[id(row)] for row in rows]
-    if last:
-        rows, flags = rows[-last:], flags[-last:]
-    return HistoryView(
-        redact_url(settings.history),
-        rows,
-        flags,
-        pending_spool(recording.history_spool(settings)),
-        waiting_spools(settings.spool_dir),
-        [moved] if moved else [],
-    )
+
+
+def copy_history(settings: Settings, source: str, target: str | None = None) -> dict[str, Any]:
+    """`ticketeval history-copy`: every trial of the history `source` into `target` (by default
+    the settings' history), each a SQLite file's path or a history URL; copying again adds
+    nothing. Returns the two histories (passwords redacted) and the rows added."""
+    from ticketeval.history.store import copy_history
+
+    return copy_history(source, settings.history if target is None else target)
 
 
 def describe_sizes(settings: Settings) -> dict[str, str]:
     """`ticketeval describe-sizes`: Saturn Cloud's instance sizes, name → description."""
-    from ticketeval.pipeline import saturn
+    from ticketeval.pipeline import saturn_api
 
-    return saturn.describe_sizes(settings)
+    return saturn_api.describe_sizes(settings)
 
 
 def register(
@@ -608,3 +443,58 @@ def register(
         project=project,
         dry_run=dry_run,
     )
+
+
+# --- Saturn Cloud Jobs ---------------------------------------------------------------------------
+
+
+def job_deploy(settings: Settings, options: JobOptions, *, dry_run: bool = False) -> Deployment:
+    """`ticketeval job deploy`: the nightly trial as a Saturn job (created or updated)."""
+    from ticketeval.pipeline import saturn_jobs
+
+    return saturn_jobs.deploy(settings, options, dry_run=dry_run)
+
+
+def job_start(settings: Settings, name: str) -> JobStarted:
+    """`ticketeval job start`: run the job now."""
+    from ticketeval.pipeline import saturn_jobs
+
+    return saturn_jobs.start(settings, name)
+
+
+def job_stop(settings: Settings, name: str) -> JobStopped:
+    """`ticketeval job stop`: stop the job's running run."""
+    from ticketeval.pipeline import saturn_jobs
+
+    return saturn_jobs.stop(settings, name)
+
+
+def job_status(settings: Settings, name: str) -> JobStatus:
+    """`ticketeval job status`: the job, its schedule and its runs (start, end, exit code)."""
+    from ticketeval.pipeline import saturn_jobs
+
+    return saturn_jobs.status(settings, name)
+
+
+def job_logs(
+    settings: Settings,
+    name: str,
+    *,
+    run: str | None = None,
+    every_run: bool = False,
+    follow: bool = False,
+    on_text: Callable[[str, str], None],
+) -> list[JobRun]:
+    """`ticketeval job logs`: a run's log (the last run's by default), passed to `on_text`."""
+    from ticketeval.pipeline import saturn_jobs
+
+    return saturn_jobs.logs(
+        settings, name, run=run, every_run=every_run, follow=follow, on_text=on_text
+    )
+
+
+def job_delete(settings: Settings, name: str) -> JobDeleted:
+    """`ticketeval job delete`: remove the job from Saturn Cloud."""
+    from ticketeval.pipeline import saturn_jobs
+
+    return saturn_jobs.delete(settings, name)

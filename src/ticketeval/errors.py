@@ -20,6 +20,7 @@ class ExitCode(IntEnum):
     SPOOLED = 7  # the trial was scored, the history could not be reached: it waits in the spool
     NOT_KEPT = 8  # the trial was scored and printed, but neither the history nor the spool kept it
     MAE_ABOVE_LIMIT = 10  # --fail-if-mae-above: the trial scored worse than the limit
+    MODEL_ALERT = 11  # backtest --fail-on-alert: a period's skill fell below its band
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
     TERMINATED = 143  # SIGTERM (128 + 15): how cron, systemd and Kubernetes stop a job
 

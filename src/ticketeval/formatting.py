@@ -1,4 +1,5 @@
-"""How the report writes numbers, durations and tables: human units, exact values kept.
+"""How ticketeval writes numbers, durations and tables (the CLI and the report): human units,
+exact values kept.
 
 Durations in hours or days (never 1e6 seconds), every string escaped for HTML, and every
 number shown also kept exact in a `data-value` attribute, so a test or a reader can check it.

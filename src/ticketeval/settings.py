@@ -8,20 +8,21 @@ from __future__ import annotations
 
 import contextlib
 import getpass
-import os
 from pathlib import Path
 from typing import Literal
-from urllib.parse import unquote, urlparse, urlsplit
+from urllib.parse import quote, unquote, urlparse, urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ticketeval.defaults import DEFAULT_SCHEDULER_TIMEOUT
 from ticketeval.errors import SettingsError, UsageError
 
 ENV_PREFIX = "TICKETEVAL_"
 # Seeds are whole numbers from 0 to 2**63 - 1: NumPy takes 0 <= seed < 2**64, but SQLite's
 # integers (the history) and many JSON readers stop at signed 64 bits.
 MAX_SEED = 2**63 - 1
+HISTORY_FILE = "history.sqlite"
 
 
 def default_history_dir() -> Path:
@@ -32,13 +33,19 @@ def default_history_dir() -> Path:
 
 
 def default_data_dir() -> Path:
-    """The user's cache directory for ticketeval (XDG on Linux, the platform's elsewhere)."""
-    if os.name == "nt":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-        return base / "ticketeval" / "Cache"
-    if os.uname().sysname == "Darwin":
-        return Path.home() / "Library" / "Caches" / "ticketeval"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ticketeval"
+    """The user's cache directory for ticketeval (platformdirs: XDG on Linux, the platform's
+    elsewhere)."""
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("ticketeval", appauthor=False))
+
+
+def sqlite_url(path: Path) -> str:
+    """The history URL of a SQLite file: absolute, links resolved, and percent-quoted, so that
+    a directory named `hist#1` (or with `?`, `%`, spaces) stays part of the path instead of
+    becoming the URL's fragment or query. The one builder of these URLs: `Settings.history`
+    and `ticketeval.history` both use it."""
+    return f"sqlite:///{quote(str(Path(path).expanduser().resolve()))}"
 
 
 class Settings(BaseSettings):
@@ -77,16 +84,20 @@ class Settings(BaseSettings):
     history_url: SecretStr | None = None
     history_dir: Path = Field(default_factory=default_history_dir)
     results_keep: int = Field(default=100, ge=0)
-    # Zip bombs: the largest CSV a zip may unpack to, and the highest compression ratio
-    # (ticketeval.data.sources.DEFAULT_MAX_CSV_BYTES and DEFAULT_MAX_ZIP_RATIO).
     # Events closed before their update (a negative time to close): scored as they are, or
     # left unscored like an event without a date. Counted in `num_negative` either way.
     negative_targets: Literal["keep", "drop"] = "keep"
+    # Zip bombs: the largest CSV a zip may unpack to, and the highest compression ratio
+    # (ticketeval.data.sources.DEFAULT_MAX_CSV_BYTES and DEFAULT_MAX_ZIP_RATIO).
     max_csv_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
     max_zip_ratio: float = Field(default=100.0, gt=1, allow_inf_nan=False)
+    # The log `--since-last` follows (TICKETEVAL_STREAM); None: where the cache came from.
+    stream: str | None = Field(default=None, min_length=1, max_length=200)
     timeout: float = Field(default=30.0, gt=0, allow_inf_nan=False)
     # How long a Dask scheduler given by --address has to answer as one.
-    scheduler_timeout: float = Field(default=10.0, gt=0, le=600, allow_inf_nan=False)
+    scheduler_timeout: float = Field(
+        default=DEFAULT_SCHEDULER_TIMEOUT, gt=0, le=600, allow_inf_nan=False
+    )
     # urllib3's backoff factor between download retries (0.5 s, 1 s, 2 s); tests set 0.
     retry_backoff: float = Field(default=0.5, ge=0, le=60, allow_inf_nan=False)
 
@@ -154,8 +165,7 @@ class Settings(BaseSettings):
         `history.sqlite` in the history directory."""
         if self.history_url is not None:
             return self.history_url.get_secret_value()
-        path = self.history_path or self.history_dir / "history.sqlite"
-        return f"sqlite:///{path.resolve()}"
+        return sqlite_url(self.history_path or self.history_dir / HISTORY_FILE)
 
     @property
     def spool_dir(self) -> Path:
@@ -172,7 +182,7 @@ class Settings(BaseSettings):
         """The files and directories ticketeval keeps for itself here (an output must never be
         written over them): the SQLite history and its journals, the legacy history in the
         data directory, the spool and the per-event results (directories: all they hold)."""
-        paths = [self.history_dir / "history.sqlite", self.data_dir / "history.sqlite"]
+        paths = [self.history_dir / HISTORY_FILE, self.data_dir / HISTORY_FILE]
         url = self.history
         if url.lower().startswith("sqlite:"):
             with contextlib.suppress(ValueError):
@@ -224,7 +234,8 @@ def check_http_url(value: str) -> None:
 
 
 def check_seed(seed: int, *, option: str = "--seed") -> None:
-    """Raise a UsageError unless `seed` is one ticketeval can draw with and record."""
+    """Raise a UsageError unless `seed` is one ticketeval can draw with and record. Checked
+    once, where a seed enters (`ticketeval.core`; TICKETEVAL_SEED by the field's bounds)."""
     if not 0 <= seed <= MAX_SEED:
         raise UsageError(
             f"{option} {seed} is out of range: give a whole number from 0 to {MAX_SEED} "

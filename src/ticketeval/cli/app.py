@@ -9,29 +9,39 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from ticketeval import __version__, core
+from ticketeval.cli import backtest as cli_backtest
+from ticketeval.cli import history as cli_history
+from ticketeval.cli import job as cli_job
+from ticketeval.cli import open_tickets as cli_open_tickets
 from ticketeval.cli import saturn as cli_saturn
 from ticketeval.cli.options import (
     AddressOption,
-    BacktestModelOption,
+    AsOfOption,
     BatchSizeOption,
     ClosedFromOption,
     ClosedToOption,
+    Command,
     DataDirOption,
+    EstimateOption,
     FailIfMaeAboveOption,
+    Group,
     JsonOption,
     LogFileOption,
     MemoryLimitOption,
     ModelOption,
+    OpenOnlyOption,
     QuietOption,
     ReportOption,
+    SaturnOption,
     SeedOption,
     SinceLastOption,
     SourceOption,
+    StreamOption,
     ThreadsPerWorkerOption,
     VerboseOption,
     WorkersOption,
@@ -40,11 +50,10 @@ from ticketeval.cli.render import (
     Reporter,
     describe_cache,
     download_progress,
-    render_backtest,
-    render_history,
     render_model,
     spool_line,
 )
+from ticketeval.cli.render_backtest import render_history
 from ticketeval.cli.runtime import (
     announce,
     flow_settings,
@@ -55,31 +64,13 @@ from ticketeval.cli.runtime import (
     settings_for,
     show_library_logs,
 )
-from ticketeval.cli.usage import OneLineErrorsGroup
-from ticketeval.errors import ExitCode, UsageError
-
-if TYPE_CHECKING:
-    pass
-
-
-def _flags_take_no_value() -> None:
-    """Typer's Rich help shows each option's type, flags included (`--json <bool>`, even its own
-    `--help <bool>`), as if they took a value: show none for a flag."""
-    from typer.core import TyperOption
-
-    shown = TyperOption.display_type_rich
-
-    def display_type_rich(self: TyperOption, ctx: typer.Context) -> str | None:
-        return None if self.is_flag else shown(self, ctx)
-
-    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
-
-
-_flags_take_no_value()
+from ticketeval.errors import UsageError
+from ticketeval.request import TrialRequest
+from ticketeval.scoring import HEURISTIC
 
 app = typer.Typer(
-    cls=OneLineErrorsGroup,
     name="ticketeval",
+    cls=Group,
     help="Score a time-to-close model on IT support tickets, every day.",
     no_args_is_help=True,
     rich_markup_mode="rich",
@@ -118,7 +109,7 @@ def main(
 # --- fetch -----------------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(cls=Command)
 def fetch(
     *,
     source: SourceOption = None,
@@ -172,7 +163,7 @@ def fetch(
 # --- evaluate and run-local --------------------------------------------------------------------
 
 
-@app.command()
+@app.command(cls=Command)
 def evaluate(
     *,
     batch_size: BatchSizeOption = None,
@@ -182,6 +173,10 @@ def evaluate(
     closed_from: ClosedFromOption = None,
     closed_to: ClosedToOption = None,
     since_last: SinceLastOption = False,
+    as_of: AsOfOption = None,
+    estimate: EstimateOption = True,
+    stream: StreamOption = None,
+    open_only: OpenOnlyOption = False,
     report: ReportOption = None,
     data_dir: DataDirOption = None,
     fail_if_mae_above: FailIfMaeAboveOption = None,
@@ -196,22 +191,27 @@ def evaluate(
     """
     reporter = Reporter(quiet=quiet, log_file=log_file)
     with reported_errors(reporter):
-        summary = core.evaluate(
-            settings_for(data_dir),
+        request = TrialRequest(
             batch_size=batch_size,
             seed=seed,
-            model=model or "heuristic",
+            model=tuple(model or [HEURISTIC]),
             source=source,
             closed_from=closed_from,
             closed_to=closed_to,
             since_last=since_last,
+            as_of=as_of,
+            estimate=estimate,
+            stream=stream,
+            open_only=open_only,
             report=report,
-            on_fetch=lambda result: report_fetch(result, reporter),
+        )
+        summary = core.evaluate(
+            settings_for(data_dir), request, on_fetch=lambda result: report_fetch(result, reporter)
         )
         report_trial(summary, reporter, json_output=json_output, limit=fail_if_mae_above)
 
 
-@app.command("run-local")
+@app.command("run-local", cls=Command)
 def run_local(
     *,
     batch_size: BatchSizeOption = None,
@@ -221,11 +221,16 @@ def run_local(
     closed_from: ClosedFromOption = None,
     closed_to: ClosedToOption = None,
     since_last: SinceLastOption = False,
+    as_of: AsOfOption = None,
+    estimate: EstimateOption = True,
+    stream: StreamOption = None,
+    open_only: OpenOnlyOption = False,
     report: ReportOption = None,
     workers: WorkersOption = None,
     threads_per_worker: ThreadsPerWorkerOption = None,
     memory_limit: MemoryLimitOption = None,
     address: AddressOption = None,
+    saturn: SaturnOption = False,
     data_dir: DataDirOption = None,
     fail_if_mae_above: FailIfMaeAboveOption = None,
     json_output: JsonOption = False,
@@ -233,7 +238,8 @@ def run_local(
     verbose: VerboseOption = False,
     log_file: LogFileOption = None,
 ) -> None:
-    """Run the evaluation as a Prefect flow on a local Dask cluster (or --address).
+    """Run the evaluation as a Prefect flow on a local Dask cluster (or --address, or --saturn
+    inside a Saturn Cloud job).
 
     Example: [bold]ticketeval run-local --batch-size 1000 --source demo[/bold]
     """
@@ -241,120 +247,42 @@ def run_local(
     with reported_errors(reporter):
         from ticketeval.pipeline.cluster import ClusterOptions
 
-        cluster = ClusterOptions(workers, threads_per_worker, memory_limit, address, verbose)
+        cluster = ClusterOptions(
+            workers, threads_per_worker, memory_limit, address, verbose, saturn=saturn
+        )
         settings = flow_settings(data_dir, verbose=verbose)
-        summary = core.run_local(
-            settings,
-            cluster=cluster,
+        request = TrialRequest(
             batch_size=batch_size,
             seed=seed,
-            model=model or "heuristic",
+            model=tuple(model or [HEURISTIC]),
             source=source,
             closed_from=closed_from,
             closed_to=closed_to,
             since_last=since_last,
+            as_of=as_of,
+            estimate=estimate,
+            stream=stream,
+            open_only=open_only,
             report=report,
+        )
+        summary = core.run_local(
+            settings,
+            request,
+            cluster=cluster,
             on_fetch=lambda result: report_fetch(result, reporter),
             on_cluster=lambda address, dashboard: announce(reporter, address, dashboard),
         )
         report_trial(summary, reporter, json_output=json_output, limit=fail_if_mae_above)
 
 
-@app.command()
-def backtest(
-    *,
-    every: Annotated[
-        str,
-        typer.Option(
-            help="Period length: 'month' (calendar months), 'week' (from Monday) or '<N>d'."
-        ),
-    ] = "month",
-    closed_from: ClosedFromOption = None,
-    closed_to: ClosedToOption = None,
-    model: BacktestModelOption = None,
-    batch_size: Annotated[
-        str,
-        typer.Option("--batch-size", help="Events to sample per period, or 'all'."),
-    ] = "all",
-    seed: SeedOption = None,
-    reference: Annotated[
-        int | None,
-        typer.Option(
-            help="Periods that set the alert band (mean ± 3 SD of MAE). \\[default: first third]",
-            show_default=False,
-        ),
-    ] = None,
-    min_events: Annotated[
-        int,
-        typer.Option(help="Fewer events than this: shown, marked too small to judge."),
-    ] = 100,
-    source: SourceOption = None,
-    report: ReportOption = None,
-    workers: WorkersOption = None,
-    threads_per_worker: ThreadsPerWorkerOption = None,
-    memory_limit: MemoryLimitOption = None,
-    address: AddressOption = None,
-    data_dir: DataDirOption = None,
-    json_output: JsonOption = False,
-    quiet: QuietOption = False,
-    verbose: VerboseOption = False,
-    log_file: LogFileOption = None,
-) -> None:
-    """Replay the log period by period (a Prefect flow, the periods in parallel on Dask).
-
-    Example: [bold]ticketeval backtest --every month --source demo[/bold]
-    """
-    reporter = Reporter(quiet=quiet, log_file=log_file)
-    with reported_errors(reporter):
-        from ticketeval.pipeline.cluster import ClusterOptions
-
-        cluster = ClusterOptions(workers, threads_per_worker, memory_limit, address, verbose)
-        settings = flow_settings(data_dir, verbose=verbose)
-        result = core.backtest(
-            settings,
-            every=every,
-            cluster=cluster,
-            closed_from=closed_from,
-            closed_to=closed_to,
-            # One --model is one string (commas name several, refused); repeated, a list.
-            model=model[0] if model and len(model) == 1 else (model or "heuristic"),
-            batch_size=batch_size,
-            seed=seed,
-            reference=reference,
-            min_events=min_events,
-            source=source,
-            report=report,
-            on_fetch=lambda fetched: report_fetch(fetched, reporter),
-            on_cluster=lambda address, dashboard: announce(reporter, address, dashboard),
-        )
-        reporter.log(json.dumps(result))
-        if json_output:
-            print(json.dumps(result))
-        elif not reporter.quiet:
-            render_backtest(result)
-        else:
-            for row in result["periods"]:
-                if row["alert"]:
-                    reporter.alert(
-                        f"ALERT {row['label']}: MAE {row['MAE']:,.0f} s is outside the band the "
-                        "reference periods set."
-                    )
-        if "report" in result:
-            reporter.info(f"Report: {result['report']['page']}")
-        spooled = result["recorded"]["spooled"]
-        if spooled:
-            # As for every command: a trial that only reached the spool is exit 7, one line.
-            reporter.error(
-                f"{spooled} of {len(result['periods'])} period trial(s) only reached the spool: "
-                f"{result['recorded']['message']}"
-            )
-            raise typer.Exit(code=int(ExitCode.SPOOLED))
+# Replaying the log period by period: in cli/backtest.py.
+app.command(cls=Command)(cli_backtest.backtest)
 
 
 # --- train ---------------------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(cls=Command)
 def train(
     *,
     closed_before: Annotated[
@@ -384,6 +312,15 @@ def train(
             "--loss", help="'absolute_error' (the MAE scored) or 'log' (squared error on log1p)."
         ),
     ] = "absolute_error",
+    censoring: Annotated[
+        str,
+        typer.Option(
+            "--censoring",
+            help="'none' (learn from the incidents closed before the cut) or 'ipcw' (also from "
+            "those still open then, as censored examples: inverse-probability-of-censoring "
+            "weights).",
+        ),
+    ] = "none",
     show: Annotated[
         Path | None,
         typer.Option(
@@ -415,6 +352,7 @@ def train(
                 out=out,
                 seed=seed,
                 loss=loss,
+                censoring=censoring,
                 source=source,
                 on_fetch=lambda result: report_fetch(result, reporter),
             )
@@ -428,7 +366,7 @@ def train(
 # --- history -----------------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(cls=Command)
 def history(
     *,
     last: Annotated[
@@ -474,7 +412,7 @@ def history(
         render_history(view)
 
 
-@app.command()
+@app.command(cls=Command)
 def report(
     *,
     trial: Annotated[
@@ -512,6 +450,12 @@ def report(
                 reporter.info(f"Wrote {path}")
 
 
-# Saturn Cloud and Prefect Cloud: their commands live in cli_saturn.py.
-app.command("describe-sizes")(cli_saturn.describe_sizes)
-app.command()(cli_saturn.register)
+# The open tickets' estimate, validated on replayed snapshots: in cli/open_tickets.py.
+app.command(cls=Command)(cli_open_tickets.snapshots)
+
+# Saturn Cloud and Prefect Cloud: their commands live in saturn.py; history-copy in history.py.
+app.command("describe-sizes", cls=Command)(cli_saturn.describe_sizes)
+app.command(cls=Command)(cli_saturn.register)
+app.command("history-copy", cls=Command)(cli_history.history_copy)
+# Saturn Cloud Jobs: `ticketeval job deploy|start|stop|status|logs|delete` (cli/job.py).
+app.add_typer(cli_job.app, name="job")

@@ -6,11 +6,15 @@ Defaults that come from a setting say so in their help; the commands resolve the
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, NoReturn
 
 import typer
+from typer.core import TyperCommand, TyperGroup, TyperOption
 
+from ticketeval.defaults import DEFAULT_SCHEDULER_TIMEOUT, WORKER_TIMEOUT
 from ticketeval.errors import ExitCode
 
 SourceOption = Annotated[
@@ -25,7 +29,8 @@ DataDirOption = Annotated[
     Path | None,
     typer.Option(
         "--data-dir",
-        help="Cache and history directory. \\[default: TICKETEVAL_DATA_DIR or ~/.cache/ticketeval]",
+        help="Cache directory (the history has its own: TICKETEVAL_HISTORY_DIR). "
+        "\\[default: TICKETEVAL_DATA_DIR or ~/.cache/ticketeval]",
         show_default=False,
     ),
 ]
@@ -114,12 +119,47 @@ ClosedToOption = Annotated[
         show_default=False,
     ),
 ]
+AsOfOption = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of",
+        help="Replay the log as known at this date (YYYY-MM-DD[THH:MM]): score the tickets "
+        "closed by then, and report those still open (censored lower bound, overdue share; "
+        "hindsight when the log knows how they ended).",
+        show_default=False,
+    ),
+]
+EstimateOption = Annotated[
+    bool,
+    typer.Option(
+        "--estimate/--no-estimate",
+        help="With --as-of, estimate the open tickets' MAE (a second model trained on earlier "
+        "snapshots, a few seconds).",
+    ),
+]
 SinceLastOption = Annotated[
     bool,
     typer.Option(
         "--since-last",
-        help="Every ticket closed since the previous trial of this model on this data "
+        help="Every ticket closed since the previous trial of this model on this stream "
         "(for cron); nothing new: exit 0, nothing recorded.",
+    ),
+]
+StreamOption = Annotated[
+    str | None,
+    typer.Option(
+        "--stream",
+        help="The name of the log --since-last follows (TICKETEVAL_STREAM). \\[default: where "
+        "the data came from, its path or URL]",
+        show_default=False,
+    ),
+]
+OpenOnlyOption = Annotated[
+    bool,
+    typer.Option(
+        "--open-only",
+        help="Score only the events whose incident was still open (state not Closed): the "
+        "closing update's own target is about 0, a free win for any model.",
     ),
 ]
 ReportOption = Annotated[
@@ -152,13 +192,22 @@ AddressOption = Annotated[
     str | None,
     typer.Option(
         help="Run on an existing Dask scheduler, e.g. tcp://host:8786. It must answer within "
-        "10 s and have a worker within 60 s, else exit 4.",
+        f"{DEFAULT_SCHEDULER_TIMEOUT:g} s and have a worker within {WORKER_TIMEOUT:g} s, else "
+        "exit 4.",
         show_default=False,
     ),
 ]
 
 # --- register's: the Saturn Cloud cluster and the Prefect Cloud registration -------------------
 
+SaturnOption = Annotated[
+    bool,
+    typer.Option(
+        "--saturn",
+        help="Inside a Saturn Cloud job: run on the Dask cluster Saturn attached to the job "
+        "(what `ticketeval job deploy` sets up).",
+    ),
+]
 SaturnWorkersOption = Annotated[
     int, typer.Option(min=1, help="Dask workers of the Saturn cluster.")
 ]
@@ -220,3 +269,68 @@ ProjectOption = Annotated[
 DryRunOption = Annotated[
     bool, typer.Option("--dry-run", help="Print what would be registered; no network.")
 ]
+
+
+def _flags_without_type(params: list[Any]) -> list[Any]:
+    """Typer's Rich help shows each option's type, flags included (`--json <bool>`, even its own
+    `--help <bool>`), as if they took a value. An option's `metavar` is what help shows for its
+    value: a flag's is made empty."""
+    for param in params:
+        if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+class Command(TyperCommand):
+    """Every command's class (Typer's `cls=`): its flags shown without a value type."""
+
+    # `Any`: the context's class moved from click to Typer's own copy of it in Typer 0.2x.
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _flags_without_type(super().get_params(ctx))
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    from rich.text import Text
+
+    from ticketeval.cli.render import stderr
+
+    stderr.print(Text.assemble(("Error: ", "bold red"), " ".join(message.split())))
+    sys.exit(code)
+
+
+class Group(TyperGroup):
+    """The app's class and its sub-apps' (Typer's `cls=`): flags shown without a value type,
+    and Click's usage errors (a bad option value, an unknown option, a missing argument) as
+    `Error: ...` on one line, exit code 2, like every other error, instead of Click's box."""
+
+    # `Any`: the context's class moved from click to Typer's own copy of it in Typer 0.2x.
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _flags_without_type(super().get_params(ctx))
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        # Typer's main in non-standalone mode (Click's public switch); the usage error printed
+        # here in one line.
+        if not standalone_mode:
+            return super().main(
+                args, prog_name, complete_var, standalone_mode, windows_expand_args, **extra
+            )
+        try:
+            code = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        except typer.TyperException as error:  # Click's own errors derive from it in Typer
+            if type(error).__name__ == "NoArgsIsHelpError":
+                error.show()  # type: ignore[attr-defined]  # `ticketeval` alone: the help
+                sys.exit(error.exit_code)
+            context = getattr(error, "ctx", None)  # a usage error knows its command
+            hint = f" (see `{context.command_path} --help`)" if context is not None else ""
+            _fail(f"{error.format_message().rstrip('.')}{hint}.", error.exit_code)
+        except typer.Abort:
+            _fail("aborted.", 1)
+        sys.exit(code if isinstance(code, int) else 0)

@@ -16,11 +16,13 @@ from rich.table import Table
 from rich.text import Text
 
 from ticketeval.errors import UsageError
+from ticketeval.formatting import format_ratio, format_seconds
 
 if TYPE_CHECKING:
-    from ticketeval.core import HistoryView
     from ticketeval.data.cache import CacheInfo
+    from ticketeval.data.periods import PeriodBounds
     from ticketeval.history.spools import Waiting
+    from ticketeval.scoring.summary import Baseline, ModelInfo, TrialSummary
 
 # Off a terminal (cron mail, a pipe, a file) nothing has to fit a screen: tables take their
 # natural width, so that no number or id is cut, whatever COLUMNS says.
@@ -101,9 +103,9 @@ class Reporter:
 
 
 def _checked_log_file(path: Path) -> Path:
-    from ticketeval.core import own_files
     from ticketeval.errors import SettingsError
     from ticketeval.files import check_output
+    from ticketeval.planning import own_files
     from ticketeval.settings import load_settings
 
     try:
@@ -156,36 +158,21 @@ def download_progress(*, enabled: bool) -> Iterator[Any]:
         yield update
 
 
-def seconds(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    if abs(value) >= 86_400:
-        return f"{value:,.0f} s ({value / 86_400:.1f} d)"
-    if abs(value) >= 3_600:
-        return f"{value:,.0f} s ({value / 3_600:.1f} h)"
-    return f"{value:,.0f} s"
-
-
 def with_interval(value: float | None, interval: list[float] | None) -> str:
     """A duration and its 95% interval: `152,942 s (1.8 d), 95% CI 131,000–178,000 s`."""
     if value is None or not interval:
-        return seconds(value)
-    return f"{seconds(value)}, 95% CI {interval[0]:,.0f}–{interval[1]:,.0f} s"
+        return format_seconds(value)
+    return f"{format_seconds(value)}, 95% CI {interval[0]:,.0f}–{interval[1]:,.0f} s"
 
 
-def period_text(period: dict[str, Any] | None) -> str:
-    period = period or {}
-    start, end = period.get("closed_from"), period.get("closed_to")
+def period_text(period: PeriodBounds | None) -> str:
+    start, end = (period["closed_from"], period["closed_to"]) if period else (None, None)
     if not start and not end:
         return "all closures"
     return f"closed {(start or '…')[:16]} to {(end or '…')[:16]}".replace("T", " ")
 
 
-def number(value: float | None, digits: int = 3) -> str:
-    return "n/a" if value is None else f"{value:,.{digits}f}"
-
-
-def training_text(info: dict[str, Any] | None) -> str:
+def training_text(info: ModelInfo | None) -> str:
     """A trained model's training period: `closed 2016-02-29 to 2016-05-11 (absolute_error)`."""
     if not info:
         return "-"
@@ -203,9 +190,20 @@ def overlap_text(overlaps: bool | None) -> Text:
 # whole onto the next line; off a terminal (above) nothing needs to.
 
 
-def render_summary(summary: dict[str, Any]) -> None:
+def skill_text(baseline: Baseline) -> str:
+    """The skill, with its incident-level interval when the trial has one."""
+    interval = baseline.get("skill_ci")
+    if baseline.get("skill") is None or not interval:
+        return format_ratio(baseline.get("skill"))
+    low, high = format_ratio(interval[0]), format_ratio(interval[1])
+    return f"{format_ratio(baseline['skill'])}, 95% CI {low} to {high}"
+
+
+def render_summary(summary: TrialSummary) -> None:
     if summary.get("models"):
         render_models(summary)
+        if summary["data"].get("open") is not None:  # the champion's, with --as-of
+            render_open(summary["data"]["open"], summary["data"]["metrics"].get("concordance"))
         return
     data = summary["data"]
     metrics, target, baseline = data["metrics"], data["target"], data["baseline"]
@@ -233,38 +231,96 @@ def render_summary(summary: dict[str, Any]) -> None:
         ("MAE", with_interval(metrics["MAE"], intervals.get("MAE"))),
         ("MedAE", with_interval(metrics["MedAE"], intervals.get("MedAE"))),
         ("RMSE", with_interval(metrics["RMSE"], intervals.get("RMSE"))),
-        ("MSE", number(metrics["MSE"], 0)),
-        ("R2", number(metrics["R2"])),
-        ("MAE of the median", seconds(baseline["MAE"])),
-        ("skill vs the median", number(baseline["skill"])),
-        ("target mean", seconds(target["mean"])),
-        ("target median", seconds(target["median"])),
-        ("target min", seconds(target["min"])),
-        ("target max", seconds(target["max"])),
+        ("MSE", format_ratio(metrics["MSE"], 0)),
+        ("R2", format_ratio(metrics["R2"])),
+        ("MAE of the median", format_seconds(baseline["MAE"])),
+        ("skill vs the median", skill_text(baseline)),
+        ("target mean", format_seconds(target["mean"])),
+        ("target median", format_seconds(target["median"])),
+        ("target min", format_seconds(target["min"])),
+        ("target max", format_seconds(target["max"])),
     ]
     for name, value in rows:
         table.add_row(name, value)
     stdout.print(table)
-    per_priority = Table(title="By priority", title_justify="left")
-    for column in ("priority", "num_obs", "MAE", "MedAE", "R2"):
+    for group, breakdown in (("priority", data["by_priority"]), ("state", data.get("by_state"))):
+        if not breakdown:
+            continue
+        per_group = Table(title=f"By {group}", title_justify="left")
+        for column in (group, "num_obs", "MAE", "MedAE", "R2", "constant MAE"):
+            per_group.add_column(
+                column, justify="left" if column == group else "right", overflow="fold"
+            )
+        for label, values in breakdown.items():
+            per_group.add_row(
+                label,
+                f"{values['num_obs']:,}",
+                format_seconds(values["MAE"]),
+                format_seconds(values["MedAE"]),
+                format_ratio(values["R2"]),
+                format_seconds(values.get("baseline_MAE")),
+            )
+        stdout.print(per_group)
+    if data.get("open") is not None:
+        render_open(data["open"], metrics.get("concordance"))
+
+
+def _estimate_text(value: float | None, interval: list[float] | None) -> str:
+    """The estimate and its interval, named for what it covers: sampling error, not the
+    estimator's assumptions (README: its coverage on replayed snapshots)."""
+    if value is None or not interval:
+        return format_seconds(value)
+    return f"{format_seconds(value)}, 95% sampling interval {interval[0]:,.0f}–{interval[1]:,.0f} s"
+
+
+def render_open(open_part: dict[str, Any], concordance: float | None) -> None:
+    """The tickets still open at --as-of: what is known of their errors, and hindsight."""
+    table = Table(
+        title=f"Open at {open_part['as_of'][:16].replace('T', ' ')}",
+        show_header=False,
+        title_justify="left",
+    )
+    table.add_column(style="bold", overflow="fold")
+    table.add_column(justify="right", overflow="fold")
+    share = open_part["overdue_share"]
+    estimate = open_part.get("estimated_MAE")
+    rows = [
+        ("open incidents", f"{open_part['incidents']:,}"),
+        ("MAE at least (censored)", format_seconds(open_part["lower_bound_MAE"])),
+        ("already overdue", "n/a" if share is None else f"{share:.0%}"),
+        ("estimated MAE", _estimate_text(estimate, open_part.get("estimated_MAE_ci"))),
+        ("realized MAE (hindsight)", format_seconds(open_part.get("realized_MAE"))),
+        ("concordance (closed + open)", format_ratio(concordance)),
+    ]
+    if estimate is None:
+        rows.pop(3)
+    if open_part.get("estimate_note"):
+        rows.append(("note", open_part["estimate_note"]))
+    for name, value in rows:
+        table.add_row(name, value)
+    stdout.print(table)
+    if not open_part["by_priority"]:
+        return
+    per_priority = Table(title="Open by priority", title_justify="left")
+    for column in ("priority", "incidents", "overdue", "MAE at least"):
         per_priority.add_column(
             column, justify="left" if column == "priority" else "right", overflow="fold"
         )
-    for label, values in data["by_priority"].items():
+    for label, values in open_part["by_priority"].items():
+        overdue = values["overdue_share"]
         per_priority.add_row(
             label,
-            f"{values['num_obs']:,}",
-            seconds(values["MAE"]),
-            seconds(values["MedAE"]),
-            number(values["R2"]),
+            f"{values['incidents']:,}",
+            "n/a" if overdue is None else f"{overdue:.0%}",
+            format_seconds(values["lower_bound_MAE"]),
         )
     stdout.print(per_priority)
 
 
-def render_models(summary: dict[str, Any]) -> None:
+def render_models(summary: TrialSummary) -> None:
     """Several models scored on one batch: side by side, then each challenger against the
     champion (the first)."""
-    blocks: dict[str, dict[str, Any]] = summary["models"]
+    blocks = summary["models"]
     names = list(blocks)
     data = summary["data"]
     table = Table(title=f"Trial {summary['id']}", title_justify="left")
@@ -298,9 +354,11 @@ def render_models(summary: dict[str, Any]) -> None:
                 )
             ),
         )
-    table.add_row("R2", *each(lambda block: number(block["metrics"]["R2"])))
-    table.add_row("MAE of the median", seconds(data["baseline"]["MAE"]), *([""] * (len(names) - 1)))
-    table.add_row("skill vs the median", *each(lambda block: number(block["baseline"]["skill"])))
+    table.add_row("R2", *each(lambda block: format_ratio(block["metrics"]["R2"])))
+    table.add_row(
+        "MAE of the median", format_seconds(data["baseline"]["MAE"]), *([""] * (len(names) - 1))
+    )
+    table.add_row("skill vs the median", *each(lambda block: skill_text(block["baseline"])))
     stdout.print(table)
 
     versus = Table(title="Challenger vs champion (paired bootstrap, 95%)", title_justify="left")
@@ -327,18 +385,30 @@ def render_models(summary: dict[str, Any]) -> None:
         )
     stdout.print(versus)
 
-    per_priority = Table(title="MAE by priority", title_justify="left")
-    per_priority.add_column("priority", overflow="fold")
-    per_priority.add_column("num_obs", justify="right", overflow="fold")
-    for name in names:
-        per_priority.add_column(name, justify="right", overflow="fold")
-    for label, values in data["by_priority"].items():
-        per_priority.add_row(
-            label,
-            f"{values['num_obs']:,}",
-            *[seconds((blocks[name]["by_priority"].get(label) or {}).get("MAE")) for name in names],
-        )
-    stdout.print(per_priority)
+    for group, breakdown in (("priority", data["by_priority"]), ("state", data.get("by_state"))):
+        if not breakdown:
+            continue
+        of_model = {
+            name: (
+                blocks[name]["by_priority"] if group == "priority" else blocks[name].get("by_state")
+            )
+            for name in names
+        }
+        per_group = Table(title=f"MAE by {group}", title_justify="left")
+        per_group.add_column(group, overflow="fold")
+        per_group.add_column("num_obs", justify="right", overflow="fold")
+        for name in names:
+            per_group.add_column(name, justify="right", overflow="fold")
+        for label, values in breakdown.items():
+            per_group.add_row(
+                label,
+                f"{values['num_obs']:,}",
+                *[
+                    format_seconds(((of_model[name] or {}).get(label) or {}).get("MAE"))
+                    for name in names
+                ],
+            )
+        stdout.print(per_group)
 
 
 def render_model(described: dict[str, Any], *, saved: bool) -> None:
@@ -366,11 +436,25 @@ def render_model(described: dict[str, Any], *, saved: bool) -> None:
             f"closed {(holdout.get('first_closed_at') or '…')[:16]} to "
             f"{(holdout.get('last_closed_at') or '…')[:16]}".replace("T", " "),
         ),
-        ("holdout MAE", seconds(holdout.get("MAE"))),
-        ("MAE of the training median", seconds(holdout.get("MAE_constant"))),
-        ("skill vs the training median", number(holdout.get("skill"))),
-        ("MAE of the heuristic", seconds(holdout.get("MAE_heuristic"))),
-        ("skill vs the heuristic", number(holdout.get("skill_vs_heuristic"))),
+        ("holdout MAE", format_seconds(holdout.get("MAE"))),
+        ("MAE of the training median", format_seconds(holdout.get("MAE_constant"))),
+        ("skill vs the training median", format_ratio(holdout.get("skill"))),
+        ("MAE of the heuristic", format_seconds(holdout.get("MAE_heuristic"))),
+        ("skill vs the heuristic", format_ratio(holdout.get("skill_vs_heuristic"))),
+    ]
+    # The open-state events (not Closed): the closing update is a free win, these are not.
+    open_states = holdout.get("open_states") or {}
+    if open_states:
+        rows += [
+            ("open-state events", f"{open_states.get('events', 0):,}"),
+            ("open-state MAE", format_seconds(open_states.get("MAE"))),
+            ("open-state skill vs the median", format_ratio(open_states.get("skill"))),
+            (
+                "open-state skill vs the heuristic",
+                format_ratio(open_states.get("skill_vs_heuristic")),
+            ),
+        ]
+    rows += [
         ("data sha256", described.get("data_sha256") or "-"),
         (
             "versions",
@@ -382,103 +466,6 @@ def render_model(described: dict[str, Any], *, saved: bool) -> None:
     for name, value in rows:
         table.add_row(name, value)
     stdout.print(table)
-
-
-def sparkline(values: list[float | None]) -> str:
-    """A one-line trend, lowest ▁ to highest █."""
-    bars = "▁▂▃▄▅▆▇█"
-    known = [v for v in values if v is not None]
-    if not known:
-        return ""
-    low, high = min(known), max(known)
-    span = (high - low) or 1.0
-    return "".join(
-        " " if v is None else bars[round((v - low) / span * (len(bars) - 1))] for v in values
-    )
-
-
-def render_backtest(result: dict[str, Any]) -> None:
-    band = result["thresholds"]
-    title = f"Backtest {result['run_id']}: {result['model']} every {result['every']}"
-    table = Table(title=title, title_justify="left")
-    # The leakage guard: shown when the model trained on tickets of some period.
-    overlapping = any(row.get("overlaps_training") for row in result["periods"])
-    columns = ["period", "events", "incidents", "MAE", "95% CI", "constant MAE", "skill", ""]
-    if overlapping:
-        columns.append("in training")
-    for column in columns:
-        justify = "right" if column in columns[1:7] else "left"
-        table.add_column(column, justify=justify, overflow="fold")
-    for row in result["periods"]:
-        if row["too_small"]:
-            mark = Text("too small", style="dim")
-        elif row["alert"]:
-            mark = Text("ALERT", style="bold red")
-        else:
-            mark = Text("reference" if row["reference"] else "", style="dim")
-        interval = "" if row["MAE_low"] is None else f"{row['MAE_low']:,.0f}–{row['MAE_high']:,.0f}"
-        table.add_row(
-            row["label"],
-            f"{row['events']:,}",
-            "" if row["incidents"] is None else f"{row['incidents']:,}",
-            seconds(row["MAE"]),
-            interval,
-            seconds(row["baseline_MAE"]),
-            number(row["skill"]),
-            mark,
-            *(
-                [Text("YES", style="bold red") if row.get("overlaps_training") else Text("")]
-                if overlapping
-                else []
-            ),
-        )
-    stdout.print(table)
-    if overlapping:
-        stdout.print(
-            "In training: the model trained on tickets closed in that period; its figures "
-            "there flatter it."
-        )
-    if band is None:
-        stdout.print(
-            "No alert band: fewer than two reference periods with enough events "
-            f"(--reference, --min-events {result['min_events']})."
-        )
-    else:
-        stdout.print(
-            f"Alert band from the first {result['reference_periods']} periods: MAE "
-            f"{band['lower']:,.0f}–{band['upper']:,.0f} s (mean ± 3 SD); "
-            f"{result['alerts']} alert(s)."
-        )
-
-
-def render_history(view: HistoryView) -> None:
-    table = Table(title=f"Trials in {view.history}", title_justify="left")
-    columns = ("when", "runner", "model", "period", "events", "MAE", "95% CI", "skill", "")
-    for column in columns:
-        table.add_column(
-            column, justify="left" if column in columns[:4] else "right", overflow="fold"
-        )
-    for row, flagged in zip(view.rows, view.flagged, strict=True):
-        period = row.period_label or period_text(
-            {"closed_from": row.closed_from, "closed_to": row.closed_to}
-        )
-        interval = "" if row.MAE_low is None else f"{row.MAE_low:,.0f}–{row.MAE_high:,.0f}"
-        table.add_row(
-            row.timestamp.replace("T", " ")[:19],
-            row.runner or "",
-            row.model or "",
-            period,
-            f"{row.num_obs:,}" if row.num_obs is not None else "",
-            seconds(row.MAE),
-            interval,
-            number(row.skill),
-            Text("worse", style="bold red") if flagged else Text(""),
-        )
-    stdout.print(table)
-    # One trend per model: trials of different models are not one series.
-    for model in dict.fromkeys(row.model for row in view.rows):
-        maes = [row.MAE for row in view.rows if row.model == model]
-        stdout.print(Text.assemble((f"MAE trend {model} ", "bold"), sparkline(maes)))
 
 
 def render_sizes(sizes: dict[str, str]) -> None:

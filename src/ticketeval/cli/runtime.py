@@ -1,7 +1,7 @@
 """What every command does around its core call: errors to one line and an exit code,
 SIGTERM handled like Ctrl-C, settings loaded, library logs quietened, the trial reported.
 
-The CLI's side of the boundary, with `cli.py` (the commands) and `render.py` (what is printed).
+The CLI's side of the boundary, with `app.py` (the commands) and `render.py` (what is printed).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -25,6 +25,7 @@ from ticketeval.errors import ExitCode, Terminated, TicketevalError
 
 if TYPE_CHECKING:
     from ticketeval.data.cache import FetchResult
+    from ticketeval.scoring.summary import TrialSummary
     from ticketeval.settings import Settings
 
 
@@ -102,7 +103,7 @@ def show_library_logs(verbose: bool) -> None:
         from ticketeval.pipeline.cluster import CurrentStderr
 
         logging.basicConfig(
-            stream=CurrentStderr(),  # type: ignore[arg-type]
+            stream=CurrentStderr(),
             level=logging.DEBUG,
             format="%(name)s: %(message)s",
             force=True,
@@ -123,7 +124,7 @@ def report_fetch(result: FetchResult, reporter: Reporter) -> None:
 
 
 def report_trial(
-    summary: dict[str, Any] | core.NothingNew,
+    summary: TrialSummary | core.NothingNew,
     reporter: Reporter,
     *,
     json_output: bool,
@@ -139,8 +140,8 @@ def report_trial(
         print(json.dumps(summary))
     elif not reporter.quiet:
         render_summary(summary)
-    recorded = summary.get("recorded") or {}
-    for note in recorded.get("notes", []):
+    recorded = summary.get("recorded")
+    for note in recorded["notes"] if recorded else []:
         reporter.info(note)
     negative = summary["data"].get("num_negative")
     if negative:
@@ -154,15 +155,15 @@ def report_trial(
         reporter.info(summary["results_note"])
     if "report" in summary:
         reporter.info(f"Report: {summary['report']['page']}")
-    if recorded.get("kept") is False:
-        reporter.error(recorded["message"])
+    if recorded and recorded.get("kept") is False:
+        reporter.error(recorded["message"] or f"trial {summary['id']} was not kept.")
         raise typer.Exit(code=int(ExitCode.NOT_KEPT))
     failed = summary.get("report_failed")
     if failed:
         reporter.error(f"trial {summary['id']}: {failed['message']}")
         raise typer.Exit(code=failed["exit_code"])
-    if recorded.get("spooled"):
-        reporter.error(recorded["message"])
+    if recorded and recorded["spooled"]:
+        reporter.error(recorded["message"] or "the trial is spooled.")
     mae = summary["data"]["metrics"]["MAE"]
     if limit is not None and mae is None:
         reporter.error(
@@ -173,5 +174,5 @@ def report_trial(
     if limit is not None and mae is not None and mae > limit:
         reporter.error(f"MAE {mae:,.0f} s is above the limit of {limit:,.0f} s.")
         raise typer.Exit(code=int(ExitCode.MAE_ABOVE_LIMIT))
-    if recorded.get("spooled"):
+    if recorded and recorded["spooled"]:
         raise typer.Exit(code=int(ExitCode.SPOOLED))

@@ -1,6 +1,6 @@
 """The Saturn Cloud and Prefect Cloud commands: `describe-sizes` and `register`.
 
-Plain functions with their options; `cli.py` adds them to the app.
+Plain functions with their options; `app.py` adds them to the app.
 """
 
 from __future__ import annotations

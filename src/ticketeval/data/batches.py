@@ -17,7 +17,6 @@ import pyarrow.parquet as pq
 from ticketeval.data.cache import CacheInfo, cache_path, read_cache_info, unreadable_cache
 from ticketeval.data.periods import Period
 from ticketeval.errors import DataError, UsageError
-from ticketeval.settings import check_seed
 
 # What every trial reads: the target's two columns, the priority the summary groups by, and
 # the ticket and its state (counted, and shown among the worst predictions); a model may ask
@@ -53,14 +52,12 @@ def load_batch(
     Only the needed columns are read, and rows are drawn before the conversion to pandas.
     `demo` reads the demo data's cache instead of the real data's.
     """
-    if seed is not None:
-        check_seed(seed)
     info = read_cache_info(data_dir, demo=demo)
     if info is None:
         raise DataError(f"no data in {data_dir} yet: run `ticketeval fetch` (or `--source demo`).")
     period = period or Period()
     path = Path(info.path)
-    candidates = closed_in(path, period) if period.bounded else None
+    candidates = closed_in(path, period) if period.selective else None
     available = info.rows if candidates is None else len(candidates)
     if candidates is not None and available == 0:
         raise DataError(f"no events {period.describe()} in the data ({describe_span(info)}).")
@@ -85,14 +82,34 @@ def load_batch(
     return Batch(frame, seed, info, period)
 
 
+CLOSED_STATE = "Closed"
+
+
 def closed_in(path: Path, period: Period) -> np.ndarray:
-    """The rows (in order) whose incident closed within the period."""
-    closed = pq.read_table(path, columns=["closed_at"]).column(0)
+    """The rows (in order) whose incident closed within the period (with `as_of`: the events
+    known then, of incidents closed by then; with `open_only`: of those the events whose state
+    is not Closed)."""
+    columns = ["closed_at"]
+    if period.as_of is not None:
+        columns.append("sys_updated_at")
+    if period.open_only:
+        columns.append("incident_state")
+    table = pq.read_table(path, columns=columns)
+    closed = table.column("closed_at")
     keep = pc.is_valid(closed)
+    if period.open_only:
+        state = table.column("incident_state")
+        is_closed = pc.fill_null(pc.equal(state.cast(pa.string()), CLOSED_STATE), False)
+        keep = pc.and_(keep, pc.invert(is_closed))
     if period.closed_from is not None:
         keep = pc.and_(keep, pc.greater_equal(closed, pa.scalar(period.closed_from, closed.type)))
     if period.closed_to is not None:
         keep = pc.and_(keep, pc.less(closed, pa.scalar(period.closed_to, closed.type)))
+    if period.as_of is not None:
+        as_of = pa.scalar(period.as_of, closed.type)
+        updated = table.column("sys_updated_at")
+        keep = pc.and_(keep, pc.less_equal(closed, as_of))
+        keep = pc.and_(keep, pc.fill_null(pc.less_equal(updated, as_of), False))
     return np.flatnonzero(keep.to_numpy(zero_copy_only=False))
 
 
@@ -103,8 +120,33 @@ def closure_span(data_dir: Path, *, demo: bool = False) -> tuple[datetime, datet
     return None if first is None else (first, last)
 
 
+def incidents_closed_before(path: Path, moment: datetime) -> int:
+    """How many incidents of the cache closed before `moment`: what a trial ending there
+    covered, to tell later whether tickets closed before it arrived late."""
+    table = pq.read_table(path, columns=["number", "closed_at"])
+    closed = table.column("closed_at")
+    before = pc.fill_null(pc.less(closed, pa.scalar(moment, closed.type)), False)
+    numbers = table.column("number").filter(before)
+    if pa.types.is_dictionary(numbers.type):  # count_distinct has no dictionary kernel
+        numbers = numbers.cast(numbers.type.value_type)
+    return int(pc.count_distinct(numbers).as_py())
+
+
 def describe_span(info: CacheInfo) -> str:
     return f"{info.rows:,} events from {info.source}"
+
+
+def read_events(
+    path: Path, columns: Sequence[str] | None, rows: np.ndarray, *, demo: bool = False
+) -> pd.DataFrame:
+    """The given rows (sorted positions) of the cache, only `columns` (None: all of them)."""
+    try:
+        if not len(rows):  # no row group to read: the columns, empty, with their types
+            empty = pq.read_schema(path).empty_table()
+            return empty.select(list(columns or empty.column_names)).to_pandas()
+        return _read_rows(path, None if columns is None else list(columns), rows)
+    except (OSError, pa.ArrowException) as error:  # a damaged page, a truncated file
+        raise unreadable_cache(path, error, demo=demo) from None
 
 
 def _read_rows(path: Path, columns: list[str] | None, rows: np.ndarray) -> pd.DataFrame:

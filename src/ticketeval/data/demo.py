@@ -11,9 +11,7 @@ import pyarrow.csv as pacsv
 
 from ticketeval.data.parsing import PRIORITIES
 from ticketeval.errors import UsageError
-from ticketeval.settings import check_seed
-
-HOUR = 3600.0
+from ticketeval.formatting import HOUR
 
 DEMO_SOURCE = "demo"
 DEFAULT_DEMO_EVENTS = 20_000
@@ -28,7 +26,6 @@ def demo_event_log(n_events: int = DEFAULT_DEMO_EVENTS, seed: int = 0) -> bytes:
     """
     if n_events < 2:
         raise UsageError("the demo event log needs at least 2 events.")
-    check_seed(seed)
     rng = np.random.default_rng(seed)
     # Events per incident: at least 2, mean ~5.7, as in the real log.
     per_incident = 2 + rng.poisson(3.69, size=n_events // 2 + 1)

@@ -7,22 +7,47 @@ target) was known by its end. Timestamps are naive, as the event log writes them
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NotRequired, TypedDict, overload
 
 from ticketeval.errors import HistoryError, UsageError
 
-EVERY_HELP = "'month' (calendar months), 'week' (weeks from Monday) or '<N>d' (N-day steps)"
+# The event log's timestamps are to the minute: a period that saw closures up to T ends at
+# T plus this, so the next one starts right after what it saw.
+CLOSURE_RESOLUTION = timedelta(minutes=1)
+EVERY_HELP = (
+    "'month' (calendar months), 'week' (weeks from Monday) or '<N>d' (N calendar days from the "
+    "first closure's day)"
+)
+
+
+class PeriodBounds(TypedDict):
+    """A period as a summary holds it: ISO dates, None for an open end."""
+
+    closed_from: str | None
+    closed_to: str | None
+    label: NotRequired[str]
+    as_of: NotRequired[str | None]
+    open_only: NotRequired[bool]
 
 
 @dataclass(frozen=True)
 class Period:
-    """Closures from `closed_from` (inclusive) to `closed_to` (exclusive); None is open."""
+    """Closures from `closed_from` (inclusive) to `closed_to` (exclusive); None is open.
+
+    `as_of` replays the log as it was known then: only the events updated at or before it,
+    of the incidents closed at or before it (the others were still open).
+    """
 
     closed_from: datetime | None = None
     closed_to: datetime | None = None
     label: str | None = None
+    as_of: datetime | None = None
+    # Only the events still open (incident_state not Closed): the closing update's own target
+    # is about 0, a free win for any model (`--open-only`).
+    open_only: bool = False
 
     def __post_init__(self) -> None:
         if self.closed_from and self.closed_to and self.closed_from >= self.closed_to:
@@ -30,37 +55,68 @@ class Period:
                 f"--closed-from {self.closed_from:%Y-%m-%d %H:%M} is not before --closed-to "
                 f"{self.closed_to:%Y-%m-%d %H:%M}: the period would be empty."
             )
+        if self.closed_from and self.as_of and self.closed_from > self.as_of:
+            raise UsageError(
+                f"--closed-from {self.closed_from:%Y-%m-%d %H:%M} is after --as-of "
+                f"{self.as_of:%Y-%m-%d %H:%M}: nothing had closed in the period by then."
+            )
 
     @property
     def bounded(self) -> bool:
-        return self.closed_from is not None or self.closed_to is not None
+        return any(bound is not None for bound in (self.closed_from, self.closed_to, self.as_of))
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
+    @property
+    def selective(self) -> bool:
+        """Whether the period selects some events (a bound, or open states only)."""
+        return self.bounded or self.open_only
+
+    @property
+    def last_closure(self) -> datetime | None:
+        """Where the closures scored end (exclusive `closed_to`, else inclusive `as_of`)."""
+        return self.closed_to or self.as_of
+
+    def to_dict(self) -> PeriodBounds:
+        bounds: PeriodBounds = {
             "closed_from": iso(self.closed_from),
             "closed_to": iso(self.closed_to),
-            **({"label": self.label} if self.label else {}),
         }
+        if self.label:
+            bounds["label"] = self.label
+        if self.open_only:
+            bounds["open_only"] = True
+        if self.as_of:
+            bounds["as_of"] = iso(self.as_of)
+        return bounds
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any] | None) -> Period:
+    def from_dict(cls, values: Mapping[str, Any] | None) -> Period:
         values = values or {}
         return cls(
             parse_date(values.get("closed_from"), "closed_from"),
             parse_date(values.get("closed_to"), "closed_to"),
             values.get("label"),
+            parse_date(values.get("as_of"), "as_of"),
+            bool(values.get("open_only")),
         )
 
     def describe(self) -> str:
         start = f"{self.closed_from:%Y-%m-%d %H:%M}" if self.closed_from else "the first closure"
         end = f"{self.closed_to:%Y-%m-%d %H:%M}" if self.closed_to else "the last closure"
-        return f"closed from {start} to {end}"
+        known = f" as known at {self.as_of:%Y-%m-%d %H:%M}" if self.as_of else ""
+        state = " in an open state" if self.open_only else ""
+        return f"closed from {start} to {end}{known}{state}"
 
 
 def iso(value: datetime | None) -> str | None:
     return value.isoformat(timespec="seconds") if value is not None else None
 
 
+@overload
+def parse_date(value: str | datetime, option: str | None = None) -> datetime: ...
+@overload
+def parse_date(value: None, option: str | None = None) -> None: ...
+@overload
+def parse_date(value: str | datetime | None, option: str | None = None) -> datetime | None: ...
 def parse_date(value: str | datetime | None, option: str | None = None) -> datetime | None:
     """An ISO date or date-time (`2016-03-01`, `2016-03-01T12:00`, `2016-03-01 12:00`) given
     by `option` (e.g. "closed_from"); None: a date read back from the history.
@@ -117,8 +173,8 @@ def split_periods(first: datetime, last: datetime, every: str) -> list[Period]:
     elif step == "week":
         day = first.replace(hour=0, minute=0, second=0, microsecond=0)
         start = day - timedelta(days=day.weekday())
-    else:
-        start = first
+    else:  # calendar days, from the first closure's midnight, as weeks and months are
+        start = first.replace(hour=0, minute=0, second=0, microsecond=0)
     periods = []
     while start <= last:
         if step == "month":

@@ -1,1 +1,1 @@
-"""What is kept of each trial: the history (SQLite or PostgreSQL), the spool, recording."""
+"""What is kept of each trial: the history (SQLite or PostgreSQL) and the spool."""

@@ -18,7 +18,10 @@ from typing import Any
 from ticketeval.errors import SummaryError
 from ticketeval.formatting import finite
 
-SCHEMA_VERSION = 2  # 1: the single-table SQLite history of releases up to now (no meta table)
+# 1: the single-table SQLite history of early releases (no meta table); 2: the trials table;
+# 3: 2 plus each trial's stream, population, data shift and incidents before its end
+# (`V3_COLUMNS`).
+SCHEMA_VERSION = 3
 META_TABLE = "ticketeval_meta"
 
 # (name, kind): kind is the portable type, mapped to each backend's below.
@@ -30,9 +33,12 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("rmse_low", "real"), ("rmse_high", "real"), ("baseline_mae", "real"), ("skill", "real"),
     ("data_sha256", "text"), ("source", "text"), ("closed_from", "text"), ("closed_to", "text"),
     ("run_id", "text"), ("period_label", "text"), ("results_path", "text"), ("alert", "int"),
-    ("summary", "text!"),
+    ("summary", "text!"), ("stream", "text"), ("population", "text"), ("data_shift", "int"),
+    ("incidents_before_end", "int"),
 )  # fmt: skip
 COLUMN_NAMES = tuple(name for name, _ in COLUMNS)
+# The columns version 3 added to version 2's table (at its end, as ALTER TABLE adds them).
+V3_COLUMNS = ("stream", "population", "data_shift", "incidents_before_end")
 # Seeds go up to 2**64-1, past SQLite's and PostgreSQL's signed 64-bit integers: stored as text.
 _METRICS = {"mae": "MAE", "medae": "MedAE", "mse": "MSE", "r2": "R2", "rmse": "RMSE"}
 _INTERVALS = {"mae": "MAE", "medae": "MedAE", "rmse": "RMSE"}
@@ -113,6 +119,26 @@ def null_if_undefined(value: Any) -> Any:
     return value
 
 
+def population(summary: Mapping[str, Any]) -> str:
+    """Which events a trial scored, in a word: what makes its figures comparable with another
+    trial's. A backtest's period (by its length: `backtest-month`, `backtest-week`,
+    `backtest-days`), a period of closure (`period`: `--closed-from/--closed-to`,
+    `--since-last`) or a sample of the whole log (`sample`); `/open` when only events still
+    open (not in state Closed) were scored. A month of tickets and a random thousand from the
+    whole log have different mixes: their MAEs are not compared."""
+    period = summary.get("period")
+    period = period if isinstance(period, Mapping) else {}
+    label = summary.get("period_label")
+    if summary.get("run_id") and isinstance(label, str):
+        length = "week" if "-W" in label else "month" if len(label) == 7 else "days"
+        kind = f"backtest-{length}"
+    elif period.get("closed_from") or period.get("closed_to"):
+        kind = "period"
+    else:
+        kind = "sample"
+    return kind + ("/open" if period.get("open_only") else "")
+
+
 def rows_from_summary(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The history rows of one trial summary: one per model it scored, keyed by (id, model).
 
@@ -133,6 +159,8 @@ def rows_from_summary(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
     period = summary.get("period") or {}
     alert = summary.get("alert")
     flagged = alert.get("flagged") if isinstance(alert, Mapping) else alert
+    shift = summary.get("data_shift")
+    shifted = shift.get("flagged") if isinstance(shift, Mapping) else None
     common = {
         "id": str(summary["id"]),
         "timestamp": utc_iso(summary.get("timestamp")),
@@ -147,6 +175,10 @@ def rows_from_summary(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
         "period_label": to_text(summary.get("period_label")),
         "results_path": to_text(summary.get("results_path")),
         "alert": None if flagged is None else int(bool(flagged)),
+        "stream": to_text(source.get("stream")),
+        "incidents_before_end": to_int(source.get("incidents_before_end")),
+        "population": population(summary),
+        "data_shift": None if shifted is None else int(bool(shifted)),
         "summary": json.dumps(null_if_undefined(summary), allow_nan=False, default=str),
     }
     rows = []
@@ -223,6 +255,10 @@ class HistoryRow:
     period_label: str | None
     results_path: str | None
     alert: bool | None
+    stream: str | None = None  # None: recorded before streams (schema 2), see `chain_end`
+    population: str | None = None
+    data_shift: bool | None = None  # a backtest's period whose mix of tickets shifted
+    incidents_before_end: int | None = None  # in the export then, closed before closed_to
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> HistoryRow:
@@ -257,6 +293,10 @@ class HistoryRow:
             period_label=row["period_label"],
             results_path=row["results_path"],
             alert=None if row["alert"] is None else bool(row["alert"]),
+            stream=row.get("stream"),
+            population=row.get("population"),
+            data_shift=None if row.get("data_shift") is None else bool(row["data_shift"]),
+            incidents_before_end=to_int(row.get("incidents_before_end")),
         )
 
 

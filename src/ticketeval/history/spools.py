@@ -12,10 +12,14 @@ import contextlib
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ticketeval.files import atomic_file
 from ticketeval.history.spool import pending_spool
 from ticketeval.history.urls import without_password
+
+if TYPE_CHECKING:
+    from ticketeval.settings import Settings
 
 LABEL_FILE = "history.url"
 
@@ -24,6 +28,11 @@ def spool_for(spool_root: Path, url: str) -> Path:
     """The spool of the history at `url`, under `spool_root`."""
     key = hashlib.sha256(without_password(url.strip()).encode()).hexdigest()[:16]
     return spool_root / key
+
+
+def history_spool(settings: Settings) -> Path:
+    """The spool of the settings' history: its trials are sent there and nowhere else."""
+    return spool_for(settings.spool_dir, settings.history)
 
 
 def label_spool(spool_dir: Path, url: str) -> None:

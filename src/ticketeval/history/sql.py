@@ -24,8 +24,10 @@ from ticketeval.history.rows import (
     META_TABLE,
     SCHEMA_VERSION,
     V1_COLUMNS,
+    V3_COLUMNS,
     HistoryRow,
     order_key,
+    population,
     rows_from_summary,
     rows_from_v1,
     to_int,
@@ -96,7 +98,6 @@ class HistoryStore:
         self.connect_timeout = connect_timeout
         self.read_only = False
         self.version = 0
-        self.migrated_trials: int | None = None  # set when this open migrated a legacy history
         self._connection: _Connection | None = None
         with self._errors("open"):
             self._connection = self._connect(create)
@@ -142,7 +143,7 @@ class HistoryStore:
         )
         # Waiting for another client's lock is bounded like SQLite's busy timeout.
         connection.execute(f"SET lock_timeout = {int(self.busy_timeout * 1000)}")
-        return connection  # type: ignore[return-value]
+        return connection
 
     def _connect_sqlite(self, create: bool) -> _Connection:
         import sqlite3
@@ -358,12 +359,15 @@ class HistoryStore:
                 for statement in _create_statements(self.backend):
                     self._execute(statement)
             elif version == 1:
-                self.migrated_trials = self._migrate_from_v1()
+                self._migrate_from_v1()
+            elif version == 2:
+                self._migrate_from_v2()
             if version < SCHEMA_VERSION:
                 for statement in _INDEXES:
                     self._execute(statement)
                 self._execute(
-                    f"INSERT INTO {META_TABLE} (key, value) VALUES ('schema_version', ?)",
+                    f"INSERT INTO {META_TABLE} (key, value) VALUES ('schema_version', ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                     (str(SCHEMA_VERSION),),
                 )
         return SCHEMA_VERSION
@@ -388,6 +392,23 @@ class HistoryStore:
         self._execute("DROP TABLE trials")
         self._execute("ALTER TABLE trials_v2 RENAME TO trials")
         return int(kept)
+
+    def _migrate_from_v2(self) -> None:
+        """Version 2 → 3 inside the caller's transaction: the stream and population columns
+        added. The population is derived from each trial's summary; the stream is left NULL
+        (those trials named none): `--since-last` matches them by checksum or source."""
+        types = _TYPES[self.backend]
+        present = set(self._columns("trials"))
+        kinds = dict(COLUMNS)
+        for name in V3_COLUMNS:
+            if name not in present:
+                self._execute(f"ALTER TABLE trials ADD COLUMN {name} {types[kinds[name]]}")
+        for trial_id, summary in self._execute("SELECT id, summary FROM trials").fetchall():
+            with contextlib.suppress(ValueError, TypeError, AttributeError):
+                self._execute(
+                    self._sql("UPDATE trials SET population = ? WHERE id = ?"),
+                    (population(json.loads(summary)), trial_id),
+                )
 
     # -- writing
 
@@ -449,7 +470,11 @@ class HistoryStore:
         self, *, model: str | None, last: int | None, run_id: str | None
     ) -> list[HistoryRow]:
         selected = [name for name in COLUMN_NAMES if name != "summary"]
-        conditions, parameters = [], []
+        if self.version < SCHEMA_VERSION:  # a version-2 history we may not migrate (read-only)
+            present = set(self._columns("trials"))
+            selected = [name for name in selected if name in present]
+        conditions: list[str] = []
+        parameters: list[str | int] = []
         for column, value in (("model", model), ("run_id", run_id)):
             if value is not None:
                 conditions.append(f"{column} = ?")

@@ -1,11 +1,12 @@
 """The trial history, as the rest of ticketeval uses it: open it, record a trial so that it is
-never lost, read trials back (the same on every backend), and flag regressions.
+never lost (a command's trial, or what a flow's workers wrote), read trials back (the same on
+every backend), the view `ticketeval history` and the report share (order and flags), copy it.
 
 Beneath it, one concern each (imports go one way, urls → rows → sql → spool → here):
 
-- `history_urls`: the URL forms, the default place, passwords kept out of messages;
-- `history_rows`: a trial summary as rows and a row read back (pure data);
-- `history_sql`: SQLite and PostgreSQL, the schema and its migration;
+- `urls`: the URL forms, passwords kept out of messages;
+- `rows`: a trial summary as rows and a row read back (pure data);
+- `sql`: SQLite and PostgreSQL, the schema and its migration;
 - `spool`: the files where trials wait while the history cannot be reached.
 
 sqlite3, psycopg and platformdirs are imported inside the functions that use them, so that
@@ -15,28 +16,21 @@ sqlite3, psycopg and platformdirs are imported inside the functions that use the
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ticketeval.errors import (
-    HistoryError,
-    HistoryUnavailable,
-    TicketevalError,
-    TrialNotKept,
-    UsageError,
-)
+from ticketeval.errors import HistoryError, TicketevalError, TrialNotKept, UsageError
 from ticketeval.history.rows import HistoryRow, rows_from_summary
 from ticketeval.history.spool import SpoolProgress, pending_spool, send_spooled, spool_trial
+from ticketeval.history.spools import Waiting, history_spool, label_spool, spool_for, waiting_spools
 from ticketeval.history.sql import HistoryStore
 from ticketeval.history.urls import (
     DEFAULT_BUSY_TIMEOUT,
     DEFAULT_CONNECT_TIMEOUT,
-    HISTORY_FILE,
     is_server_url,
     parse_history_url,
     redact_url,
@@ -44,10 +38,9 @@ from ticketeval.history.urls import (
     without_password,
 )
 
-
-def to_json(rows: Sequence[HistoryRow]) -> str:
-    """The rows as a JSON array: the same trials give the same bytes on every backend."""
-    return json.dumps([asdict(row) for row in rows], allow_nan=False)
+if TYPE_CHECKING:
+    from ticketeval.scoring.summary import RecordedRun, TrialSummary, Written
+    from ticketeval.settings import Settings
 
 
 def flag_regressions(
@@ -55,10 +48,12 @@ def flag_regressions(
 ) -> list[bool]:
     """For each row (in the given order, oldest first), whether its MAE is a regression.
 
-    A row is compared only with EARLIER rows of the SAME model on the SAME data (equal,
-    non-null `data_sha256`) that have an MAE: its reference, the last `window` of those (all of
-    them when `window` is None). A row without a reference, an MAE or a `data_sha256` is never
-    flagged. Otherwise:
+    A row is compared only with EARLIER rows of the SAME model on the SAME stream (equal,
+    non-null `stream`; for rows recorded before streams, the same `data_sha256`) and the SAME
+    population (a random sample of the log, a period, a backtest's periods of one length; all
+    events or open ones only) that have an MAE: its reference, the last `window` of those (all
+    of them when `window` is None). A row without a reference, an MAE or a stream (or
+    `data_sha256`) is never flagged. Otherwise:
 
     - when the row has an interval (`MAE_low`): flagged iff `MAE_low` is above the reference's
       upper bound, the median of the reference trials' `MAE_high` (their MAE when they have no
@@ -71,20 +66,22 @@ def flag_regressions(
     Pass the whole history (then keep the last rows you show): a row's reference is only what
     precedes it in `rows`.
     """
-    history: dict[tuple[str, str], list[HistoryRow]] = {}
+    history: dict[tuple[str, str, str | None], list[HistoryRow]] = {}
     flags: list[bool] = []
     for row in rows:
-        if row.MAE is None or row.data_sha256 is None:
+        stream = row.stream or row.data_sha256
+        if row.MAE is None or stream is None:
             flags.append(False)
             continue
-        earlier = history.setdefault((row.model, row.data_sha256), [])
+        earlier = history.setdefault((row.model, stream, row.population), [])
         reference = earlier[-window:] if window else earlier
         flagged = False
         if reference:
             if row.MAE_low is not None:
                 upper = statistics.median(
-                    r.MAE_high if r.MAE_high is not None else r.MAE  # type: ignore[misc]
+                    r.MAE_high if r.MAE_high is not None else r.MAE
                     for r in reference
+                    if r.MAE is not None  # always: only rows with an MAE are a reference
                 )
                 flagged = row.MAE_low > upper
             else:
@@ -93,6 +90,73 @@ def flag_regressions(
         flags.append(flagged)
         earlier.append(row)
     return flags
+
+
+def in_view_order(rows: Sequence[HistoryRow]) -> list[HistoryRow]:
+    """The rows oldest first, a backtest's periods together (they ran in parallel) in the order
+    of the periods, where its run started."""
+    run_start: dict[str, str] = {}
+    for row in rows:
+        if row.run_id:
+            run_start.setdefault(row.run_id, row.timestamp)
+    return sorted(
+        rows,
+        key=lambda row: (run_start.get(row.run_id or "", row.timestamp), row.closed_from or ""),
+    )
+
+
+def view_flags(rows: Sequence[HistoryRow], *, threshold: float = 0.25) -> list[bool]:
+    """Which rows the history shows as regressions (`ticketeval history` and the report alike):
+    a backtest's period as the backtest judged it, against its own band; a single trial
+    compared with the earlier single trials only (like with like)."""
+    singles = [row for row in rows if row.run_id is None]
+    flags = flag_regressions(singles, threshold=threshold)
+    single_flags = dict(zip(map(id, singles), flags, strict=True))
+    return [bool(row.alert) if row.run_id else single_flags[id(row)] for row in rows]
+
+
+@dataclass(frozen=True)
+class HistoryView:
+    """The recorded trials as `ticketeval history` shows them."""
+
+    history: str  # the URL, password redacted
+    rows: list[HistoryRow]
+    flagged: list[bool]
+    pending: int  # trials waiting in the spool of this history
+    waiting: list[Waiting] = field(default_factory=list)  # every spool with trials
+    notes: list[str] = field(default_factory=list)  # e.g. the legacy history moved
+
+    def records(self) -> list[dict[str, Any]]:
+        """The rows as plain dicts (the same on every backend), each with its flag."""
+        return [
+            {**asdict(row), "flagged": flagged}
+            for row, flagged in zip(self.rows, self.flagged, strict=True)
+        ]
+
+
+def history_view(
+    url: str,
+    spool_root: Path,
+    *,
+    last: int | None,
+    threshold: float,
+    model: str | None,
+    notes: Sequence[str] = (),
+) -> HistoryView:
+    """The trials of the history at `url` in view order with their flags, the last `last`;
+    what waits in its spool, and in every spool under `spool_root` (a spool per history)."""
+    rows = in_view_order(read_trials(url, model=model))
+    flags = view_flags(rows, threshold=threshold)
+    if last:
+        rows, flags = rows[-last:], flags[-last:]
+    return HistoryView(
+        redact_url(url),
+        rows,
+        flags,
+        pending_spool(spool_for(spool_root, url)),
+        waiting_spools(spool_root),
+        list(notes),
+    )
 
 
 # --- Opening and reading ----------------------------------------------------------------------
@@ -177,11 +241,6 @@ class RecordOutcome:
             line += f" {len(self.rejected)} unreadable spool file(s) set aside as *.rejected."
         return line
 
-    def raise_if_spooled(self) -> None:
-        """Raise HistoryUnavailable (exit code 7) when the trial only reached the spool."""
-        if self.spooled:
-            raise HistoryUnavailable(self.message)
-
 
 def record_trial(
     summary: Mapping[str, Any],
@@ -240,25 +299,156 @@ def record_trial(
     )
 
 
-def flush_spool(url: str, spool_dir: Path, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> int:
-    """Send the spooled trials now (without a new trial); return how many were sent."""
-    with open_history(url, busy_timeout=busy_timeout) as store:
-        return send_spooled(spool_dir, store.append).sent
+def record_summary(settings: Settings, summary: TrialSummary) -> TrialSummary:
+    """Record a trial in the settings' history, or keep it in that history's spool when it
+    cannot be reached; the summary comes back with where it went (`recorded`). When neither
+    can be written, it comes back all the same (`kept` False), to be printed: never lost unseen."""
+    notes: list[str] = []
+    with contextlib.suppress(HistoryError):  # then the trial goes to the spool
+        moved = adopt_legacy_history(settings)
+        if moved:
+            notes.append(moved)
+    spool = history_spool(settings)
+    try:
+        outcome = record_trial(summary, settings.history, spool)
+    except TrialNotKept as error:
+        return {
+            **summary,
+            "recorded": {
+                "history": redact_url(settings.history),
+                "spooled": False,
+                "kept": False,
+                "message": str(error),
+                "notes": notes,
+            },
+        }
+    if outcome.spooled:
+        with contextlib.suppress(OSError, TicketevalError):  # the label only helps `history`
+            label_spool(spool, settings.history)
+    if outcome.recorded and (outcome.sent_from_spool or outcome.rejected):
+        notes.append(outcome.message)  # says how many unreadable files were set aside
+    return {
+        **summary,
+        "recorded": {
+            "history": outcome.history,
+            "spooled": outcome.spooled,
+            "message": None if outcome.recorded else outcome.message,
+            "notes": notes,
+        },
+    }
 
 
-def copy_history(from_url: str, to_url: str) -> int:
-    """Copy every trial of one history into another (e.g. a local file into a team's server);
-    return the rows added. Idempotent: copying again adds nothing."""
-    with open_history(from_url, create=False) as source:
-        summaries = source.summaries()
+def record_written(settings: Settings, written: Written) -> TrialSummary:
+    """A trial a flow's worker wrote, or here, what it could not write (nothing is lost)."""
+    summary = written["summary"]
+    if not written["recorded"]:
+        return record_summary(settings, summary)
+    return {
+        **summary,
+        "recorded": {
+            "history": written.get("history", ""),
+            "spooled": False,
+            "message": None,
+            "notes": [],
+        },
+    }
+
+
+def record_all_written(settings: Settings, written: Sequence[Written]) -> RecordedRun:
+    """Where the periods a backtest's workers wrote went (each recorded here when they could
+    not), together: the history, how many were spooled, the notes."""
+    recorded = [record_written(settings, one)["recorded"] for one in written]
+    return {
+        "history": recorded[0]["history"] if recorded else None,
+        "spooled": sum(outcome["spooled"] for outcome in recorded),
+        "message": next((outcome["message"] for outcome in recorded if outcome["spooled"]), None),
+        "notes": [note for outcome in recorded for note in outcome["notes"]],
+    }
+
+
+def discard_run_results(settings: Settings, run_id: str) -> None:
+    """After a backtest failed or was stopped: delete the per-event results its periods wrote
+    for trials the history does not hold (they would only evict recorded trials' results)."""
+    from ticketeval.scoring.results import discard_run
+
+    recorded: set[str] = set()
+    with contextlib.suppress(TicketevalError):
+        recorded = {row.id for row in read_trials(settings.history, run_id=run_id)}
+    discard_run(settings.results_dir, run_id, keep=recorded)
+
+
+@dataclass(frozen=True)
+class ChainEnd:
+    """Where the `--since-last` chain of a model on a stream ends, and how it was found."""
+
+    end: str | None  # ISO; None: no earlier trial, start at the beginning
+    note: str | None = None  # said when trials recorded before streams were matched
+    # How many incidents closed before `end` the export held when the chain reached it (None:
+    # not recorded): more now means tickets arrived late.
+    incidents_before_end: int | None = None
+
+
+def chain_end(
+    settings: Settings, *, model: str, stream: str, data_sha256: str, source: str
+) -> ChainEnd:
+    """The latest end of the trials of `model` on `stream` that scored a period: the next
+    `--since-last` starts there. Any kind counts (a `--since-last`, a `--closed-from` or
+    `--closed-to` period, a backtest's periods): each recorded end is the newest closure it
+    saw plus one minute, so nothing after it was scored. Trials recorded before streams
+    existed (no stream) are matched by the data's checksum or source, with a note, so that an
+    upgraded or moved history never silently starts from scratch."""
+    rows = [row for row in read_trials(settings.history, model=model) if row.closed_to]
+    chain = [row for row in rows if row.stream == stream]
+    if chain:
+        last = max(str(row.closed_to) for row in chain)
+        # The most the export held before that end, over the trials that reached it.
+        counts = [
+            row.incidents_before_end
+            for row in chain
+            if row.closed_to == last and row.incidents_before_end is not None
+        ]
+        return ChainEnd(last, incidents_before_end=max(counts, default=None))
+    legacy = [
+        str(row.closed_to)
+        for row in rows
+        if row.stream is None and (row.data_sha256 == data_sha256 or row.source == source)
+    ]
+    if not legacy:
+        return ChainEnd(None)
+    return ChainEnd(
+        max(legacy),
+        f"note: no trial of {model} names the stream {stream!r}; continuing after "
+        f"{len(legacy)} trial(s) recorded before streams, matched by the data's checksum or "
+        "source.",
+    )
+
+
+def copy_history(source: str, target: str) -> dict[str, Any]:
+    """Copy every trial of one history into another (e.g. a local file into a team's server),
+    each a history URL or a SQLite file's path. Idempotent: copying again adds nothing.
+    Returns both histories (passwords redacted) and the rows added."""
+    from ticketeval.settings import sqlite_url
+
+    from_url, to_url = (url if "://" in url else sqlite_url(Path(url)) for url in (source, target))
+    with open_history(from_url, create=False) as store:
+        summaries = store.summaries()
     added = 0
-    with open_history(to_url) as target:
+    with open_history(to_url) as store:
         for summary in summaries:
-            added += target.append(summary)
-    return added
+            added += store.append(summary)
+    return {"from": redact_url(from_url), "to": redact_url(to_url), "added": added}
 
 
 # --- The history releases up to 0.1 kept in the cache directory ------------------------------
+
+
+def adopt_legacy_history(settings: Settings) -> str | None:
+    """Move a history left in the cache directory by earlier releases to the data directory
+    (the default history only); the sentence saying so, or None. Every command that reads or
+    writes the history calls it first, so none reports "no trials" while they sit there."""
+    if settings.history_url is not None or settings.history_path is not None:
+        return None
+    return move_legacy_history(settings.data_dir, settings.history_dir)
 
 
 def move_legacy_history(legacy_dir: Path, data_dir: Path | None = None) -> str | None:
@@ -273,7 +463,7 @@ def move_legacy_history(legacy_dir: Path, data_dir: Path | None = None) -> str |
     """
     import sqlite3
 
-    from ticketeval.settings import default_history_dir
+    from ticketeval.settings import HISTORY_FILE, default_history_dir
 
     old = legacy_dir / HISTORY_FILE
     new = (data_dir or default_history_dir()) / HISTORY_FILE

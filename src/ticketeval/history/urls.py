@@ -1,5 +1,5 @@
-"""History URLs: their two forms, where the default history lives, and passwords kept out of
-every message.
+"""History URLs: their two forms, and passwords kept out of every message (a SQLite file's URL
+is built by `ticketeval.settings.sqlite_url`, beneath both the settings and the history).
 
 A history URL is `sqlite:///absolute/path.sqlite` or `postgresql://user:password@host/db`. URLs
 appear in messages only through `redact_url`, and a driver's error text only through `scrub`.
@@ -11,14 +11,12 @@ import contextlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from ticketeval.errors import UsageError
 
 SQLITE_SCHEME = "sqlite"
 POSTGRES_SCHEMES = ("postgresql", "postgres")
-HISTORY_FILE = "history.sqlite"
-SPOOL_DIR = "spool"
 DEFAULT_BUSY_TIMEOUT = 60.0  # seconds a write waits for another process's lock
 DEFAULT_CONNECT_TIMEOUT = 10.0  # seconds to reach a PostgreSQL server
 
@@ -97,25 +95,6 @@ def scrub(text: str, url: str) -> str:
     for secret in secrets_of(url):
         line = line.replace(secret, "***")
     return line
-
-
-def sqlite_url(path: Path) -> str:
-    """The history URL of a SQLite file (made absolute)."""
-    return f"{SQLITE_SCHEME}://{quote(str(Path(path).expanduser().absolute()))}"
-
-
-def default_history_url(data_dir: Path | None = None) -> str:
-    """`history.sqlite` in `data_dir`, by default the user's data directory."""
-    from ticketeval.settings import default_history_dir
-
-    return sqlite_url((data_dir or default_history_dir()) / HISTORY_FILE)
-
-
-def default_spool_dir(data_dir: Path | None = None) -> Path:
-    """Where trials wait when the history cannot be reached: `<data dir>/spool`."""
-    from ticketeval.settings import default_history_dir
-
-    return (data_dir or default_history_dir()) / SPOOL_DIR
 
 
 @dataclass(frozen=True)

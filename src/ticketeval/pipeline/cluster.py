@@ -16,7 +16,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from ticketeval.errors import FlowError, TicketevalError, UnreachableError, UsageError
+from ticketeval.defaults import DEFAULT_SCHEDULER_TIMEOUT, WORKER_TIMEOUT
+from ticketeval.errors import (
+    FlowError,
+    RemoteError,
+    SettingsError,
+    TicketevalError,
+    UnreachableError,
+    UsageError,
+)
+from ticketeval.history.urls import is_server_url
 
 if TYPE_CHECKING:
     from prefect import Flow
@@ -26,15 +35,16 @@ if TYPE_CHECKING:
 # worker at 80% of its limit: below this a worker pauses or restarts before any task runs.
 MIN_MEMORY_LIMIT = 256 * 2**20
 # How long an --address has to answer as a Dask scheduler, and then to have a worker.
-SCHEDULER_TIMEOUT = 10.0
-WORKER_TIMEOUT = 60.0
+# A Saturn job's Dask workers are pods that may first need a machine: give them longer.
+SATURN_WORKER_TIMEOUT = 900.0
 # How long a worker may stay paused for memory before the run is ended.
 PAUSE_GRACE = 3.0
 
 
 @dataclass(frozen=True)
 class ClusterOptions:
-    """Where run-local runs: a new LocalCluster, or an existing scheduler at `address`.
+    """Where run-local runs: a new LocalCluster, an existing scheduler at `address`, or (with
+    `saturn`, inside a Saturn Cloud job) the Dask cluster Saturn attached to the job.
 
     Every value is checked here, before any data is read or a cluster starts."""
 
@@ -44,9 +54,17 @@ class ClusterOptions:
     address: str | None = None
     verbose: bool = False
     # How long a scheduler given by --address has to answer (TICKETEVAL_SCHEDULER_TIMEOUT).
-    scheduler_timeout: float = SCHEDULER_TIMEOUT
+    scheduler_timeout: float = DEFAULT_SCHEDULER_TIMEOUT
+    saturn: bool = False
+
+    @property
+    def remote(self) -> bool:
+        """Whether the workers are other machines (their own disks, their own settings)."""
+        return self.address is not None or self.saturn
 
     def __post_init__(self) -> None:
+        if self.saturn and self.address is not None:
+            raise UsageError("--saturn and --address name two clusters: give one.")
         if self.workers is not None and self.workers < 1:
             raise UsageError(f"--workers must be at least 1, not {self.workers}.")
         if self.threads_per_worker is not None and self.threads_per_worker < 1:
@@ -65,8 +83,9 @@ class ClusterOptions:
                 )
         if self.memory_limit is not None:
             memory_limit_bytes(self.memory_limit)
-        if self.address is not None:
-            scheduler_host_port(self.address)
+        if self.address is not None or self.saturn:
+            if self.address is not None:
+                scheduler_host_port(self.address)
             shaping = [
                 option
                 for option, value in (
@@ -77,10 +96,19 @@ class ClusterOptions:
                 if value is not None
             ]
             if shaping:
+                where = "--saturn the job's" if self.saturn else "--address the scheduler's own"
                 raise UsageError(
                     f"{', '.join(shaping)} shape the LocalCluster ticketeval starts; with "
-                    "--address the scheduler's own workers run the flow: drop them."
+                    f"{where} workers run the flow: drop them."
                 )
+
+    def workers_history(self, history: str) -> str | None:
+        """The history the flow's workers write to: this machine's, except that a scheduler
+        given by address (or a Saturn job's cluster) gets it only when it is a server (a SQLite
+        path there would be its own disk)."""
+        if self.remote and not is_server_url(history):
+            return None
+        return history
 
 
 def max_local_parallelism() -> int:
@@ -128,7 +156,7 @@ def scheduler_host_port(address: str) -> tuple[str, int]:
     return host, port
 
 
-def check_scheduler(address: str, timeout: float = SCHEDULER_TIMEOUT) -> None:
+def check_scheduler(address: str, timeout: float = DEFAULT_SCHEDULER_TIMEOUT) -> None:
     """Refuse, within `timeout` seconds, an address where no Dask scheduler answers: Dask's own
     client would wait forever on a server that accepts the connection and says nothing."""
     host, port = scheduler_host_port(address)
@@ -176,7 +204,7 @@ def prefect_logs_to_stderr() -> None:
 
     for handler in logging.getLogger("prefect").handlers:
         if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
-            handler.setStream(CurrentStderr())  # type: ignore[arg-type]
+            handler.setStream(CurrentStderr())
 
 
 class CurrentStderr:
@@ -230,10 +258,29 @@ def run_flow(
         # "Task exception was never retrieved" tracebacks.
         logging.getLogger("asyncio").setLevel(logging.CRITICAL)
     watch: MemoryWatch | None = None
+    security: Any = None  # a Saturn cluster's TLS settings, when it has them
     try:
         with contextlib.ExitStack() as stack:
             address = cluster.address
-            if address is None:
+            if cluster.saturn:
+                saturn_cluster = attach_saturn_cluster(verbose=cluster.verbose)
+                # A job's cluster outlives a closed client (shutdown_on_close is False for
+                # jobs): close it as the run ends, whatever the outcome.
+                stack.callback(close_saturn_cluster, saturn_cluster)
+                address = saturn_cluster.scheduler_address
+                dashboard = saturn_cluster.dashboard_link
+                security = saturn_cluster.security
+                client = stack.enter_context(
+                    Client(address, set_as_default=False, security=security)
+                )
+                try:
+                    client.wait_for_workers(1, timeout=SATURN_WORKER_TIMEOUT)
+                except (OSError, TimeoutError):
+                    raise UnreachableError(
+                        f"the job's Saturn Dask cluster ({address}) had no worker after "
+                        f"{SATURN_WORKER_TIMEOUT:g} s: see its workers in Saturn Cloud."
+                    ) from None
+            elif address is None:
                 # The worker forked from this process starts with Dask, pandas and pyarrow
                 # already imported: about 0.7 s of a 2.8 s run-local, where spawning a fresh
                 # interpreter imports them again. A user's own setting wins.
@@ -279,12 +326,52 @@ def run_flow(
 
             prefect_logs_to_stderr()
             warm_up.join()
-            state = flow.run(executor=DaskExecutor(address=address))
+            executor = DaskExecutor(
+                address=address, client_kwargs={"security": security} if security else {}
+            )
+            state = flow.run(executor=executor)
     except KeyboardInterrupt:
         if watch is not None and watch.problem is not None:
             raise watch.problem from None
         raise
     return _flow_summary(flow, state, result_task)
+
+
+def attach_saturn_cluster(*, verbose: bool = False) -> Any:
+    """The Dask cluster Saturn Cloud attached to this job (or Jupyter server): dask-saturn's
+    SaturnCluster() with no arguments, as its documentation says for a job. Its failures
+    become one line each."""
+    import requests
+
+    if not verbose:
+        # dask-saturn logs its steps, and a warning when its worker plugin cannot be registered
+        # (distributed 2025 removed the call it uses; the plugin only sets up Saturn's own
+        # logging): noise in the job's log, which --verbose keeps.
+        logging.getLogger("dask-saturn").setLevel(logging.ERROR)
+
+    try:
+        from dask_saturn import SaturnCluster
+
+        return SaturnCluster()
+    except RuntimeError as error:  # dask-saturn's missing SATURN_BASE_URL / SATURN_TOKEN
+        raise SettingsError(
+            f"--saturn attaches to the Dask cluster of a Saturn Cloud job ({error}): run it "
+            "in a Saturn job (ticketeval job deploy), where Saturn sets them."
+        ) from None
+    except requests.RequestException as error:
+        raise UnreachableError(
+            f"Saturn Cloud could not be reached for the job's Dask cluster: {type(error).__name__}."
+        ) from None
+    except ValueError as error:  # dask-saturn's refusals (Saturn's message, as it words them)
+        raise RemoteError(
+            f"Saturn Cloud did not give the job's Dask cluster: {str(error).splitlines()[0]}"
+        ) from None
+
+
+def close_saturn_cluster(cluster: Any) -> None:
+    # The trial is recorded by then: a cluster Saturn already closed is no failure of it.
+    with contextlib.suppress(Exception):
+        cluster.close()
 
 
 def _worker_memory(dask_scheduler: Any) -> list[tuple[str, int, int | None]]:

@@ -7,6 +7,7 @@ only inside `build_flow`.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,10 +19,13 @@ from ticketeval.data.cache import ensure_cache
 from ticketeval.data.demo import DEMO_SOURCE
 from ticketeval.data.periods import Period, iso, parse_date
 from ticketeval.errors import DownloadError, HistoryError, UsageError
+from ticketeval.scoring import HEURISTIC
 from ticketeval.scoring.champion import columns_of, model_specs
 from ticketeval.scoring.metrics import METRIC_NAMES, score_metric
 from ticketeval.scoring.models import load_model, predict
-from ticketeval.scoring.trial import ResultsKeeping, new_trial_id, scored_target, summarize_models
+from ticketeval.scoring.results import ResultsKeeping
+from ticketeval.scoring.summary import TrialSummary, Verdict, Written
+from ticketeval.scoring.trial import new_trial_id, scored_target, summarize_models
 
 if TYPE_CHECKING:
     from prefect import Flow
@@ -56,12 +60,19 @@ def _task_get_ticket_data_batch(
     closed_from: str | None = None,
     closed_to: str | None = None,
     demo: bool = False,
+    as_of: str | None = None,
+    open_only: bool = False,
 ) -> Batch:
     settings = _worker_settings(data_dir)
     # On a fresh remote worker this fetches, with the worker's URL, timeout and retries;
     # run-local fetched on the client first.
     ensure_cache(settings, DEMO_SOURCE if demo else None)
-    period = Period(parse_date(closed_from, "closed_from"), parse_date(closed_to, "closed_to"))
+    period = Period(
+        parse_date(closed_from, "closed_from"),
+        parse_date(closed_to, "closed_to"),
+        as_of=parse_date(as_of, "as_of"),
+        open_only=bool(open_only),
+    )
     return load_batch(
         settings.data_dir,
         parse_batch_size(batch_size),
@@ -101,7 +112,8 @@ def _task_get_trial_summary(
     models: list[str],
     runner: str,
     results: ResultsKeeping | None = None,
-) -> dict[str, Any]:
+    stream: str | None = None,
+) -> TrialSummary:
     """The summary of every model's predictions (in the order of `models`, champion first);
     `metrics` are the champion's, from the evaluate_model tasks. Keeps the champion's
     per-event results when asked."""
@@ -116,38 +128,62 @@ def _task_get_trial_summary(
         closed_at=batch.frame["closed_at"].to_numpy(),
         runner=runner,
         metrics=metrics,
+        stream=stream,
     )
     if results is None:
         return summary
-    return {**summary, **results.keep(trial_id, batch, actuals, predictions[0], models[0])}
+    return results.keep(trial_id, batch, actuals, predictions[0], models[0]).into(summary)
 
 
-def _task_write_report(
-    written: dict[str, Any], history_url: str | None, out: Path
-) -> dict[str, Any]:
+def _task_add_open_tickets(
+    summary: TrialSummary,
+    batch: Batch,
+    actuals: pd.Series,
+    predictions: list[np.ndarray],
+    models: list[str],
+    data_dir: Path | None,
+    demo: bool,
+    estimate: bool,
+) -> TrialSummary:
+    """The tickets still open at the batch's `as_of`, for the champion (see `evaluate`)."""
+    from ticketeval.scoring.loss_estimate import add_open_tickets
+
+    assert batch.period.as_of is not None
+    return add_open_tickets(
+        summary,
+        data_dir=_worker_settings(data_dir).data_dir,
+        as_of=batch.period.as_of,
+        model=load_model(models[0]),
+        name=models[0],
+        closed_target=actuals.to_numpy(),
+        closed_predictions=predictions[0],
+        demo=demo,
+        estimate=estimate,
+    )
+
+
+def _task_write_report(written: Written, history_url: str | None, out: Path) -> Written:
     """The trial's page, from the summary just written and the history around it."""
-    from ticketeval.report.build import history_points, write_trial_report
+    from ticketeval.report.build import write_report_of
 
     url = history_url or _worker_settings(None).history
-    points, band = history_points(url, written["summary"])
-    report = write_trial_report(written["summary"], over_time=points, thresholds=band, out=out)
-    return {**written, "report": report.to_dict()}
+    return {**written, "report": write_report_of(url, written["summary"], out)}
 
 
-def _task_write_backtest_report(verdict: dict[str, Any], out: Path) -> dict[str, Any]:
+def _task_write_backtest_report(verdict: Verdict, out: Path) -> Verdict:
     """The backtest's page: its last period with events, and every period over time."""
     from ticketeval.report.build import backtest_points, write_trial_report
 
     points, band = backtest_points(verdict)
     current = next(i for i, point in enumerate(points) if point["current"])
-    summary = verdict["written"][current]["summary"]
+    summary = verdict.get("written", [])[current]["summary"]
     report = write_trial_report(summary, over_time=points, thresholds=band, out=out)
     return {**verdict, "report": report.to_dict()}
 
 
 def _task_write_trial_summary(
-    trial_summary: dict[str, Any], history_url: str | None, must_record: bool
-) -> dict[str, Any]:
+    trial_summary: TrialSummary, history_url: str | None, must_record: bool
+) -> Written:
     """Record the trial in the history from the worker; returns the summary and where it went.
 
     `must_record` (a registered flow, where no client waits): a history that cannot be reached
@@ -179,7 +215,7 @@ def build_flow(
     name: str,
     batch_size: int | None,
     seed: int | None = None,
-    model: str | list[str] = "heuristic",
+    model: str | Sequence[str] = HEURISTIC,
     period: Period | None = None,
     data_dir: Path | None = None,
     history_url: str | None = None,
@@ -189,6 +225,8 @@ def build_flow(
     schedule_hours: float | None = None,
     runner: str = "prefect",
     demo: bool = False,
+    estimate: bool = False,
+    stream: str | None = None,
 ) -> Flow:
     """The seed's pipeline as a Prefect 1 flow. Nothing runs until the flow is run.
 
@@ -197,7 +235,8 @@ def build_flow(
     parameter without a password (the pod supplies it). `model` names one model or several
     (a list, or one string separated by commas: the `model` parameter is that string); the
     `predict` task is mapped over them, and the champion's (the first) predictions feed the
-    `evaluate_model` tasks. `demo` scores the demo data.
+    `evaluate_model` tasks. `demo` scores the demo data. A period with `as_of` adds the
+    `add_open_tickets` task (and the `as-of` parameter); `estimate` estimates their MAE.
     """
     from datetime import timedelta
 
@@ -239,6 +278,9 @@ def build_flow(
         model_parameter = Parameter("model", default=",".join(model_specs(model)))
         closed_from = Parameter("closed-from", default=iso(period.closed_from))
         closed_to = Parameter("closed-to", default=iso(period.closed_to))
+        open_only = Parameter("open-only", default=period.open_only)
+        # Only a replay has the parameter and the task: other flows keep their shape.
+        as_of = Parameter("as-of", default=iso(period.as_of)) if period.as_of else None
         trial_id = get_trial_id()
         batch = get_ticket_data_batch(
             batch_size_parameter,
@@ -248,6 +290,8 @@ def build_flow(
             closed_from,
             closed_to,
             demo,
+            as_of,
+            open_only,
         )
         actuals = get_target(batch)
         models = get_models(model_parameter)
@@ -259,8 +303,12 @@ def build_flow(
             for name in METRIC_NAMES
         }
         summary = get_trial_summary(
-            trial_id, batch, actuals, predictions, metrics, models, runner, results
+            trial_id, batch, actuals, predictions, metrics, models, runner, results, stream
         )
+        if as_of is not None:
+            summary = task(_task_add_open_tickets, name="add_open_tickets")(
+                summary, batch, actuals, predictions, models, data_dir, demo, estimate
+            )
         history = Parameter("history-url", default=history_url) if must_record else history_url
         written = write_trial_summary(summary, history, must_record)
         if report is not None:
@@ -280,7 +328,8 @@ def _task_score_period(
     run_id: str,
     results: ResultsKeeping | None = None,
     demo: bool = False,
-) -> dict[str, Any]:
+    stream: str | None = None,
+) -> TrialSummary:
     from ticketeval.scoring.backtest import score_period
 
     settings = _worker_settings(data_dir)
@@ -294,21 +343,22 @@ def _task_score_period(
         run_id=run_id,
         results=results,
         demo=demo,
+        stream=stream,
         negative=settings.negative_targets,
     )
 
 
 def _task_judge_backtest(
-    summaries: list[dict[str, Any]], reference: int | None, min_events: int
-) -> dict[str, Any]:
+    summaries: list[TrialSummary], reference: int | None, min_events: int
+) -> Verdict:
     from ticketeval.scoring.backtest import judge
 
     return judge(summaries, reference=reference, min_events=min_events)
 
 
 def _task_write_backtest(
-    summaries: list[dict[str, Any]], verdict: dict[str, Any], history_url: str | None
-) -> dict[str, Any]:
+    summaries: list[TrialSummary], verdict: Verdict, history_url: str | None
+) -> Verdict:
     """Record every period as one run; the outcome of each, for the client to complete."""
     from ticketeval.scoring.backtest import with_alerts
 
@@ -334,6 +384,7 @@ def build_backtest_flow(
     results: ResultsKeeping | None = None,
     report: Path | None = None,
     demo: bool = False,
+    stream: str | None = None,
 ) -> Flow:
     """The backtest as a Prefect 1 flow: the periods scored in parallel by one mapped task,
     then judged against the reference periods' band and recorded as one run."""
@@ -352,6 +403,7 @@ def build_backtest_flow(
             unmapped(run_id),
             unmapped(results),
             unmapped(demo),
+            unmapped(stream),
         )
         verdict = judge_task(summaries, reference, min_events)
         written = write(summaries, verdict, history_url)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ticketeval.errors import RemoteError, SettingsError, UnreachableError, UsageError
 from ticketeval.history.store import flow_history_url
+from ticketeval.pipeline.saturn_api import check_sizes, describe_sizes, saturn_refusal
 from ticketeval.settings import Settings, env_var_name
 
 if TYPE_CHECKING:
@@ -114,13 +115,17 @@ def _remote_errors(settings: Settings) -> Iterator[None]:
         url = response.url if response is not None else None
         status = response.status_code if response is not None else "an error"
         name, token = service(url)
+        if name == "Saturn Cloud" and response is not None:
+            # One owner of what Saturn's answers mean: the same lines as `ticketeval job`'s.
+            raise saturn_refusal(response.status_code, f"{response.request.method} {url}") from None
         if status in (401, 403):
             raise RemoteError(
                 f"{name} refused {token} (HTTP {status} from {url}): check the token."
             ) from None
         raise RemoteError(f"{name} answered HTTP {status} for {url}.") from None
     except (requests.ConnectionError, requests.Timeout) as error:
-        url = error.request.url if error.request is not None else settings.base_url
+        asked = error.request.url if error.request is not None else settings.base_url
+        url = asked.decode() if isinstance(asked, bytes) else asked
         name, _ = service(url)
         problem = (
             "did not answer in time" if isinstance(error, requests.Timeout) else "is unreachable"
@@ -131,25 +136,6 @@ def _remote_errors(settings: Settings) -> Iterator[None]:
     except (ValueError, KeyError) as error:
         # A response that is not the JSON the client libraries expect.
         raise RemoteError(f"unexpected answer from a remote service: {error}") from None
-
-
-def describe_sizes(settings: Settings) -> dict[str, str]:
-    """Saturn's instance sizes, name → description, in the order Saturn lists them."""
-    with _environment(settings.saturn_environment()), _remote_errors(settings):
-        import prefect_saturn
-
-        sizes = prefect_saturn.describe_sizes()
-        return {str(name): str(description) for name, description in sizes.items()}
-
-
-def check_sizes(sizes: dict[str, str], **given: str | None) -> None:
-    """Refuse a size Saturn does not offer, before anything is registered."""
-    for option, size in given.items():
-        if size is not None and size not in sizes:
-            raise UsageError(
-                f"--{option.replace('_', '-')} {size!r} is not a Saturn Cloud size; "
-                f"choose one of: {', '.join(sizes)} (see ticketeval describe-sizes)."
-            )
 
 
 @dataclass(frozen=True)

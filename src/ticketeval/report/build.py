@@ -1,9 +1,9 @@
 """`ticketeval report`: a trial's page, from what the history and the trial's results keep.
 
-Finds the trial (by id, or the last one), its per-event results (`results.py`), and the trials
+Finds the trial (by id, or the last one), its per-event results (`scoring.results`), and the trials
 around it for the over-time chart: earlier trials of the same model on the same data, or, for a
 backtest's period, the backtest's periods with its alert band; then builds the page
-(`page.py`) and writes it. matplotlib is imported only when a page is built.
+(`page`) and writes it. matplotlib is imported only when a page is built.
 """
 
 from __future__ import annotations
@@ -58,6 +58,17 @@ def write_trial_report(
     return WrittenReport(str(summary["id"]), page, charts)
 
 
+def write_report_of(
+    history_url: str, summary: Mapping[str, Any], out: Path | None, png_dir: Path | None = None
+) -> dict[str, Any]:
+    """The page (and PNG charts) of a recorded trial, with the trials around it in the history."""
+    points, band = history_points(history_url, summary)
+    written = write_trial_report(
+        summary, over_time=points, thresholds=band, out=out, png_dir=png_dir
+    )
+    return written.to_dict()
+
+
 def find_trial(history_url: str, trial_id: str | None) -> dict[str, Any]:
     """The summary of trial `trial_id` (a unique prefix will do), or of the last trial."""
     from ticketeval.history.store import open_history, read_trials, redact_url
@@ -93,20 +104,34 @@ def history_points(
     """The over-time chart's points around `summary`, and the alert band when there is one:
     the backtest's periods for one of its periods, else the earlier trials of the same model
     on the same data (the trial itself last, even when it is not recorded yet)."""
-    from ticketeval.history.store import HistoryRow, flag_regressions, read_trials
+    from ticketeval.history.rows import population
+    from ticketeval.history.store import HistoryRow, read_trials, view_flags
 
     model = str(summary.get("model"))
-    data = (summary.get("source") or {}).get("csv_sha256")
-    rows = [row for row in read_trials(history_url, model=model) if row.data_sha256 == data]
+    source = summary.get("source") or {}
+    # The same stream (else, for trials recorded before streams, the same data) and the same
+    # population: a trend of like with like.
+    stream, data = source.get("stream"), source.get("csv_sha256")
+    kind = population(summary)
+    rows = [
+        row
+        for row in read_trials(history_url, model=model)
+        if (row.stream == stream if row.stream and stream else row.data_sha256 == data)
+        and (summary.get("run_id") or row.population == kind)
+    ]
     run_id = summary.get("run_id")
     if run_id:
         periods = sorted(
             (row for row in rows if row.run_id == run_id), key=lambda row: row.closed_from or ""
         )
-        return [_point(row, bool(row.alert), summary) for row in periods], summary.get("band")
+        points = [_point(row, bool(row.alert), summary) for row in periods]
+        for point, row in zip(points, periods, strict=True):
+            point["data_shift"] = bool(row.data_shift)
+        return points, summary.get("band")
     singles = [row for row in rows if row.run_id is None]
-    flags = flag_regressions(singles)
-    flagged = {row.id: flag for row, flag in zip(singles, flags, strict=True)}
+    flagged = {
+        row.id: flag for row, flag in zip(rows, view_flags(rows), strict=True) if not row.run_id
+    }
     position = next((i for i, row in enumerate(singles) if row.id == summary["id"]), None)
     earlier: list[HistoryRow] = singles[:position] if position is not None else singles
     points = [_point(row, flagged[row.id], summary) for row in earlier[-OVER_TIME_TRIALS + 1 :]]
@@ -131,12 +156,14 @@ def backtest_points(verdict: Mapping[str, Any]) -> tuple[list[dict[str, Any]], A
             "MAE_high": row["MAE_high"],
             "events": row["events"],
             "alert": row["alert"],
+            "data_shift": row.get("data_shift", False),
             "too_small": row["too_small"],
             "current": index == last,
         }
         for index, row in enumerate(rows)
     ]
-    return points, verdict.get("thresholds")
+    # No MAE band: a backtest's bands are the skill's and the constant's MAE (`judge`).
+    return points, None
 
 
 def _point(row: Any, flagged: bool, current: Mapping[str, Any]) -> dict[str, Any]:

@@ -204,9 +204,14 @@ def predicted_vs_actual(frame: pd.DataFrame) -> tuple[Chart, str]:
             caption += f" {clipped:,} events under one minute are drawn at one minute."
         chart = _render(figure, chart_id, "Predicted vs actual time to close", caption)
 
-    bands = ((0, HOUR, "under 1 h"), (HOUR, DAY, "1 h to 1 d"), (DAY, WEEK, "1 d to 1 wk"))
-    bands += ((WEEK, 30 * DAY, "1 wk to 30 d"), (30 * DAY, math.inf, "30 d or more"))
-    rows = []
+    bands: tuple[tuple[float, float, str], ...] = (
+        (0, HOUR, "under 1 h"),
+        (HOUR, DAY, "1 h to 1 d"),
+        (DAY, WEEK, "1 d to 1 wk"),
+        (WEEK, 30 * DAY, "1 wk to 30 d"),
+        (30 * DAY, math.inf, "30 d or more"),
+    )
+    rows: list[list[tuple[str, float | None]]] = []
     for start, stop, label in bands:
         inside = frame[(frame["actual"] >= start) & (frame["actual"] < stop)]
         if label == "under 1 h":
@@ -255,7 +260,7 @@ def error_distribution(frame: pd.DataFrame) -> tuple[Chart, str]:
 
         figure = _new_figure(7.2, 3.8)
         axes = figure.add_subplot()
-        axes.hist(errors, bins=edges, color=BLUE, edgecolor="white", linewidth=0.4)
+        axes.hist(errors, bins=edges.tolist(), color=BLUE, edgecolor="white", linewidth=0.4)
         axes.set_xscale("symlog", linthresh=1.0, linscale=0.5)
         ticks = [(0.0, "0")]
         for hours, label in _TICKS_HOURS[1:]:
@@ -443,7 +448,10 @@ def over_time_chart(
     rows, attributes = [], []
     for point, value, start, stop in zip(points, mae, low, high, strict=True):
         flags = [
-            name for name, key in (("alert", "alert"), ("too few events", "too_small"))
+            name
+            for name, key in (
+                ("alert", "alert"), ("data shift", "data_shift"), ("too few events", "too_small")
+            )
             if point.get(key)
         ]  # fmt: skip
         if point.get("current"):
@@ -461,6 +469,7 @@ def over_time_chart(
         attributes.append(
             f' data-label="{escape(point.get("label", ""))}"'
             f' data-alert="{str(bool(point.get("alert"))).lower()}"'
+            f' data-data-shift="{str(bool(point.get("data_shift"))).lower()}"'
             f' data-too-small="{str(bool(point.get("too_small"))).lower()}"'
             f' data-current="{str(bool(point.get("current"))).lower()}"'
             + (' class="alert-row"' if point.get("alert") else "")

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,11 +46,10 @@ from ticketeval.report.charts import (
     priority_chart,
     writable_matplotlib_config,
 )
+from ticketeval.report.open_tickets import SECTION_ID as OPEN_SECTION_ID
+from ticketeval.report.open_tickets import SECTION_TITLE as OPEN_SECTION_TITLE
+from ticketeval.report.open_tickets import open_tickets_section
 
-if TYPE_CHECKING:
-    pass
-
-MINUTE, HOUR, DAY, WEEK = 60.0, 3_600.0, 86_400.0, 604_800.0
 WORST_EVENTS = 20
 NOT_KEPT = "Per-event results not kept for this trial."
 NOTHING_SCORED = "No event of this trial has an actual time to close."
@@ -62,12 +61,6 @@ SECTIONS = (
     ("by-priority", "MAE per priority"),
     ("over-time", "MAE over time"),
     ("worst-events", "Worst-predicted events"),
-)
-CHART_IDS = (
-    "chart-predicted-vs-actual",
-    "chart-error-distribution",
-    "chart-by-priority",
-    "chart-over-time",
 )
 
 
@@ -123,12 +116,14 @@ def build_report(
         charts.append(chart)
         parts.append(_section("error-distribution", _figure_html(chart, table)))
 
+    states = _by_state(summary)
     if priorities:
         chart, table = priority_chart(priorities, baseline_source=_baseline_source(summary))
         charts.append(chart)
-        parts.append(_section("by-priority", _figure_html(chart, table, table_open=True)))
+        parts.append(_section("by-priority", _figure_html(chart, table, table_open=True) + states))
     else:
-        parts.append(_section("by-priority", _missing("The summary has no per-priority scores.")))
+        missing = _missing("The summary has no per-priority scores.")
+        parts.append(_section("by-priority", missing + states))
 
     if points:
         chart, table = over_time_chart(points, thresholds or {})
@@ -143,6 +138,12 @@ def build_report(
         parts.append(_section("worst-events", _missing(NOTHING_SCORED)))
     else:
         parts.append(_section("worst-events", _worst_events(frame)))
+
+    # A trial with --as-of: the tickets still open then, after the six parts.
+    open_html, open_charts = open_tickets_section(summary, len(SECTIONS) + 1)
+    if open_html:
+        parts.append(open_html)
+        charts.extend(open_charts)
 
     trial_id = str(summary.get("id") or "unknown")
     return Report(trial_id=trial_id, html=_page(summary, parts), charts=tuple(charts))
@@ -208,6 +209,28 @@ def _baseline_source(summary: Mapping[str, Any]) -> str:
     return "summary" if _baselines(summary) is not None else "results"
 
 
+def _by_state(summary: Mapping[str, Any]) -> str:
+    """The summary's scores per incident state, as a table ("" when it has none): the Closed
+    state's closing update is nearly free to predict, the open states are what matters."""
+    given = dig(summary, "data", "by_state")
+    if not isinstance(given, Mapping) or not given:
+        return ""
+    rows = []
+    for label, scores in given.items():
+        scores = scores if isinstance(scores, Mapping) else {}
+        mae, constant = finite(scores.get("MAE")), finite(scores.get("baseline_MAE"))
+        rows.append(
+            [
+                (str(label), None),
+                (format_count(scores.get("num_obs")), finite(scores.get("num_obs"))),
+                (human_duration(mae), mae),
+                (human_duration(constant), constant),
+            ]
+        )
+    table = html_table(rows, ("state", "events", "MAE", "constant's MAE"))
+    return f'\n<div id="by-state"><h3>MAE per incident state</h3>\n{table}\n</div>'
+
+
 def _by_priority(summary: Mapping[str, Any], frame: pd.DataFrame | None) -> list[PriorityScores]:
     """Per priority: events and MAE from the summary (from the results when the summary has
     none), beside the constant's MAE: the summary's, else computed from the results with the
@@ -271,7 +294,10 @@ tr.alert-row td{font-weight:600}
 def _page(summary: Mapping[str, Any], parts: list[str]) -> str:
     trial = escape(summary.get("id") or "unknown")
     model = escape(summary.get("model") or "unknown model")
-    nav = "".join(f'<a href="#{key}">{escape(title)}</a>' for key, title in SECTIONS)
+    sections = list(SECTIONS)
+    if dig(summary, "data", "open") is not None:
+        sections.append((OPEN_SECTION_ID, OPEN_SECTION_TITLE))
+    nav = "".join(f'<a href="#{key}">{escape(title)}</a>' for key, title in sections)
     meta = " · ".join(
         f"{label} {escape(value)}"
         for label, value in (
@@ -318,8 +344,12 @@ def _headline(summary: Mapping[str, Any]) -> str:
 
     row("Model", "model", None, str(summary.get("model") or "n/a"))
     matches = source.get("matches_uci") if isinstance(source, Mapping) else None
-    provenance = {True: "UCI's published file", False: "not UCI's published file"}.get(
-        matches, "provenance unknown"
+    provenance = (
+        "UCI's published file"
+        if matches is True
+        else "not UCI's published file"
+        if matches is False
+        else "provenance unknown"
     )
     row(
         "Data",

@@ -17,10 +17,10 @@ import pandas as pd
 
 from ticketeval.data.periods import Period
 from ticketeval.errors import UsageError
+from ticketeval.scoring import HEURISTIC
 from ticketeval.scoring.metrics import paired_mae_difference
 from ticketeval.scoring.models import Model, model_columns
-
-DEFAULT_MODEL = "heuristic"
+from ticketeval.scoring.summary import Comparison, ModelInfo
 
 
 def model_specs(model: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -31,11 +31,11 @@ def model_specs(model: str | Sequence[str] | None) -> tuple[str, ...]:
     refused: each model is one column of the comparison and one row of the history.
     """
     if model is None:
-        return (DEFAULT_MODEL,)
+        return (HEURISTIC,)
     items = model.split(",") if isinstance(model, str) else list(model)
     specs = tuple(item.strip() for item in items)
     if not specs:
-        return (DEFAULT_MODEL,)
+        return (HEURISTIC,)
     if any(not spec for spec in specs):
         raise UsageError(f"an empty model name in {model!r}.")
     repeated = sorted({spec for spec in specs if specs.count(spec) > 1})
@@ -55,7 +55,7 @@ def columns_of(models: Iterable[Model]) -> tuple[str, ...] | None:
     return tuple(dict.fromkeys(wanted))
 
 
-def model_info(spec: str, model: Model) -> dict[str, Any] | None:
+def model_info(spec: str, model: Model) -> ModelInfo | None:
     """What the summary says about a trained model: where it came from and what it trained on;
     None for a model without training metadata (the heuristic, most user functions)."""
     metadata = getattr(model, "metadata", None)
@@ -86,13 +86,15 @@ def overlaps_training(
     if not info or not info.get("trained_from") or not info.get("trained_until"):
         return False
     if period.bounded:
-        from ticketeval.scoring.training import overlaps_training as periods_overlap
+        from ticketeval.scoring.model_file import overlaps_training as periods_overlap
 
         training = {
             "first_closed_at": info["trained_from"],
             "last_closed_at": info["trained_until"],
         }
-        return bool(periods_overlap({"training": training}, period.closed_from, period.closed_to))
+        return bool(
+            periods_overlap({"training": training}, period.closed_from, period.last_closure)
+        )
     if closed_at is None:
         return True  # the whole log, unseen: it includes the training period
     closed = np.asarray(closed_at, dtype="datetime64[ns]")
@@ -103,15 +105,20 @@ def overlaps_training(
 
 
 def comparisons(
-    target: pd.Series | np.ndarray, predictions: Mapping[str, np.ndarray], *, seed: int
-) -> list[dict[str, Any]]:
-    """Each challenger against the champion (the first model), on the same events."""
+    target: pd.Series | np.ndarray,
+    predictions: Mapping[str, np.ndarray],
+    *,
+    seed: int,
+    incidents: np.ndarray | None = None,
+) -> list[Comparison]:
+    """Each challenger against the champion (the first model), on the same events, resampling
+    whole incidents (`incidents`: each event's cluster)."""
     names = list(predictions)
     champion = names[0]
-    rows = []
+    rows: list[Comparison] = []
     for challenger in names[1:]:
         difference, interval = paired_mae_difference(
-            target, predictions[champion], predictions[challenger], seed=seed
+            target, predictions[champion], predictions[challenger], seed=seed, incidents=incidents
         )
         rows.append(
             {

@@ -1,7 +1,7 @@
 """Models: the reference heuristic, loading a user's model or a model file, and checking what
 it predicts.
 
-A model file (`ticketeval train`) is read by `ticketeval.scoring.training`, imported only
+A model file (`ticketeval train`) is read by `ticketeval.scoring.model_file`, imported only
 when a spec names one: the heuristic and `--help` never import scikit-learn or skops.
 """
 
@@ -19,8 +19,9 @@ import pandas as pd
 
 from ticketeval.data.parsing import COLUMNS
 from ticketeval.errors import ModelError
+from ticketeval.formatting import HOUR
+from ticketeval.scoring import HEURISTIC
 
-HOUR = 3600.0
 # The seed's heuristic, with the label the data really uses ("4 - Low", not "4 - Lower").
 HEURISTIC_HOURS = {"1 - Critical": 6.0, "2 - High": 24.0, "3 - Moderate": 120.0, "4 - Low": 240.0}
 HEURISTIC_DEFAULT_HOURS = 180.0
@@ -53,10 +54,10 @@ def is_model_file(spec: str) -> bool:
 def load_model(spec: str) -> Model:
     """`heuristic`, a model file (`ticketeval train`), or `package.module:function` naming a
     callable batch -> seconds."""
-    if spec == "heuristic":
+    if spec == HEURISTIC:
         return heuristic_model
     if is_model_file(spec):
-        from ticketeval.scoring.training import load_model_file
+        from ticketeval.scoring.model_file import load_model_file
 
         return load_model_file(spec)
     module_name, _, attribute = spec.partition(":")
@@ -197,7 +198,7 @@ def check_predictions(raw: object, batch: pd.DataFrame, *, name: str = "model") 
 
 
 def _one_per_row(
-    raw: object, batch: pd.DataFrame, name: str
+    raw: Any, batch: pd.DataFrame, name: str
 ) -> np.ndarray | pd.api.extensions.ExtensionArray:
     """The values of `raw`, one per row in the batch's order, their type not yet checked."""
     if isinstance(raw, pd.DataFrame):

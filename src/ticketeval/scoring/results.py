@@ -11,14 +11,22 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ticketeval.errors import DataError, UsageError
+from ticketeval.errors import DataError, TicketevalError, UsageError
 from ticketeval.files import atomic_file
+
+if TYPE_CHECKING:
+    from ticketeval.data.batches import Batch
+    from ticketeval.scoring.summary import TrialSummary
+    from ticketeval.settings import Settings
 
 RESULT_COLUMNS = ("number", "sys_updated_at", "priority", "incident_state", "actual", "predicted")
 SUFFIX = ".parquet"
@@ -182,3 +190,101 @@ def discard_run(directory: Path, run_id: str, *, keep: set[str]) -> list[Path]:
                 path.unlink()
                 deleted.append(path)
     return deleted
+
+
+# Larger batches keep no per-event results: writing ten million rows would cost more than the
+# trial, and a page shows the worst twenty and a density, not every event.
+RESULTS_MAX_EVENTS = 1_000_000
+
+
+@dataclass(frozen=True)
+class KeptResults:
+    """What became of a trial's per-event results: the file, or why there is none."""
+
+    path: Path | None = None
+    note: str | None = None  # they could not be written: the trial goes on without them
+
+    def into(self, summary: TrialSummary) -> TrialSummary:
+        """The summary with `results_path` or `results_note` (nothing for a large batch)."""
+        if self.path is not None:
+            summary["results_path"] = str(self.path)
+        if self.note is not None:
+            summary["results_note"] = self.note
+        return summary
+
+
+class ResultsNotKept(Exception):
+    """The per-event results could not be written (the reason); the trial goes on without."""
+
+
+@dataclass(frozen=True)
+class ResultsKeeping:
+    """Where trials keep their per-event results (for `ticketeval report`), and how many."""
+
+    directory: Path
+    retain: int | None  # how many trials keep theirs (None: all)
+    # A backtest's run: its files are tagged with it and not pruned as they are written (the
+    # run prunes once recorded, or discards them when it fails).
+    run_id: str | None = None
+
+    @classmethod
+    def of(cls, settings: Settings) -> ResultsKeeping:
+        """Where this machine's trials keep their per-event results, and how many do."""
+        return cls(settings.results_dir, settings.results_keep)
+
+    def prune(self) -> None:
+        """Keep the newest `retain` results files; delete the others."""
+        prune_results(self.directory, self.retain)
+
+    def write(
+        self,
+        trial_id: str,
+        batch: Batch,
+        target: pd.Series,
+        predictions: np.ndarray,
+        model: str,
+    ) -> Path | None:
+        """Write this trial's results, then drop the oldest beyond the retention; nothing for
+        a batch larger than RESULTS_MAX_EVENTS (None)."""
+        if len(batch.frame) > RESULTS_MAX_EVENTS:
+            return None
+
+        frame = batch.frame
+        per_event = pd.DataFrame(
+            {
+                "number": frame["number"],
+                "sys_updated_at": frame["sys_updated_at"],
+                "priority": frame["priority"],
+                "incident_state": frame["incident_state"],
+                "actual": target,
+                "predicted": predictions,
+            }
+        )
+        try:
+            path = write_results(
+                self.directory, trial_id, per_event, model=model, run_id=self.run_id
+            )
+        except (OSError, TicketevalError) as error:
+            # A full disk or an unwritable directory costs the report its per-event charts,
+            # never the trial: it is scored, printed and recorded all the same.
+            raise ResultsNotKept(getattr(error, "strerror", None) or str(error)) from None
+        if self.run_id is None:
+            prune_results(self.directory, self.retain)
+        return path
+
+    def keep(
+        self,
+        trial_id: str,
+        batch: Batch,
+        target: pd.Series,
+        predictions: np.ndarray,
+        model: str,
+    ) -> KeptResults:
+        """`write`, never failing the trial: the file, or a note saying why there is none."""
+        try:
+            return KeptResults(self.write(trial_id, batch, target, predictions, model))
+        except ResultsNotKept as error:
+            reason = str(error).rstrip(".")
+            return KeptResults(
+                note=f"Per-event results not kept ({reason}): the report lacks them."
+            )

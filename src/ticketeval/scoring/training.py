@@ -1,60 +1,41 @@
-"""Training a time-to-close model, and its model file.
+"""Training a time-to-close model: the time split, training and the holdout figures.
 
-Owns: which columns may be features (only what is known when the event happens; never the
-incident's outcomes), the category maps, the time split, training and the holdout figures,
-the skops model file (written atomically, read with an explicit allow-list of types), its
-description, and the period check the leakage guard uses.
-
-Never imports typer or rich; scikit-learn and skops are imported inside the functions that
-need them, so `ticketeval --help` does not pay for them.
+The features live in `ticketeval.scoring.features`, the model and its file in
+`ticketeval.scoring.model_file`. Never imports typer or rich; scikit-learn is imported inside
+the functions that need it, so `ticketeval --help` does not pay for it.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
-import zipfile
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
 
 from ticketeval import __version__
+from ticketeval.data.batches import CLOSED_STATE
 from ticketeval.data.cache import cache_path, read_cache_info, unreadable_cache
-from ticketeval.errors import DataError, ModelError, UsageError
-from ticketeval.files import atomic_file
+from ticketeval.errors import DataError, UsageError
+from ticketeval.scoring.features import (
+    CATEGORICAL_FEATURES,
+    FEATURES,
+    INPUT_COLUMNS,
+    MAX_CATEGORIES,
+    category_map,
+    feature_matrix,
+    openmp_threads,
+)
+from ticketeval.scoring.model_file import FORMAT, FORMAT_VERSION, TrainedModel, TrainingResult
 from ticketeval.scoring.models import heuristic_model
 from ticketeval.scoring.trial import compute_target
 
-# --- What the model may read -------------------------------------------------------------------
-
-# The incident's outcomes, repeated on every one of its events: known only once it has closed.
-LEAKY_COLUMNS = ("closed_at", "resolved_at", "closed_code", "resolved_by", "knowledge")
-
-CATEGORICAL_FEATURES = (
-    "priority", "impact", "urgency", "incident_state", "contact_type", "location", "category",
-    "subcategory", "u_symptom", "assignment_group", "assigned_to", "opened_by", "sys_updated_by",
-    "notify",
-)  # fmt: skip
-NUMERIC_FEATURES = ("active", "reassignment_count", "reopen_count", "sys_mod_count")
-# Derived from the event's own timestamps: its age and when in the week it happened.
-TIME_FEATURES = ("seconds_since_opened", "hour", "weekday")
-FEATURES = (*CATEGORICAL_FEATURES, *NUMERIC_FEATURES, *TIME_FEATURES)
-# made_sla is left out on purpose: on the real log it turns False almost only on the closing
-# event (9,154 of its 9,215 False values), i.e. it records how the ticket ended. Before that
-# it says nothing, and on the closing event incident_state already says "Closed".
-INPUT_COLUMNS = (*CATEGORICAL_FEATURES, *NUMERIC_FEATURES, "opened_at", "sys_updated_at")
-assert not set(INPUT_COLUMNS) & set(LEAKY_COLUMNS), "an outcome column is a model input"
-
-# HistGradientBoosting takes at most 255 categories per feature: the 254 most frequent values
-# of the training data keep their own, every other value (and any unseen later) shares one.
-MAX_CATEGORIES = 255
+Censoring = Literal["ipcw", "none"]
+CENSORINGS: tuple[Censoring, ...] = ("ipcw", "none")
+DEFAULT_CENSORING: Censoring = "none"
+# Kaplan-Meier's censoring survival below this is clipped: no event weighs more than 20.
+IPCW_FLOOR = 0.05
 
 Loss = Literal["absolute_error", "log"]
 LOSSES: tuple[Loss, ...] = ("absolute_error", "log")
@@ -65,22 +46,6 @@ DEFAULT_LOSS: Loss = "absolute_error"
 # incident are near-copies of each other. On the real log 300 trees at a rate of 0.05, or
 # smaller trees, moved the holdout MAE by under 0.2%.
 HYPERPARAMETERS: dict[str, Any] = {"max_iter": 100, "learning_rate": 0.1, "max_leaf_nodes": 31}
-
-FORMAT = "ticketeval-model"
-FORMAT_VERSION = 1
-# A fixed timestamp for every entry of the model file's zip, so equal models give equal bytes.
-ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
-
-# Every type a model file of FORMAT_VERSION may hold beyond those skops trusts by default: what
-# `skops.io.get_untrusted_types` lists for a file this module wrote (scikit-learn 1.9, either
-# loss). Anything else is refused.
-TRUSTED_TYPES = frozenset(
-    {
-        "functools.partial",
-        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-        "sklearn.utils.validation.check_array",
-    }
-)
 
 
 # --- The time split ----------------------------------------------------------------------------
@@ -118,100 +83,6 @@ def time_cut(
     if len(closed) == 0:
         raise DataError("no event has a closed_at: cannot split by time.")
     return pd.Timestamp(closed[int(train_fraction * (len(closed) - 1))])
-
-
-# --- Features ----------------------------------------------------------------------------------
-
-
-def category_map(values: pd.Series, max_categories: int = MAX_CATEGORIES) -> list[str]:
-    """The values that keep their own category: the most frequent, ties by value, as text.
-
-    At most `max_categories - 1`, leaving one code for "other"; missing values are not counted.
-    """
-    counts = values.astype("string").value_counts(dropna=True)
-    ranked = sorted(counts[counts > 0].items(), key=lambda item: (-item[1], item[0]))
-    return [value for value, _ in ranked[: max_categories - 1]]
-
-
-def category_codes(values: pd.Series, kept: Sequence[str]) -> np.ndarray:
-    """Codes as floats: a kept value's position, len(kept) ("other") for any other value
-    (rare or unseen), NaN for a missing one."""
-    categorical = (
-        values if isinstance(values.dtype, pd.CategoricalDtype) else values.astype("category")
-    )
-    position = {value: code for code, value in enumerate(kept)}
-    # One look-up per distinct value, not per row; the extra last entry is code -1 (missing).
-    per_value = [position.get(str(value), len(kept)) for value in categorical.cat.categories]
-    lookup = np.array([*per_value, np.nan], dtype=float)
-    return lookup[categorical.cat.codes.to_numpy()]
-
-
-def feature_matrix(frame: pd.DataFrame, category_maps: Mapping[str, Sequence[str]]) -> np.ndarray:
-    """The model's inputs, one row per event, columns in FEATURES' order (floats, NaN missing)."""
-    missing = [column for column in INPUT_COLUMNS if column not in frame]
-    if missing:
-        raise ModelError(f"the data lacks the model's input column(s) {', '.join(missing)}.")
-    matrix = np.empty((len(frame), len(FEATURES)), dtype=float)
-    for index, column in enumerate(CATEGORICAL_FEATURES):
-        matrix[:, index] = category_codes(frame[column], category_maps[column])
-    offset = len(CATEGORICAL_FEATURES)
-    for index, column in enumerate(NUMERIC_FEATURES, start=offset):
-        matrix[:, index] = pd.to_numeric(frame[column].astype("Float64")).to_numpy(
-            dtype=float, na_value=np.nan
-        )
-    updated = pd.to_datetime(frame["sys_updated_at"]).astype("datetime64[s]")
-    opened = pd.to_datetime(frame["opened_at"]).astype("datetime64[s]")
-    offset += len(NUMERIC_FEATURES)
-    matrix[:, offset] = (updated - opened).to_numpy() / np.timedelta64(1, "s")
-    matrix[:, offset + 1] = updated.dt.hour.to_numpy(dtype=float, na_value=np.nan)
-    matrix[:, offset + 2] = updated.dt.weekday.to_numpy(dtype=float, na_value=np.nan)
-    return matrix
-
-
-# --- The model ---------------------------------------------------------------------------------
-
-
-class TrainedModel:
-    """A trained model as ticketeval's `--model` expects: `model(batch)` -> seconds per row.
-
-    `columns` names the raw columns it reads (never an outcome column); `metadata` is plain
-    data describing how it was trained and how it scored on its holdout.
-    """
-
-    def __init__(self, estimator: Any, metadata: dict[str, Any]) -> None:
-        self.estimator = estimator
-        self.metadata = metadata
-        self.columns: tuple[str, ...] = tuple(metadata["columns"])
-        self._category_maps: dict[str, list[str]] = metadata["category_maps"]
-        self._log_target = metadata["loss"] == "log"
-
-    def __call__(self, batch: pd.DataFrame) -> np.ndarray:
-        if len(batch) == 0:
-            return np.empty(0, dtype=float)
-        with openmp_threads(len(batch)):
-            raw = self.estimator.predict(feature_matrix(batch, self._category_maps))
-        seconds = np.expm1(raw) if self._log_target else raw
-        # A ticket cannot close before the event: negative times are the trees' noise.
-        return np.clip(seconds, 0.0, None)
-
-    def __repr__(self) -> str:
-        training = self.metadata.get("training", {})
-        return f"TrainedModel(loss={self.metadata['loss']!r}, cut={training.get('cut')!r})"
-
-
-@dataclass(frozen=True)
-class TrainingResult:
-    """A model trained on the events before the cut, and its figures on the events after."""
-
-    model: TrainedModel
-
-    @property
-    def metadata(self) -> dict[str, Any]:
-        return self.model.metadata
-
-    @property
-    def holdout(self) -> dict[str, Any]:
-        return self.model.metadata["holdout"]
 
 
 def _iso(value: Any) -> str | None:
@@ -261,13 +132,16 @@ def train(
     loss: Loss = DEFAULT_LOSS,
     max_categories: int = MAX_CATEGORIES,
     data_sha256: str | None = None,
+    censoring: Censoring = DEFAULT_CENSORING,
 ) -> TrainingResult:
     """Train on the events of incidents closed before the cut, score on the others.
 
     `frame` holds events as the cache stores them (at least INPUT_COLUMNS and closed_at);
     events without a target (no closed_at or sys_updated_at) are dropped. `loss` is
     "absolute_error" (the metric we report) or "log" (squared error on log1p of the seconds,
-    predicting expm1). The same data, options and seed give the same model.
+    predicting expm1). `censoring="ipcw"` also counts the incidents still open at the cut,
+    as censored examples (see `censoring_weights`). The same data, options and seed give the
+    same model.
     """
     if loss not in LOSSES:
         raise UsageError(f"loss must be one of {', '.join(LOSSES)}, not {loss!r}.")
@@ -276,6 +150,9 @@ def train(
     missing = [column for column in (*INPUT_COLUMNS, "closed_at") if column not in frame]
     if missing:
         raise DataError(f"the data lacks the column(s) {', '.join(missing)} needed to train.")
+    if censoring not in CENSORINGS:
+        raise UsageError(f"censoring must be one of {', '.join(CENSORINGS)}, not {censoring!r}.")
+    whole_log = frame
     target_all = compute_target(frame).to_numpy()
     scored = ~np.isnan(target_all)
     frame, target_all = frame.loc[scored], target_all[scored]
@@ -292,10 +169,15 @@ def train(
     maps = {
         column: category_map(training[column], max_categories) for column in CATEGORICAL_FEATURES
     }
+    weights, censoring_info = None, {"method": "none"}
+    if censoring == "ipcw":
+        weights, censoring_info = censoring_weights(whole_log, cut)
     estimator = _estimator(loss, seed)
     with openmp_threads(len(training)):
         estimator.fit(
-            feature_matrix(training, maps), np.log1p(y_train) if loss == "log" else y_train
+            feature_matrix(training, maps),
+            np.log1p(y_train) if loss == "log" else y_train,
+            sample_weight=weights,
         )
 
     metadata: dict[str, Any] = {
@@ -314,9 +196,27 @@ def train(
     }
     model = TrainedModel(estimator, metadata)
     median = float(np.median(y_train))
-    mae = _mae(y_holdout, model(holdout))
+    predicted, heuristic = model(holdout), heuristic_model(holdout)
+    mae = _mae(y_holdout, predicted)
     mae_constant = _mae(y_holdout, np.full(len(y_holdout), median))
-    mae_heuristic = _mae(y_holdout, heuristic_model(holdout))
+    mae_heuristic = _mae(y_holdout, heuristic)
+    # The events still open: a Closed-state event's target is about 0 (the closing update
+    # itself), a free win that flatters every model. What a team cares about is the rest.
+    is_open = (holdout["incident_state"].astype(str) != CLOSED_STATE).to_numpy()
+    open_states = None
+    if is_open.any():
+        y_open = y_holdout[is_open]
+        open_mae = _mae(y_open, predicted[is_open])
+        open_constant = _mae(y_open, np.full(len(y_open), median))
+        open_heuristic = _mae(y_open, heuristic[is_open])
+        open_states = {
+            "events": int(is_open.sum()),
+            "MAE": open_mae,
+            "MAE_constant": open_constant,
+            "skill": _skill(open_mae, open_constant),
+            "MAE_heuristic": open_heuristic,
+            "skill_vs_heuristic": _skill(open_mae, open_heuristic),
+        }
     metadata["training"] = {
         "cut": cut.isoformat(),
         "train_fraction": None if closed_before is not None else train_fraction,
@@ -325,6 +225,7 @@ def train(
         "events": int(len(training)),
         "incidents": int(training["number"].nunique()) if "number" in training else None,
         "median_target": median,
+        "censoring": censoring_info,
     }
     metadata["holdout"] = {
         "first_closed_at": _iso(holdout["closed_at"].min()),
@@ -336,201 +237,48 @@ def train(
         "skill": _skill(mae, mae_constant),
         "MAE_heuristic": mae_heuristic,
         "skill_vs_heuristic": _skill(mae, mae_heuristic),
+        "open_states": open_states,
     }
     return TrainingResult(model)
 
 
-class _Period(BaseModel):
-    """A training or holdout block: its closures must be dates (or null)."""
-
-    model_config = ConfigDict(extra="allow")
-    first_closed_at: datetime | None
-    last_closed_at: datetime | None
+# --- Censoring-aware training -----------------------------------------------------------------
 
 
-class _Metadata(BaseModel):
-    """The fields of a model file's metadata that ticketeval reads, with their types."""
+def censoring_weights(frame: pd.DataFrame, cut: pd.Timestamp) -> tuple[np.ndarray, dict[str, Any]]:
+    """Inverse-probability-of-censoring weights for the events that train (incidents closed
+    before `cut`, in `frame`'s order), and how they came about.
 
-    model_config = ConfigDict(extra="allow")
-    loss: Literal["absolute_error", "log"]
-    columns: list[str]
-    category_maps: dict[str, list[str]]
-    versions: dict[str, str]
-    training: _Period
-    holdout: _Period
-
-
-# --- The model file ----------------------------------------------------------------------------
-
-
-def _canonical_skops(data: bytes) -> bytes:
-    """The same skops archive with its run-dependent parts made fixed, so equal models give
-    equal bytes.
-
-    skops names objects by `id()` (the "__id__" entries, the arrays' file names) and stamps each
-    zip entry with the current time. Ids are renumbered in order of first appearance in the
-    schema (a renaming: objects that shared an id still share one), files named after their
-    number, and every entry dated ZIP_DATE_TIME.
+    At the cut, an event known then (updated before it) of an incident still open is censored:
+    its time to close is only known to exceed `cut - sys_updated_at`. Training on the closed
+    ones alone under-represents long times to close; weighting each closed event by
+    1 / G(Y-), G the Kaplan-Meier estimate of the censoring survival P(C > t) (censoring as
+    the event), makes them stand for the censored ones too (Robins & Rotnitzky 1992). G is
+    clipped at IPCW_FLOOR; the effective sample size (sum w)^2 / sum w^2 says what is left.
     """
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        schema = json.loads(archive.read("schema.json"))
-        contents = {name: archive.read(name) for name in archive.namelist()}
-    ids: dict[int, int] = {}
-    files: dict[str, str] = {}
+    from ticketeval.scoring.censoring import kaplan_meier, survival_at
 
-    def renumber(node: Any) -> Any:
-        if isinstance(node, dict):
-            renamed = {}
-            for key, value in node.items():
-                if key == "__id__" and isinstance(value, int):
-                    value = ids.setdefault(value, len(ids))
-                elif key == "file" and isinstance(value, str) and value in contents:
-                    suffix = Path(value).suffix
-                    value = files.setdefault(value, f"{len(files)}{suffix}")
-                else:
-                    value = renumber(value)
-                renamed[key] = value
-            return renamed
-        if isinstance(node, list):
-            return [renumber(item) for item in node]
-        return node
-
-    schema = renumber(schema)
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        entries = [("schema.json", json.dumps(schema, indent=2).encode())]
-        entries += [(new, contents[old]) for old, new in files.items()]
-        for name, content in entries:
-            info = zipfile.ZipInfo(name, date_time=ZIP_DATE_TIME)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, content)
-    return out.getvalue()
-
-
-def model_bytes(model: TrainedModel) -> bytes:
-    """The model file's content: a skops archive of {"model": estimator, "metadata": JSON}."""
-    import skops.io
-
-    # Metadata as one JSON string: skops stores a str as is, with no types to trust.
-    payload = {"model": model.estimator, "metadata": json.dumps(model.metadata, sort_keys=True)}
-    return _canonical_skops(skops.io.dumps(payload))
-
-
-def save_model(result: TrainingResult | TrainedModel, path: Path | str) -> Path:
-    """Write the model file at `path` atomically (a temporary file beside it, then a rename)."""
-    model = result.model if isinstance(result, TrainingResult) else result
-    path = Path(path)
-    data = model_bytes(model)
-    # The shared atomic write: never over a special file, and the mode the umask gives (a
-    # team sharing a model directory reads it like the reports and the cache).
-    with atomic_file(path, chosen_by="--out") as out:
-        out.write(data)
-    return path
-
-
-def _read_payload(path: Path) -> tuple[Any, dict[str, Any]]:
-    """The estimator and metadata of a model file, every failure a one-line ModelError."""
-    import skops.io
-
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ModelError(
-            f"model file {path} does not exist: train one with `ticketeval train`."
-        ) from None
-    except OSError as error:
-        raise ModelError(f"model file {path} cannot be read: {error.strerror or error}.") from None
-    not_ours = (
-        f"{path} is not a ticketeval model file (a skops archive written by `ticketeval train`)."
-    )
-    if not zipfile.is_zipfile(io.BytesIO(data)):
-        raise ModelError(not_ours)
-    try:
-        untrusted = skops.io.get_untrusted_types(data=data)
-    except Exception:  # a zip that is not a skops archive fails in many ways, all the same to us
-        raise ModelError(not_ours) from None
-    unexpected = sorted(set(untrusted) - TRUSTED_TYPES)
-    if unexpected:
-        raise ModelError(
-            f"{path} holds types a ticketeval model does not ({', '.join(unexpected[:3])}"
-            f"{', …' if len(unexpected) > 3 else ''}): refusing to load it."
-        )
-    try:
-        payload = skops.io.loads(data, trusted=untrusted)
-    except Exception as error:  # skops reports a damaged archive with many exception types
-        raise ModelError(f"{path} is a damaged model file ({type(error).__name__}).") from None
-    if not (isinstance(payload, dict) and set(payload) == {"model", "metadata"}):
-        raise ModelError(not_ours)
-    try:
-        metadata = json.loads(payload["metadata"])
-    except (TypeError, ValueError):
-        raise ModelError(not_ours) from None
-    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
-        raise ModelError(not_ours)
-    if metadata.get("format_version") != FORMAT_VERSION:
-        versions = metadata.get("versions")
-        made_by = versions.get("ticketeval", "?") if isinstance(versions, dict) else "?"
-        raise ModelError(
-            f"{path} is a model file of format {metadata.get('format_version')!r} (ticketeval "
-            f"{made_by}); this ticketeval reads format {FORMAT_VERSION}: train the model again."
-        )
-    check_metadata(path, metadata)
-    return payload["model"], metadata
-
-
-def check_metadata(path: Path, metadata: dict[str, Any]) -> None:
-    """Refuse (ModelError, one line naming the field) metadata of the wrong shape: every field
-    the commands read later, so a damaged or edited file fails on load, never half-way."""
-    from pydantic import ValidationError
-
-    try:
-        _Metadata.model_validate(metadata)
-    except ValidationError as error:
-        first = error.errors()[0]
-        field = ".".join(str(part) for part in first["loc"])
-        raise ModelError(
-            f"{path} has invalid metadata: {field}: {first['msg']}; train the model again."
-        ) from None
-
-
-def load_model_file(path: Path | str) -> TrainedModel:
-    """The model in a file `save_model` wrote, ready to predict; ModelError if it is not one."""
-    estimator, metadata = _read_payload(Path(path))
-    from sklearn.ensemble import HistGradientBoostingRegressor
-
-    if not isinstance(estimator, HistGradientBoostingRegressor):
-        raise ModelError(f"{path} does not hold a ticketeval model.")
-    return TrainedModel(estimator, metadata)
-
-
-def describe_model(path: Path | str) -> dict[str, Any]:
-    """What a model file says about itself (its metadata, plain data), plus its path."""
-    _, metadata = _read_payload(Path(path))
-    return {"path": str(path), **metadata}
-
-
-# --- The leakage guard -------------------------------------------------------------------------
-
-
-def overlaps_training(
-    metadata: Mapping[str, Any],
-    closed_from: datetime | str | None,
-    closed_to: datetime | str | None,
-) -> bool:
-    """Whether events closed in [closed_from, closed_to) may include ones the model trained on.
-
-    The training period is [first, last] closed_at trained on; None is an open end.
-    """
-    training = metadata["training"]
-    first, last = (
-        pd.Timestamp(training["first_closed_at"]),
-        pd.Timestamp(training["last_closed_at"]),
-    )
-    start = None if closed_from is None else pd.Timestamp(closed_from)
-    end = None if closed_to is None else pd.Timestamp(closed_to)
-    if start is not None and end is not None and end <= start:
-        return False  # an empty period holds no events at all
-    return (start is None or start <= last) and (end is None or end > first)
+    at = np.datetime64(cut.to_datetime64())
+    updated = frame["sys_updated_at"].to_numpy()
+    closed_at = frame["closed_at"].to_numpy()
+    known = updated < at
+    closed = closed_at < at  # NaT: never closed, so censored
+    seconds = np.timedelta64(1, "s")
+    observed = np.where(closed, (closed_at - updated) / seconds, (at - updated) / seconds)
+    censored = known & ~closed & ~np.isnan(observed)
+    in_curve = (known & closed) | censored
+    curve = kaplan_meier(observed[in_curve], censored[in_curve])
+    training = closed & ~np.isnan(observed)
+    survival = survival_at(curve, observed[training], just_before=True)
+    weights = 1.0 / np.maximum(survival, IPCW_FLOOR)
+    return weights, {
+        "method": "ipcw",
+        "censored_events": int(censored.sum()),
+        "clipped_events": int((survival < IPCW_FLOOR).sum()),
+        "effective_sample_size": float(weights.sum() ** 2 / np.square(weights).sum()),
+        "events": int(len(weights)),
+        "floor": IPCW_FLOOR,
+    }
 
 
 # --- From the cache ----------------------------------------------------------------------------
@@ -560,21 +308,3 @@ def train_from_cache(data_dir: Path, *, demo: bool = False, **options: Any) -> T
     CSV sha256."""
     frame, sha256 = training_frame(data_dir, demo=demo)
     return train(frame, data_sha256=sha256, **options)
-
-
-# Below this many events, OpenMP's threads cost more than they save: each tree's work is small,
-# and on a busy machine their barriers spin (on 2 busy cores, a fit of 1,200 events took 24 s
-# instead of 0.7 s, and the real file's 99,168 events 11.5 s instead of 4.6 s).
-PARALLEL_FROM_EVENTS = 1_000_000
-
-
-@contextlib.contextmanager
-def openmp_threads(events: int) -> Iterator[None]:
-    """scikit-learn's OpenMP on one thread for small data; as it is for large."""
-    if events >= PARALLEL_FROM_EVENTS:
-        yield
-        return
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="openmp"):
-        yield

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from ticketeval.data.batches import Batch, load_batch
 from ticketeval.data.periods import Period
-from ticketeval.errors import TicketevalError
+from ticketeval.scoring import HEURISTIC
 from ticketeval.scoring.champion import (
     columns_of,
     comparisons,
@@ -26,17 +27,20 @@ from ticketeval.scoring.metrics import (
     INTERVAL_METRICS,
     METRIC_NAMES,
     bootstrap_intervals,
+    incident_clusters,
     plain,
     score_metric,
     with_rmse,
 )
 from ticketeval.scoring.models import Model, load_model, predict
+from ticketeval.scoring.results import KeptResults, ResultsKeeping
+from ticketeval.scoring.summary import ModelBlock, TrialContext, TrialSummary
 
 if TYPE_CHECKING:
     from ticketeval.data.cache import CacheInfo
 
 # What the summary reads of the batch, besides the target.
-SUMMARY_COLUMNS = ("priority", "number")
+SUMMARY_COLUMNS = ("priority", "number", "incident_state")
 
 
 def compute_target(batch: pd.DataFrame) -> pd.Series:
@@ -63,7 +67,8 @@ def summarize(
     metrics: dict[str, float | None],
     model: str,
     runner: str,
-) -> dict[str, Any]:
+    stream: str | None = None,
+) -> TrialSummary:
     """The trial summary: the seed's shape, extended with context, baseline and per priority."""
     y = np.asarray(target, dtype=float)
     scored = ~np.isnan(y)
@@ -73,26 +78,23 @@ def summarize(
     if len(y_scored):
         baseline_mae = plain(np.abs(y_scored - np.median(y_scored)).mean())
     skill = None
-    if metrics.get("MAE") is not None and baseline_mae:
-        skill = plain(1 - metrics["MAE"] / baseline_mae)
+    mae = metrics.get("MAE")
+    if mae is not None and baseline_mae:
+        skill = plain(1 - mae / baseline_mae)
     constant = np.median(y_scored) if len(y_scored) else np.nan
-    by_priority: dict[str, Any] = {}
-    priority = batch.frame["priority"].astype("category")
-    codes = priority.cat.codes.to_numpy()
-    labels = {code: str(label) for code, label in enumerate(priority.cat.categories)}
-    for code, label in sorted({**labels, -1: "(none)"}.items(), key=lambda item: item[1]):
-        rows = codes == code
-        if not rows.any():
-            continue
-        by_priority[label] = {
-            "num_obs": int(rows.sum()),
-            "num_scored": int((rows & scored).sum()),
-            **with_rmse(
-                {name: score_metric(name, y[rows], predictions[rows]) for name in METRIC_NAMES}
-            ),
-            # The constant (the batch's median) on the same rows: the bar to beat per priority.
-            "baseline_MAE": score_metric("MAE", y[rows], np.full(rows.sum(), constant)),
-        }
+    intervals = bootstrap_intervals(
+        y,
+        predictions,
+        seed=batch.seed,
+        incidents=incidents_of(batch),
+        constant=None if np.isnan(constant) else float(constant),
+    )
+    skill_interval = intervals.pop("skill", None)
+    breakdowns = {
+        key: _breakdown(batch.frame[column], y, predictions, scored, constant)
+        for key, column in (("by_priority", "priority"), ("by_state", "incident_state"))
+        if column in batch.frame
+    }
     return {
         "id": trial_id,
         "timestamp": now(),
@@ -106,17 +108,62 @@ def summarize(
                 int(batch.frame["number"].nunique()) if "number" in batch.frame else None
             ),
             "metrics": metrics,
-            "metrics_ci": bootstrap_intervals(y, predictions, seed=batch.seed),
+            # Incident-level (cluster bootstrap) intervals: see `metrics.bootstrap_intervals`.
+            "metrics_ci": intervals,
             "target": {
                 stat: plain(getattr(np, stat)(y_scored)) if len(y_scored) else None
                 for stat in ("mean", "median", "min", "max")
             },
-            "baseline": {"MAE": baseline_mae, "skill": skill},
-            "by_priority": by_priority,
+            "baseline": {"MAE": baseline_mae, "skill": skill, "skill_ci": skill_interval},
+            "by_priority": breakdowns.get("by_priority", {}),
+            # The closing update's target is about 0: the Closed state flatters every model.
+            "by_state": breakdowns.get("by_state", {}),
         },
-        **_context(batch.cache, model=model, seed=batch.seed, runner=runner, period=batch.period),
+        **_context(
+            batch.cache,
+            model=model,
+            seed=batch.seed,
+            runner=runner,
+            period=batch.period,
+            stream=stream,
+        ),
         "batch_size": len(batch.frame),
     }
+
+
+def _breakdown(
+    groups: pd.Series,
+    y: np.ndarray,
+    predictions: np.ndarray,
+    scored: np.ndarray,
+    constant: float,
+) -> dict[str, dict[str, float | None]]:
+    """The metrics per value of `groups` (a priority, a state; missing: "(none)"), each with
+    the constant (the batch's median) on the same rows: the bar to beat in that group."""
+    categories = groups.astype("category")
+    codes = categories.cat.codes.to_numpy()
+    labels = {code: str(label) for code, label in enumerate(categories.cat.categories)}
+    per_group: dict[str, dict[str, float | None]] = {}
+    for code, label in sorted({**labels, -1: "(none)"}.items(), key=lambda item: item[1]):
+        rows = codes == code
+        if not rows.any():
+            continue
+        per_group[label] = {
+            "num_obs": int(rows.sum()),
+            "num_scored": int((rows & scored).sum()),
+            **with_rmse(
+                {name: score_metric(name, y[rows], predictions[rows]) for name in METRIC_NAMES}
+            ),
+            "baseline_MAE": score_metric("MAE", y[rows], np.full(rows.sum(), constant)),
+        }
+    return per_group
+
+
+def incidents_of(batch: Batch) -> np.ndarray | None:
+    """Each event's incident cluster (the bootstrap's unit); None without a `number` column."""
+    if "number" not in batch.frame:
+        return None
+    return incident_clusters(batch.frame["number"], len(batch.frame))
 
 
 def empty_summary(
@@ -127,7 +174,8 @@ def empty_summary(
     runner: str,
     trial_id: str | None = None,
     demo: bool = False,
-) -> dict[str, Any]:
+    stream: str | None = None,
+) -> TrialSummary:
     """The summary of a period in which no event closed: nothing scored, nothing undefined
     pretended."""
     from ticketeval.data.cache import read_cache_info
@@ -145,18 +193,29 @@ def empty_summary(
             "metrics": dict.fromkeys([*METRIC_NAMES, "RMSE"]),
             "metrics_ci": dict.fromkeys(INTERVAL_METRICS),
             "target": dict.fromkeys(("mean", "median", "min", "max")),
-            "baseline": {"MAE": None, "skill": None},
+            "baseline": {"MAE": None, "skill": None, "skill_ci": None},
             "by_priority": {},
+            "by_state": {},
         },
-        **_context(cache, model=model, seed=None, runner=runner, period=period),
+        **_context(cache, model=model, seed=None, runner=runner, period=period, stream=stream),
         "batch_size": 0,
     }
 
 
 def _context(
-    cache: CacheInfo, *, model: str, seed: int | None, runner: str, period: Period
-) -> dict[str, Any]:
-    """Which model, data and period a trial is about: what makes two trials comparable."""
+    cache: CacheInfo,
+    *,
+    model: str,
+    seed: int | None,
+    runner: str,
+    period: Period,
+    stream: str | None = None,
+) -> TrialContext:
+    """Which model, data and period a trial is about: what makes two trials comparable.
+
+    The stream is the log a chain of `--since-last` trials follows: a name the user gave, else
+    where the cache came from (a path or URL), which stays the same as the export grows and
+    its checksum changes (kept too, for reproducibility)."""
     return {
         "model": model,
         "seed": seed,
@@ -167,8 +226,22 @@ def _context(
             "csv_sha256": cache.csv_sha256,
             "matches_uci": cache.matches_uci,
             "rows": cache.rows,
+            "stream": stream or cache.source,
+            # What the export held before the period's end: a later --since-last counts the
+            # tickets closed before it that arrived since (late), see `history.store.chain_end`.
+            "incidents_before_end": (
+                None if period.closed_to is None else _incidents_before(cache, period.closed_to)
+            ),
         },
     }
+
+
+@functools.lru_cache(maxsize=64)
+def _incidents_before(cache: CacheInfo, end: datetime) -> int:
+    """Cached per cache and end: every model of a trial, and its summary, ask the same."""
+    from ticketeval.data.batches import incidents_closed_before
+
+    return incidents_closed_before(Path(cache.path), end)
 
 
 def now() -> str:
@@ -185,17 +258,20 @@ def score_trial(
     data_dir: Path,
     batch_size: int | None,
     seed: int | None = None,
-    model: str | Sequence[str] = "heuristic",
+    model: str | Sequence[str] = HEURISTIC,
     runner: str = "evaluate",
     period: Period | None = None,
     allow_fewer: bool = False,
     results: ResultsKeeping | None = None,
     demo: bool = False,
+    estimate: bool = False,
+    stream: str | None = None,
     negative: str = "keep",
-) -> dict[str, Any]:
+) -> TrialSummary:
     """Score `model` (or several: champion first) on one batch from the cache (the demo data's
     with `demo`; None: every event of the period), in this process, and summarize the trial
-    (keeping the champion's per-event results when asked)."""
+    (keeping the champion's per-event results when asked). With the period's `as_of`, the
+    tickets still open then too (and, with `estimate`, the champion's estimated MAE on them)."""
     specs = model_specs(model)
     functions = {spec: load_model(spec) for spec in specs}
     batch = load_batch(
@@ -213,12 +289,12 @@ def score_trial(
         spec: predict(function, batch.frame, name=spec) for spec, function in functions.items()
     }
     trial_id = new_trial_id()
-    kept: dict[str, str] = {}
+    kept = KeptResults()
     if results is not None:
         kept = results.keep(trial_id, batch, target, predictions[specs[0]], specs[0])
     closed_at = batch.frame["closed_at"].to_numpy()
-    # From here on only the priority is read (by the summary): free the other columns before
-    # the metrics make their temporaries.
+    # From here on only the priority, state and incident are read (by the summary): free the
+    # other columns before the metrics make their temporaries.
     batch = replace(batch, frame=batch.frame[list(SUMMARY_COLUMNS)])
     summary = summarize_models(
         trial_id=trial_id,
@@ -228,92 +304,24 @@ def score_trial(
         models=functions,
         closed_at=closed_at,
         runner=runner,
+        stream=stream,
     )
     summary["data"]["num_negative"] = negatives  # dropped or not, they were there
-    return {**summary, **kept}
+    if batch.period.as_of is not None:
+        from ticketeval.scoring.loss_estimate import add_open_tickets
 
-
-# Larger batches keep no per-event results: writing ten million rows would cost more than the
-# trial, and a page shows the worst twenty and a density, not every event.
-RESULTS_MAX_EVENTS = 1_000_000
-
-
-@dataclass(frozen=True)
-class ResultsKeeping:
-    """Where trials keep their per-event results (for `ticketeval report`), and how many."""
-
-    directory: Path
-    retain: int | None  # how many trials keep theirs (None: all)
-    # A backtest's run: its files are tagged with it and not pruned as they are written (the
-    # run prunes once recorded, or discards them when it fails).
-    run_id: str | None = None
-
-    def prune(self) -> None:
-        """Keep the newest `retain` results files; delete the others."""
-        from ticketeval.scoring.results import prune_results
-
-        prune_results(self.directory, self.retain)
-
-    def write(
-        self,
-        trial_id: str,
-        batch: Batch,
-        target: pd.Series,
-        predictions: np.ndarray,
-        model: str,
-    ) -> Path | None:
-        """Write this trial's results, then drop the oldest beyond the retention; nothing for
-        a batch larger than RESULTS_MAX_EVENTS (None)."""
-        from ticketeval.scoring.results import prune_results, write_results
-
-        if len(batch.frame) > RESULTS_MAX_EVENTS:
-            return None
-
-        frame = batch.frame
-        per_event = pd.DataFrame(
-            {
-                "number": frame["number"],
-                "sys_updated_at": frame["sys_updated_at"],
-                "priority": frame["priority"],
-                "incident_state": frame["incident_state"],
-                "actual": target,
-                "predicted": predictions,
-            }
+        summary = add_open_tickets(
+            summary,
+            data_dir=data_dir,
+            as_of=batch.period.as_of,
+            model=functions[specs[0]],
+            name=specs[0],
+            closed_target=target.to_numpy(),
+            closed_predictions=predictions[specs[0]],
+            demo=demo,
+            estimate=estimate,
         )
-        try:
-            path = write_results(
-                self.directory, trial_id, per_event, model=model, run_id=self.run_id
-            )
-        except (OSError, TicketevalError) as error:
-            # A full disk or an unwritable directory costs the report its per-event charts,
-            # never the trial: it is scored, printed and recorded all the same.
-            raise ResultsNotKept(getattr(error, "strerror", None) or str(error)) from None
-        if self.run_id is None:
-            prune_results(self.directory, self.retain)
-        return path
-
-    def keep(
-        self,
-        trial_id: str,
-        batch: Batch,
-        target: pd.Series,
-        predictions: np.ndarray,
-        model: str,
-    ) -> dict[str, str]:
-        """`write`, as the summary's keys: `results_path` when written, a `results_note` when
-        they could not be (the trial goes on without them), nothing for a large batch."""
-        try:
-            path = self.write(trial_id, batch, target, predictions, model)
-        except ResultsNotKept as error:
-            reason = str(error).rstrip(".")
-            return {
-                "results_note": f"Per-event results not kept ({reason}): the report lacks them."
-            }
-        return {} if path is None else {"results_path": str(path)}
-
-
-class ResultsNotKept(Exception):
-    """The per-event results could not be written (the reason); the trial goes on without."""
+    return kept.into(summary)
 
 
 def summarize_models(
@@ -326,7 +334,8 @@ def summarize_models(
     closed_at: np.ndarray | None,
     runner: str,
     metrics: dict[str, float | None] | None = None,
-) -> dict[str, Any]:
+    stream: str | None = None,
+) -> TrialSummary:
     """The summary of one or more models scored on the same batch (champion first).
 
     Its `data` and `model` are the champion's, as for one model; with `model_info` (a trained
@@ -336,8 +345,8 @@ def summarize_models(
     champion. `metrics`, when given, are the champion's already computed (the flow's tasks).
     """
     names = list(predictions)
-    blocks: dict[str, dict[str, Any]] = {}
-    summary: dict[str, Any] = {}
+    blocks: dict[str, ModelBlock] = {}
+    summaries: list[TrialSummary] = []
     for name in names:
         scores = metrics if metrics is not None and name == names[0] else None
         if scores is None:
@@ -352,18 +361,21 @@ def summarize_models(
             metrics=scores,
             model=name,
             runner=runner,
+            stream=stream,
         )
-        summary = summary or scored
+        summaries.append(scored)
         info = model_info(name, models[name])
         blocks[name] = {
             **scored["data"],
             "model_info": info,
             "overlaps_training": overlaps_training(info, batch.period, closed_at),
         }
-    champion = blocks[names[0]]
+    summary, champion = summaries[0], blocks[names[0]]
     summary["model_info"] = champion["model_info"]
     summary["overlaps_training"] = any(block["overlaps_training"] for block in blocks.values())
     if len(names) > 1:
         summary["models"] = blocks
-        summary["comparison"] = comparisons(target, predictions, seed=batch.seed)
+        summary["comparison"] = comparisons(
+            target, predictions, seed=batch.seed, incidents=incidents_of(batch)
+        )
     return summary

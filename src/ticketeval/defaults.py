@@ -1,0 +1,7 @@
+"""Defaults that both the settings and the command line's help state, in one place: a module
+with no imports, so `ticketeval --help` can show them without loading the settings."""
+
+# How long a Dask scheduler given by --address has to answer as one (TICKETEVAL_SCHEDULER_TIMEOUT).
+DEFAULT_SCHEDULER_TIMEOUT = 10.0
+# How long it then has to have a worker.
+WORKER_TIMEOUT = 60.0

@@ -1,0 +1,25 @@
+"""Champion vs challenger through the installed executable, on a LocalCluster."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.support.helpers import run_ticketeval
+from tests.unit.scoring.test_champion import MODELS
+from ticketeval.history import store as history
+from ticketeval.settings import load_settings
+
+
+def test_run_local_compares_models_on_a_local_cluster(data_dir: Path, model_dir: Path) -> None:
+    (model_dir / "planted.py").write_text(MODELS)
+    result = run_ticketeval(
+        *("run-local", "--model", "heuristic", "--model", "planted:truthish"),
+        *("--batch-size", "200", "--seed", "5", "--workers", "1", "--json"),
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["runner"] == "run-local"
+    assert summary["comparison"][0]["better_beyond_noise"]
+    rows = history.read_trials(load_settings().history)
+    assert sorted(row.model for row in rows) == ["heuristic", "planted:truthish"]

@@ -1,0 +1,343 @@
+"""Reliability where a process is the point: one executable test per exit code, kill -9, Ctrl-C,
+a dead Dask worker, and overlapping runs."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import queue
+import signal
+import subprocess
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import pyarrow.parquet as pq
+import pytest
+
+from tests.support.helpers import (
+    DEMO_ROWS,
+    assert_no_process_left,
+    expect_error,
+    invoke,
+    run_ticketeval,
+    snapshot,
+    start_ticketeval,
+    ticketeval_executable,
+)
+from tests.unit.data.test_bad_data import _with_value
+from ticketeval.data import cache, demo
+from ticketeval.errors import ExitCode
+from ticketeval.history import store as history
+from ticketeval.settings import load_settings
+
+# --- Helpers -----------------------------------------------------------------------------------
+
+
+def exited_within(process: subprocess.Popen[str] | subprocess.Popen[bytes], seconds: float) -> bool:
+    """Wait up to `seconds` for the process to exit (a polling interval, not a synchronisation)."""
+    try:
+        process.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
+class StderrLines:
+    """Read a child's stderr on a thread, so the test can wait for a given line."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        assert process.stderr is not None
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._read, args=(process.stderr,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: io.TextIOBase) -> None:
+        for line in stream:
+            self._queue.put(line)
+        self._queue.put(None)
+
+    def wait_for(self, text: str, timeout: float = 180) -> bool:
+        """True once a line containing `text` arrived; False if stderr closed first."""
+        while True:
+            line = self._queue.get(timeout=timeout)
+            if line is None:
+                return False
+            self.lines.append(line)
+            if text in line:
+                return True
+
+    def rest(self) -> list[str]:
+        self._thread.join(timeout=120)
+        while not self._queue.empty():
+            line = self._queue.get()
+            if line is not None:
+                self.lines.append(line)
+        return [line.rstrip("\n") for line in self.lines]
+
+
+# --- Bad data through `fetch --source FILE` ----------------------------------------------------
+
+
+# --- Re-exported data: the same events in other spellings --------------------------------------
+
+
+# --- Options and settings ----------------------------------------------------------------------
+
+
+# --- Properties of the parser ------------------------------------------------------------------
+
+
+# --- kill -9 in the middle of parsing -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def big_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("big") / "big.csv"
+    path.write_bytes(demo.demo_event_log(300_000, seed=9))
+    return path
+
+
+def test_sigkill_mid_parse_leaves_the_previous_cache(data_dir: Path, big_csv: Path) -> None:
+    before = snapshot(data_dir)
+    size = big_csv.stat().st_size
+    process = subprocess.Popen(
+        [ticketeval_executable(), "fetch", "--source", str(big_csv)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    watched = psutil.Process(process.pid)
+    parsing = False
+    try:
+        for _ in range(6000):  # bounded: at most ~2 minutes of polling
+            if exited_within(process, 0.02):
+                break  # it finished before we saw it parse: the assertion below fails
+            with_children = watched.cpu_times()
+            # Imported, the file read into memory, and busy: it is parsing the CSV.
+            if with_children.user + with_children.system > 0.5 and watched.memory_info().rss > size:
+                parsing = True
+                process.send_signal(signal.SIGKILL)
+                break
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert parsing and process.returncode == -signal.SIGKILL, process.returncode
+    after = snapshot(data_dir)
+    leftovers = sorted(set(after) - set(before))
+    assert all(name.startswith(".") and name.endswith(".tmp") for name in leftovers), leftovers
+    assert {name: after[name] for name in before} == before
+    info = cache.read_cache_info(data_dir)
+    assert info is not None and info.rows == DEMO_ROWS and info.source == "demo"
+    result = invoke("evaluate", "--batch-size", "100", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["source"]["rows"] == DEMO_ROWS
+
+
+# --- The installed executable: the exit codes no other process test gives -----------------------
+# (0: test_cli; 1, 130 and the killed worker: below; 4: test_fetch; 5: test_flow; 6: test_saturn)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "code", "fragments"),
+    [
+        (["evaluate", "--batch-size", "0"], ExitCode.USAGE, ("at least 1, not 0",)),
+        (["fetch", "--source", "bad-date.csv"], ExitCode.DATA, ("'sys_updated_at'", "'31/13")),
+        (
+            ["evaluate", "--quiet", "--json", "--batch-size", "100", "--fail-if-mae-above", "1"],
+            ExitCode.MAE_ABOVE_LIMIT,
+            ("is above the limit of 1 s",),
+        ),
+    ],
+    ids=["2-usage", "3-data", "10-mae-above-limit"],
+)
+def test_the_executable_exits_with_the_documented_code(
+    data_dir: Path,
+    tmp_path: Path,
+    demo_csv: bytes,
+    arguments: list[str],
+    code: ExitCode,
+    fragments: tuple[str, ...],
+) -> None:
+    (tmp_path / "bad-date.csv").write_bytes(
+        _with_value(demo_csv, "sys_updated_at", "31/13/2016 25:61")
+    )
+    result = run_ticketeval(*arguments)
+    expect_error(result, code, *fragments)
+    recorded = history.read_trials(load_settings().history)
+    if code == ExitCode.MAE_ABOVE_LIMIT:  # the trial is still recorded, and printed
+        assert [row.id for row in recorded] == [json.loads(result.stdout)["id"]]
+    else:
+        assert recorded == [] and result.stdout == ""
+
+
+# --- Ctrl-C and a dead worker during run-local -------------------------------------------------
+
+
+@pytest.fixture
+def restore_sigint() -> Callable[[], None]:
+    def restore() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    return restore
+
+
+def test_ctrl_c_during_run_local_exits_130_and_stops_the_cluster(
+    isolated_environment: Path, restore_sigint: Callable[[], None], process_marker: str
+) -> None:
+    process = start_ticketeval(
+        ["run-local", "--batch-size", "200", "--source", "demo"], preexec_fn=restore_sigint
+    )
+    stderr = StderrLines(process)
+    try:
+        assert stderr.wait_for("Dask scheduler tcp://"), stderr.rest()
+        assert stderr.lines[-1].strip().endswith("/status")  # the dashboard link
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    lines = stderr.rest()
+    assert process.returncode == ExitCode.INTERRUPTED, lines
+    assert not any("Traceback" in line for line in lines), lines
+    after = lines[lines.index(next(x for x in lines if "Dask scheduler" in x)) + 1 :]
+    assert after == ["Error: interrupted."], lines
+    assert_no_process_left(process_marker)
+
+
+STALLING_MODEL = """
+import os
+from pathlib import Path
+
+import numpy as np
+import time
+
+
+def model(batch):
+    # The first call marks itself and stalls until its worker is killed; the rerun goes on.
+    started = Path(os.environ["STALL_DIR"]) / "started"
+    if not started.exists():
+        started.write_text(str(os.getpid()))
+        while True:
+            time.sleep(0.05)
+    return np.full(len(batch), 3600.0)
+"""
+
+
+def run_and_kill_the_worker_of_predict(
+    tmp_path: Path, model_dir: Path, env: dict[str, str] | None = None
+) -> tuple[int, str, list[str]]:
+    """run-local with a model that stalls in `predict`; kill -9 the worker process running it
+    (the pid the model wrote) once it is there. Returns the exit code, stdout, stderr lines."""
+    (model_dir / "stall.py").write_text(STALLING_MODEL)
+    started = tmp_path / "started"
+    arguments = ["run-local", "--batch-size", "200", "--json", "--source", "demo"]
+    process = start_ticketeval(
+        [*arguments, "--model", "stall:model"], env={"STALL_DIR": str(tmp_path), **(env or {})}
+    )
+    try:
+        for _ in range(6000):  # bounded: about two minutes of polling
+            if (started.exists() and started.read_text()) or exited_within(process, 0.02):
+                break
+        assert started.exists(), process.communicate(timeout=300)
+        psutil.Process(int(started.read_text())).kill()
+        stdout, stderr = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return process.returncode, stdout, stderr.splitlines()
+
+
+def test_a_worker_killed_during_a_task_is_survived_and_the_trial_recorded_once(
+    isolated_environment: Path, tmp_path: Path, model_dir: Path, process_marker: str
+) -> None:
+    """The LocalCluster's nanny restarts the worker and Dask reruns the lost tasks (up to
+    `distributed.scheduler.allowed-failures`, 3, deaths per task): the run succeeds."""
+    code, stdout, lines = run_and_kill_the_worker_of_predict(tmp_path, model_dir)
+    assert code == 0, lines
+    assert not any("Traceback" in line or "Error" in line for line in lines), lines
+    summary = json.loads(stdout)
+    assert summary["data"]["num_obs"] == 200 and summary["model"] == "stall:model"
+    recorded = history.read_trials(load_settings().history)
+    assert [row.id for row in recorded] == [summary["id"]]
+    assert_no_process_left(process_marker)
+
+
+def test_a_task_whose_worker_dies_too_often_fails_with_exit_1_in_one_line(
+    isolated_environment: Path, tmp_path: Path, model_dir: Path, process_marker: str
+) -> None:
+    """With no worker death allowed (Dask's own setting), the same kill fails the flow."""
+    code, stdout, lines = run_and_kill_the_worker_of_predict(
+        tmp_path, model_dir, env={"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"}
+    )
+    assert code == ExitCode.FAILED, lines
+    assert stdout == ""
+    assert not any("Traceback" in line for line in lines), lines
+    errors = [line for line in lines if line.startswith("Error: ")]
+    assert errors == [lines[-1]], lines
+    assert "KilledWorker" in errors[0] and "'predict-" in errors[0]  # the task, by its key
+    assert history.read_trials(load_settings().history) == []
+    assert_no_process_left(process_marker)
+
+
+# --- Overlapping runs --------------------------------------------------------------------------
+
+
+def finish_all(processes: list[subprocess.Popen[str]]) -> list[tuple[int, str]]:
+    outcomes = []
+    try:
+        for process in processes:
+            _, err = process.communicate(timeout=600)
+            outcomes.append((process.returncode, err))
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+    return outcomes
+
+
+def test_overlapping_forced_fetches_leave_one_whole_cache(
+    isolated_environment: Path, tmp_path: Path, process_marker: str
+) -> None:
+    """Two sources fetched with --force by overlapping processes: whichever rename comes last
+    wins, and the cache is that source's whole file, never a mix or a torn write."""
+    sources = {}
+    for name, events, seed in (("a.csv", 1_500, 1), ("b.csv", 2_500, 2)):
+        path = tmp_path / name
+        path.write_bytes(demo.demo_event_log(events, seed=seed))
+        alone = tmp_path / f"alone-{name}"  # what a fetch of this source alone caches
+        cache.fetch(str(path), data_dir=alone)
+        sources[str(path.resolve())] = pq.read_table(cache.cache_path(alone))
+    processes = [
+        start_ticketeval(["fetch", "--force", "--source", source])
+        for _ in range(2)
+        for source in sources
+    ]
+    outcomes = finish_all(processes)
+    assert [code for code, _ in outcomes] == [0] * 4, outcomes
+    info = cache.read_cache_info(isolated_environment)
+    assert info is not None and info.source in sources
+    table = pq.read_table(cache.cache_path(isolated_environment))
+    assert table.equals(sources[info.source]) and info.rows == table.num_rows
+    assert sorted(os.listdir(isolated_environment)) == ["events.parquet"]  # no temporary left
+    assert_no_process_left(process_marker)
+
+
+def test_overlapping_runs_all_succeed_and_each_lands_once(
+    data_dir: Path, process_marker: str
+) -> None:
+    runs = [["evaluate", "--batch-size", "200"]] * 3 + [
+        ["run-local", "--batch-size", "200", "--workers", "1"]
+    ]
+    outcomes = finish_all([start_ticketeval(arguments) for arguments in runs])
+    assert [code for code, _ in outcomes] == [0] * 4, outcomes
+    assert not any("Traceback" in err for _, err in outcomes)
+    rows = history.read_trials(load_settings().history)
+    assert len(rows) == 4 and len({row.id for row in rows}) == 4
+    assert sorted(row.runner for row in rows) == ["evaluate"] * 3 + ["run-local"]
+    assert_no_process_left(process_marker)

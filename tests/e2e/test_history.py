@@ -1,0 +1,202 @@
+"""The installed `ticketeval` against a real PostgreSQL history: processes at once, the server
+gone mid-run, a wrong password, and the same `history --json` as the default SQLite file.
+
+One PostgreSQL server for the session (tests/postgres.py), a fresh database per test.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.support.emulator import CloudEmulator
+from tests.support.helpers import expect_error, run_ticketeval, start_ticketeval
+from tests.support.postgres import stopped
+from tests.unit.history.test_store import awkward_trials
+from tests.unit.pipeline.test_saturn import REGISTER, cloud, cloud_env, home
+from ticketeval.history.spool import spooled_files
+from ticketeval.history.spools import spool_for
+from ticketeval.history.store import read_trials, record_trial, redact_url
+
+if TYPE_CHECKING:
+    from tests.support.postgres import PostgresServer
+
+__all__ = ["cloud", "cloud_env", "home"]  # the emulator's fixtures, imported so pytest finds them
+
+
+EVALUATE = ("evaluate", "--batch-size", "100")
+
+
+def finish(processes: Sequence[subprocess.Popen[str]]) -> list[tuple[int, str, str]]:
+    """Wait for every process (bounded); their exit codes, stdout and stderr."""
+    results = []
+    for process in processes:
+        stdout, stderr = process.communicate(timeout=240)
+        results.append((process.returncode, stdout, stderr))
+    return results
+
+
+def count(url: str) -> tuple[int, int]:
+    """COUNT(*) and COUNT(DISTINCT id) of the trials table, asked of the server directly."""
+    import psycopg
+
+    with psycopg.connect(url, connect_timeout=10) as connection:
+        row = connection.execute("SELECT COUNT(*), COUNT(DISTINCT id) FROM trials").fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def test_ten_processes_at_once_record_ten_trials_none_twice(
+    data_dir: Path, postgres_url: str
+) -> None:
+    env = {"TICKETEVAL_HISTORY_URL": postgres_url}
+    commands = [(*EVALUATE, "--seed", str(seed), "--json") for seed in range(8)]
+    commands += [
+        ("run-local", "--batch-size", "100", "--workers", "1", "--threads-per-worker", "1",
+         "--json", "--quiet")
+        for _ in range(2)
+    ]  # fmt: skip
+
+    results = finish([start_ticketeval([*command], env=env) for command in commands])
+
+    summaries = []
+    for code, stdout, stderr in results:
+        assert code == 0, stderr
+        summary = json.loads(stdout)
+        assert summary["recorded"]["history"] == redact_url(postgres_url)
+        assert summary["recorded"]["spooled"] is False
+        summaries.append(summary)
+    assert sorted(s["runner"] for s in summaries) == ["evaluate"] * 8 + ["run-local"] * 2
+    rows = read_trials(postgres_url)
+    assert sorted(row.id for row in rows) == sorted(s["id"] for s in summaries)
+    assert count(postgres_url) == (10, 10)
+    assert spooled_files(spool_for(data_dir / "spool", postgres_url)) == []
+
+
+def test_a_trial_made_while_the_server_is_down_is_spooled_then_sent_first(
+    data_dir: Path, postgres_server: PostgresServer, postgres_url: str
+) -> None:
+    env = {"TICKETEVAL_HISTORY_URL": postgres_url}
+    with stopped(postgres_server):
+        down = run_ticketeval(*EVALUATE, "--seed", "1", "--json", env=env)
+
+    assert down.returncode == 7, down.stderr
+    line = expect_error(down, 7)
+    first = json.loads(down.stdout)
+    assert f"Trial {first['id']} was not recorded" in line
+    assert "cannot reach the history server" in line and "spooled" in line
+    assert redact_url(postgres_url) in line
+    [spooled] = spooled_files(spool_for(data_dir / "spool", postgres_url))
+    assert json.loads(spooled.read_text())["id"] == first["id"]
+
+    waiting = run_ticketeval("history", env=env)
+    assert waiting.returncode == 0, waiting.stderr
+    assert "1 trial(s) wait in the spool" in waiting.stderr
+    assert read_trials(postgres_url) == []
+
+    back = run_ticketeval(*EVALUATE, "--seed", "2", "--json", env=env)
+    assert back.returncode == 0, back.stderr
+    second = json.loads(back.stdout)
+    assert "Sent 1 spooled trial(s) first" in back.stderr
+    rows = read_trials(postgres_url)
+    assert {row.id for row in rows} == {first["id"], second["id"]}
+    assert count(postgres_url) == (2, 2)
+    assert spooled_files(spool_for(data_dir / "spool", postgres_url)) == []
+
+
+def test_a_wrong_password_is_one_line_and_never_written_anywhere(
+    data_dir: Path, postgres_server: PostgresServer, postgres_url: str, tmp_path: Path
+) -> None:
+    wrong = "not-the-password-7f3e"
+    url = postgres_url.replace(postgres_server.password, wrong)
+    log = tmp_path / "ticketeval.log"
+    env = {"TICKETEVAL_HISTORY_URL": url}
+
+    evaluated = start_ticketeval([*EVALUATE, "--json", "--log-file", str(log)], env=env)
+    shown = start_ticketeval(["history"], env=env)
+    [(code, stdout, stderr), (read_code, read_stdout, read_stderr)] = finish([evaluated, shown])
+
+    assert code == 7, stderr
+    line = expect_error(stderr, None)
+    assert "refused the login" in line and "spooled" in line
+    assert read_code == 4, read_stderr
+    read_line = expect_error(read_stderr, None)
+    assert "refused the login" in read_line
+    [spooled] = spooled_files(spool_for(data_dir / "spool", url))
+    written = [stdout, stderr, read_stdout, read_stderr, log.read_text(), spooled.read_text()]
+    for text in written:
+        assert wrong not in text
+    assert "postgresql://" not in spooled.read_text()  # the spool holds the summary, not the URL
+    assert json.loads(spooled.read_text())["id"] == json.loads(stdout)["id"]
+
+
+def test_postgresql_and_the_default_sqlite_show_the_same_history_json(
+    isolated_environment: Path, postgres_url: str
+) -> None:
+    from ticketeval.settings import load_settings
+
+    default = load_settings()
+    assert default.history.startswith("sqlite:")
+    for trial in awkward_trials():
+        for url in (default.history, postgres_url):
+            assert record_trial(trial, url, default.spool_dir).recorded
+
+    on_sqlite = start_ticketeval(["history", "--json"], env={})
+    on_postgres = start_ticketeval(
+        ["history", "--json"], env={"TICKETEVAL_HISTORY_URL": postgres_url}
+    )
+    [(code, sqlite_json, _), (pg_code, postgres_json, pg_stderr)] = finish([on_sqlite, on_postgres])
+
+    assert (code, pg_code) == (0, 0), pg_stderr
+    assert len(json.loads(sqlite_json)) == 6
+    assert postgres_json == sqlite_json
+
+
+# -- register: where a registered flow's trials go ---------------------------------------------
+
+TEAM_URL = "postgresql://ada:pod-s3cret-91c2@db.example.org:5432/tickets"
+
+
+def test_register_gives_the_flow_the_team_history_without_its_password(
+    cloud: CloudEmulator, cloud_env: dict[str, str]
+) -> None:
+    result = run_ticketeval(*REGISTER, env={**cloud_env, "TICKETEVAL_HISTORY_URL": TEAM_URL})
+
+    assert result.returncode == 0, result.stderr
+    assert "Warning" not in result.stderr
+    details = json.loads(result.stdout)
+    assert details["history"] == "postgresql://ada@db.example.org:5432/tickets"
+    [registered] = cloud.flows
+    parameters = {p["name"]: p["default"] for p in registered.serialized["parameters"]}
+    assert parameters["history-url"] == details["history"]
+    # The password is nowhere: not printed, not in Prefect Cloud's copy, not in Saturn's pickle.
+    sent = [
+        result.stdout,
+        result.stderr,
+        *(r.body.decode(errors="replace") for r in cloud.received),
+    ]
+    sent += [content.decode("latin-1") for content in cloud.contents.values()]
+    assert all("pod-s3cret-91c2" not in text for text in sent)
+
+
+@pytest.mark.parametrize("url", [None, "sqlite:////srv/history.sqlite"])
+def test_register_warns_when_the_trials_would_stay_on_the_pods_disk(
+    cloud: CloudEmulator, cloud_env: dict[str, str], url: str | None
+) -> None:
+    env = {**cloud_env, **({"TICKETEVAL_HISTORY_URL": url} if url else {})}
+    result = run_ticketeval(*REGISTER, "--dry-run", env=env)
+
+    assert result.returncode == 0, result.stderr
+    # One warning (beside the dry run's note that the sizes were not checked).
+    assert "Traceback" not in result.stderr
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("Warning:")]
+    assert "TICKETEVAL_HISTORY_URL" in line
+    details = json.loads(result.stdout)
+    assert details["parameters"]["history-url"] is None
+    assert details["history"].startswith("the pod's own")
+    assert cloud.received == []

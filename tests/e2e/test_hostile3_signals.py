@@ -1,0 +1,71 @@
+"""Issue 21: Ctrl-C (SIGINT to the whole process group, as a terminal sends it) or SIGTERM to the
+group (systemd's KillMode=control-group) while a task runs: the CLI's one line, no worker
+traceback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.support.helpers import start_ticketeval
+from ticketeval.errors import ExitCode
+
+SLEEPING_MODEL = """
+import os
+import time
+from pathlib import Path
+
+
+def model(batch):
+    (Path(os.environ["SLEEP_DIR"]) / "started").write_text(str(os.getpid()))
+    while True:
+        time.sleep(0.05)
+"""
+
+
+def restore_default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize(
+    ("signum", "code", "line"),
+    [
+        (signal.SIGINT, ExitCode.INTERRUPTED, "Error: interrupted."),
+        (signal.SIGTERM, ExitCode.TERMINATED, "Error: terminated."),
+    ],
+    ids=["SIGINT", "SIGTERM"],
+)
+def test_a_signal_to_the_group_during_a_task_prints_no_worker_traceback(
+    data_dir: Path, model_dir: Path, tmp_path: Path, signum: int, code: int, line: str
+) -> None:
+    (model_dir / "sleeper.py").write_text(SLEEPING_MODEL)
+    started = tmp_path / "started"
+    process = start_ticketeval(
+        ["run-local", "--batch-size", "100", "--model", "sleeper:model"],
+        env={"SLEEP_DIR": str(tmp_path)},
+        start_new_session=True,
+        preexec_fn=restore_default_sigint,
+    )
+    try:
+        for _ in range(3000):  # bounded: about two minutes of polling
+            if started.exists() or process.poll() is not None:
+                break
+            time.sleep(0.04)
+        assert started.exists(), process.communicate(timeout=60)
+        os.killpg(process.pid, signum)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == code, stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    assert stderr.strip().splitlines()[-1] == line, stderr
+    assert (
+        not psutil.pid_exists(int(started.read_text()))
+        or psutil.Process(int(started.read_text())).status() == psutil.STATUS_ZOMBIE
+    )

@@ -1,0 +1,3 @@
+"""What the tests share besides fixtures: `helpers` (running the command line, files, processes,
+the one-error-line check) and the real servers the tests start on 127.0.0.1 (`loopback` HTTP,
+the Saturn/Prefect Cloud `emulator`, `postgres`, headless Chromium in `browser`)."""

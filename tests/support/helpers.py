@@ -1,0 +1,215 @@
+"""Helpers every test module may use: where things are, the command line in-process (CliRunner)
+and as the installed executable, the one-error-line check, files, and the processes a run
+leaves behind."""
+
+from __future__ import annotations
+
+import csv
+import io
+import multiprocessing
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psutil
+from typer.testing import CliRunner, Result
+
+ROOT = Path(__file__).resolve().parents[2]
+REAL_ZIP = ROOT.parent / "shared" / "data" / "incident_event_log.zip"
+REAL_ROWS, REAL_INCIDENTS = 141_712, 24_918
+DEMO_ROWS = 2_000  # what the `data_dir` fixture's demo cache holds
+MARKER = "TICKETEVAL_TEST_MARKER"  # set in a child's environment to find all its descendants
+NOBODY = 65534  # the uid and gid a test drops to, as root, to be refused like any user
+T = TypeVar("T")
+
+
+# --- Running the command line ------------------------------------------------------------------
+
+# Click 8.2 removed `mix_stderr`: `result.stderr` is stderr alone, `result.output` both streams.
+runner = CliRunner()
+
+
+def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
+    """Run the command line in this process, with the test's environment (plus `env`)."""
+    from ticketeval.cli.app import app
+
+    return runner.invoke(app, list(args), env=env)
+
+
+def ticketeval_executable() -> str:
+    """The installed console script beside this interpreter (what users run)."""
+    candidate = Path(sys.executable).parent / "ticketeval"
+    found = str(candidate) if candidate.exists() else shutil.which("ticketeval")
+    assert found, "the ticketeval executable is not installed"
+    return found
+
+
+def run_ticketeval(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed executable with the test's environment (plus `env`)."""
+    return subprocess.run(
+        [ticketeval_executable(), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def start_ticketeval(
+    arguments: Sequence[str], env: dict[str, str] | None = None, **options: object
+) -> subprocess.Popen[str]:
+    """Start the installed executable with the test's environment (plus `env`)."""
+    return subprocess.Popen(
+        [ticketeval_executable(), *arguments],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+        **options,  # type: ignore[call-overload]
+    )
+
+
+def expect_error(
+    outcome: subprocess.CompletedProcess[str] | Result | str | BaseException,
+    code: int | None,
+    *fragments: str,
+    after_notes: bool = False,
+    prefix: str = "Error: ",
+) -> str:
+    """The one error line of a failure, checked and returned.
+
+    `outcome` is a finished process or CliRunner result (its exit code must be `code`, and no
+    exception may have escaped the CLI), a process's stderr (`code` None), or an exception
+    (`code` None: its message must be one line). stderr holds exactly one line, `prefix...`,
+    naming every fragment; with `after_notes`, notes may come first (a fetch on the way, a
+    cluster's dashboard) and the error must be the one and last `Error: ` line. Never a
+    traceback."""
+    if isinstance(outcome, subprocess.CompletedProcess):
+        returncode, stderr = outcome.returncode, outcome.stderr
+        assert "Traceback" not in outcome.stdout, outcome.stdout
+    elif isinstance(outcome, BaseException):
+        returncode, stderr, prefix = None, str(outcome), ""
+    elif isinstance(outcome, str):
+        returncode, stderr = None, outcome
+    else:  # a CliRunner result
+        exception = outcome.exception
+        assert exception is None or isinstance(exception, SystemExit), outcome.exc_info
+        assert "Traceback" not in outcome.output, outcome.output
+        returncode, stderr = outcome.exit_code, outcome.stderr
+    if code is not None:
+        assert returncode == code, (returncode, stderr)
+    assert "Traceback" not in stderr, stderr
+    lines = stderr.strip().splitlines()
+    if after_notes:
+        errors = [line for line in lines if line.startswith(prefix)]
+        assert errors == lines[-1:], lines
+    else:
+        assert len(lines) == 1, lines
+    line = lines[-1]
+    assert line.startswith(prefix), line
+    for fragment in fragments:
+        assert fragment in line, (fragment, line)
+    return line
+
+
+def table_value(output: str, label: str) -> str:
+    """The value in the row of a Rich table whose first cell is `label`."""
+    match = re.search(rf"^\W*{re.escape(label)}\s*│\s*(.*?)\s*│", output, flags=re.MULTILINE)
+    assert match, (label, output)
+    return match[1]
+
+
+# --- Files -------------------------------------------------------------------------------------
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    """Every file of a directory (recursively), name → bytes."""
+    if not directory.exists():
+        return {}
+    return {
+        str(path.relative_to(directory)): path.read_bytes()
+        for path in sorted(directory.rglob("*"))
+        if path.is_file()
+    }
+
+
+def csv_rows(data: bytes) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(data.decode("utf-8"))))
+
+
+def csv_bytes(rows: Sequence[Sequence[str]], *, line_end: str = "\n") -> bytes:
+    out = io.StringIO()
+    csv.writer(out, lineterminator=line_end).writerows(rows)
+    return out.getvalue().encode("utf-8")
+
+
+def zip_of(members: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return out.getvalue()
+
+
+# --- Processes a run leaves behind -------------------------------------------------------------
+
+
+def processes_marked(marker: str) -> list[psutil.Process]:
+    """Every process (but this one) whose environment carries `marker` under MARKER."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.pid != os.getpid() and process.environ().get(MARKER) == marker:
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def assert_no_process_left(marker: str) -> None:
+    """No process started by the run is still alive (waiting a bounded time for exits)."""
+    _, alive = psutil.wait_procs(processes_marked(marker), timeout=30)
+    for process in alive:  # do not leak them into the next test
+        process.kill()
+    assert not alive, [process.cmdline() for process in alive]
+
+
+# --- As a user without root's rights -------------------------------------------------------------
+
+
+def _as_nobody(queue: Any, function: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    try:
+        os.setgroups([])
+        os.setgid(NOBODY)
+        os.setuid(NOBODY)
+        queue.put(("returned", function(*args)))
+    except BaseException as error:  # reported to the parent, which fails the test with it
+        queue.put(("raised", f"{type(error).__name__}: {error}"))
+
+
+def as_unprivileged(function: Callable[..., T], *args: Any) -> T:
+    """`function(*args)` as a user that file modes apply to: as root (CI runs as root, and
+    root writes into read-only directories), in a forked child that dropped to `nobody`;
+    otherwise in this process. What it returns must pickle."""
+    if os.geteuid() != 0:
+        return function(*args)
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_as_nobody, args=(queue, function, args))
+    child.start()
+    try:
+        kind, value = queue.get(timeout=120)
+    finally:
+        child.join(timeout=60)
+    assert kind == "returned", value
+    return value  # type: ignore[no-any-return]
