@@ -17,6 +17,7 @@ import pytest
 
 from tests.support.browser import chromium, render
 from tests.unit.report.test_report import (
+    CHART_IDS,
     MB,
     THRESHOLDS,
     over_time_points,
@@ -101,4 +102,4 @@ def test_the_page_stays_small_at_the_real_files_size() -> None:
     size = len(built.html.encode("utf-8"))
     assert size < 3 * MB, f"{size:,} bytes for {events:,} events"
     # Every chart is drawn, whatever the number of events.
-    assert [chart.id for chart in built.charts] == list(page.CHART_IDS)
+    assert [chart.id for chart in built.charts] == list(CHART_IDS)

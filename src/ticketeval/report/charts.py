@@ -8,11 +8,12 @@ matplotlib is imported only inside the functions that draw.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import math
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -62,13 +63,24 @@ _TICKS_HOURS = (
 @dataclass(frozen=True)
 class Chart:
     """One chart of the report: its stable id (the `<figure>`'s), title, one-line caption, the
-    inline SVG and the same chart as PNG bytes (for mail)."""
+    inline SVG and, on demand, the same chart as PNG bytes (for mail: only `--png` asks, and
+    drawing it costs as much as the SVG)."""
 
     id: str
     title: str
     caption: str
     svg: str
-    png: bytes
+    figure: Figure = field(repr=False, compare=False)
+
+    @functools.cached_property
+    def png(self) -> bytes:
+        # A PNG travels alone (a mail attachment): it carries its title; the page has
+        # figcaptions. Drawn under the chart's own style, as its SVG was.
+        with _style(self.id):
+            self.figure.suptitle(self.title, fontsize=11, fontweight="bold")
+            buffer = io.BytesIO()
+            self.figure.savefig(buffer, format="png", dpi=100)
+        return buffer.getvalue()
 
 
 def writable_matplotlib_config() -> None:
@@ -136,11 +148,7 @@ def _render(figure: Figure, chart_id: str, title: str, caption: str) -> Chart:
     svg = re.sub(r'\s+xmlns(:xlink)?="[^"]*"', "", svg, count=2)
     svg = re.sub(r"<metadata>.*?</metadata>\s*", "", svg, flags=re.S)
     svg = svg.replace("<svg ", f'<svg role="img" aria-label="{escape(title)}" ', 1)
-    # A PNG travels alone (a mail attachment): it carries its title; the page has figcaptions.
-    figure.suptitle(title, fontsize=11, fontweight="bold")
-    png_buffer = io.BytesIO()
-    figure.savefig(png_buffer, format="png", dpi=100)
-    return Chart(chart_id, title, caption, svg.strip(), png_buffer.getvalue())
+    return Chart(chart_id, title, caption, svg.strip(), figure)
 
 
 def _log_duration_axis(axis: Any, low_hours: float, high_hours: float) -> None:
