@@ -109,6 +109,7 @@ def writable_matplotlib_config() -> None:
 @contextlib.contextmanager
 def _style(chart_id: str) -> Iterator[None]:
     """matplotlib settings for one chart, restored afterwards (no global state left behind)."""
+    writable_matplotlib_config()  # before matplotlib is first imported (every chart starts here)
     import matplotlib
 
     with matplotlib.rc_context(

@@ -44,7 +44,6 @@ from ticketeval.report.charts import (
     over_time_chart,
     predicted_vs_actual,
     priority_chart,
-    writable_matplotlib_config,
 )
 from ticketeval.report.open_tickets import SECTION_ID as OPEN_SECTION_ID
 from ticketeval.report.open_tickets import SECTION_TITLE as OPEN_SECTION_TITLE
@@ -97,7 +96,6 @@ def build_report(
     """
     if not isinstance(summary, Mapping):
         raise UsageError("The report needs the trial summary as a mapping (the summary's JSON).")
-    writable_matplotlib_config()
     frame = _scored_frame(results)
     points = [point for point in over_time if isinstance(point, Mapping)]
     priorities = _by_priority(summary, frame)
