@@ -92,7 +92,9 @@ DRIFTING = {
     "2016-01-10T10:00": [100.0] * 20 + [140.0] * 20,
     "2016-02-10T10:00": [98.0] * 20 + [142.0] * 20,
     "2016-03-10T10:00": [102.0] * 20 + [138.0] * 20,
-    "2016-04-10T10:00": [20.0] * 20 + [220.0] * 20,
+    # The same spread around another middle: the tickets are as hard as before (the constant's
+    # MAE stays 20 h), the heuristic's 120 h is now 200 h off. A model alert, no data shift.
+    "2016-04-10T10:00": [300.0] * 20 + [340.0] * 20,
 }
 
 
@@ -108,10 +110,10 @@ def test_backtest_quiet_prints_only_the_alerts_as_cron_mails_them(
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
     assert result.stderr.splitlines() == [
-        "ALERT 2016-04: MAE 360,000 s is outside the band the reference periods set."
+        "MODEL ALERT 2016-04: skill -9.000 is below the band the reference periods set."
     ]
     entries = [line.split(" ", 1)[1] for line in log.read_text().splitlines()]
     [logged] = [json.loads(entry) for entry in entries if entry.startswith("{")]
     assert entries[-1] == result.stderr.strip()  # the alert is in the log too
     assert [row["alert"] for row in logged["periods"]] == [False, False, False, True]
-    assert logged["alerts"] == 1
+    assert logged["alerts"] == 1 and logged["data_shifts"] == 0
