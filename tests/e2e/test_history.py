@@ -19,8 +19,7 @@ from tests.support.helpers import expect_error, run_ticketeval, start_ticketeval
 from tests.support.postgres import stopped
 from tests.unit.history.test_store import awkward_trials
 from tests.unit.pipeline.test_saturn import REGISTER, cloud, cloud_env, home
-from ticketeval.history.spool import spooled_files
-from ticketeval.history.spools import spool_for
+from ticketeval.history.spool import spool_for, spooled_files
 from ticketeval.history.store import read_trials, record_trial, redact_url
 
 if TYPE_CHECKING:

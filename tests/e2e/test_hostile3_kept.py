@@ -17,8 +17,7 @@ import pytest
 from tests.support.helpers import invoke
 from ticketeval.data.cache import read_cache_info
 from ticketeval.errors import ExitCode
-from ticketeval.history.spool import spooled_files
-from ticketeval.history.spools import spool_for
+from ticketeval.history.spool import spool_for, spooled_files
 
 # Nothing listens on port 1 of the loopback: the connection is refused at once.
 UNREACHABLE = "postgresql://ada@127.0.0.1:1/te"

@@ -21,7 +21,7 @@ from ticketeval.formatting import format_ratio, format_seconds
 if TYPE_CHECKING:
     from ticketeval.data.cache import CacheInfo
     from ticketeval.data.periods import PeriodBounds
-    from ticketeval.history.spools import Waiting
+    from ticketeval.history.spool import Waiting
     from ticketeval.scoring.summary import Baseline, ModelInfo, TrialSummary
 
 # Off a terminal (cron mail, a pipe, a file) nothing has to fit a screen: tables take their

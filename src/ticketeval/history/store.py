@@ -25,8 +25,17 @@ from typing import TYPE_CHECKING, Any
 
 from ticketeval.errors import HistoryError, TicketevalError, TrialNotKept, UsageError
 from ticketeval.history.rows import HistoryRow, rows_from_summary
-from ticketeval.history.spool import SpoolProgress, pending_spool, send_spooled, spool_trial
-from ticketeval.history.spools import Waiting, history_spool, label_spool, spool_for, waiting_spools
+from ticketeval.history.spool import (
+    SpoolProgress,
+    Waiting,
+    history_spool,
+    label_spool,
+    pending_spool,
+    send_spooled,
+    spool_for,
+    spool_trial,
+    waiting_spools,
+)
 from ticketeval.history.sql import HistoryStore
 from ticketeval.history.urls import (
     DEFAULT_BUSY_TIMEOUT,

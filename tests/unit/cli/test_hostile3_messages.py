@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.helpers import expect_error, invoke
 from ticketeval.data.cache import cache_path
-from ticketeval.history.spools import spool_for
+from ticketeval.history.spool import spool_for
 from ticketeval.settings import load_settings
 
 EVALUATE = ("evaluate", "--batch-size", "100", "--seed", "1")
