@@ -177,6 +177,9 @@ def real_session(real_zip: Path, keep_in: Path | None = None) -> dict[str, str]:
         *kept,
         "(trimmed: the seed, source and RMSE rows, and the MAE by priority)",
     ]
+    # The stream is the path the data came from: shown as a user's, not this machine's.
+    for path in {str(real_zip), str(real_zip.resolve())}:
+        said = said.replace(path, "/data/incident_event_log.zip")
     nothing_new = [*SINCE_LAST, *said.splitlines(), "$ ticketeval backtest --every month"]
     return {
         "real-session": shown("\n".join(session), directory) + "\n",
