@@ -26,6 +26,10 @@ from ticketeval.errors import (
     UsageError,
 )
 from ticketeval.history.urls import is_server_url
+from ticketeval.pipeline.interrupts import (
+    quiet_logs_on_interrupt,
+    quiet_signals_in_forked_workers,
+)
 
 if TYPE_CHECKING:
     from prefect import Flow
@@ -288,6 +292,7 @@ def run_flow(
                     stack.enter_context(
                         dask.config.set({"distributed.worker.multiprocessing-method": "fork"})
                     )
+                quiet_signals_in_forked_workers()
                 local = LocalCluster(
                     n_workers=cluster.workers or 1,
                     threads_per_worker=cluster.threads_per_worker or default_threads(),
@@ -317,6 +322,7 @@ def run_flow(
                         f"the Dask scheduler at {address} did not give a worker within "
                         f"{WORKER_TIMEOUT:g} s ({error}): start one, e.g. dask worker {address}."
                     ) from None
+            stack.push(quiet_logs_on_interrupt)  # runs first: before the cluster closes
             if on_cluster:
                 on_cluster(address, dashboard or client.dashboard_link)
             warm_up = threading.Thread(target=_warm_up, args=(client,), daemon=True)
