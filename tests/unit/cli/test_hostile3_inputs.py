@@ -15,8 +15,7 @@ import pytest
 from tests.support.helpers import csv_bytes, csv_rows, expect_error, invoke
 from ticketeval.data.cache import cache_path
 from ticketeval.errors import ExitCode
-from ticketeval.scoring.model_file import TrainedModel, model_bytes
-from ticketeval.scoring.training import train
+from ticketeval.scoring.model_file import TrainedModel, TrainingResult, model_bytes
 
 # --- Tracebacks --------------------------------------------------------------------------------
 
@@ -36,13 +35,10 @@ def test_train_on_a_damaged_cache_page_is_one_line(data_dir: Path) -> None:
     assert not Path("m.skops").exists()
 
 
-@pytest.fixture(scope="module")
-def trained_model() -> TrainedModel:
-    from ticketeval.data.demo import demo_event_log
-    from ticketeval.data.parsing import parse_event_log
-
-    frame = parse_event_log(demo_event_log(3000, 0), name="demo").to_pandas()
-    return train(frame, seed=1).model
+@pytest.fixture
+def trained_model(demo_training: TrainingResult) -> TrainedModel:
+    """The session's demo model (only read: each test changes a copy of its metadata)."""
+    return demo_training.model
 
 
 @pytest.mark.parametrize(
