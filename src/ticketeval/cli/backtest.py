@@ -4,8 +4,6 @@ alert (the skill below its band) apart from a data shift (the constant's MAE off
 A plain function with its arguments; `app.py` adds it to the app.
 """
 
-from __future__ import annotations
-
 import json
 from typing import Annotated
 

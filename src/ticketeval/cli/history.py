@@ -3,8 +3,6 @@
 A plain function with its arguments; `app.py` adds it to the app.
 """
 
-from __future__ import annotations
-
 import json
 from typing import Annotated
 

@@ -1,8 +1,6 @@
 """`ticketeval job`: the nightly trial as a Saturn Cloud job (deploy, start, stop, status, logs,
 delete). A Typer sub-app that `cli/app.py` adds to the app; the work is in `core.job_*`."""
 
-from __future__ import annotations
-
 import json
 from typing import TYPE_CHECKING, Annotated
 
@@ -198,7 +196,7 @@ def status(*, name: NameOption = DEFAULT_JOB_NAME, json_output: JsonOption = Fal
             print("  " + _run_line(run))
 
 
-def _run_line(run: JobRun) -> str:
+def _run_line(run: "JobRun") -> str:
     exit_code = run["exit_code"]
     return (
         f"{run['run']:<40} {run['status'] or '?':<10} {run['start'] or '-':<26} "

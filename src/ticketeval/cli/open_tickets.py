@@ -1,8 +1,6 @@
 """`ticketeval snapshots`: the open tickets' estimated MAE replayed period by period and held
 to what happened. A plain function with its options; app.py adds it to the app."""
 
-from __future__ import annotations
-
 import json
 from typing import Annotated, Any
 

@@ -4,8 +4,6 @@ Defaults that come from a setting say so in their help; the commands resolve the
 `ticketeval.core`, never here.
 """
 
-from __future__ import annotations
-
 import sys
 from collections.abc import Sequence
 from pathlib import Path

@@ -3,8 +3,6 @@
 Plain functions with their options; `app.py` adds them to the app.
 """
 
-from __future__ import annotations
-
 import json
 
 from ticketeval import core

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -102,7 +103,22 @@ def openmp_threads(events: int) -> Iterator[None]:
     if events >= PARALLEL_FROM_EVENTS:
         yield
         return
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="openmp"):
+    with _openmp_controller().limit(limits=1):
         yield
+
+
+_openmp: list[Any] = []  # the OpenMP runtimes' controller, once one is loaded
+
+
+def _openmp_controller() -> Any:
+    """threadpoolctl's controller of the loaded OpenMP runtimes, found once: finding them scans
+    every loaded library (about 3 ms, paid per predicted batch before). Not kept while no OpenMP
+    runtime is loaded yet, so that one loaded later is found."""
+    if _openmp:
+        return _openmp[0]
+    from threadpoolctl import ThreadpoolController
+
+    controller = ThreadpoolController().select(user_api="openmp")
+    if controller.lib_controllers:
+        _openmp.append(controller)
+    return controller

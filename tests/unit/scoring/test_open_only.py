@@ -52,6 +52,7 @@ def test_open_only_scores_the_events_not_in_state_closed(data_dir: Path) -> None
     assert "Closed" not in sampled.stdout.split("By state")[1]
 
 
+@pytest.mark.e2e  # the backtest runs its flow on a LocalCluster
 def test_a_backtest_of_open_events_is_its_own_population(data_dir: Path) -> None:
     verdict = _json("backtest", "--every", "month", "--open-only", "--quiet")
     events = _events(data_dir)
