@@ -10,11 +10,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ticketeval.data.batches import CLOSED_STATE
 from ticketeval.scoring.metrics import BOOTSTRAP_RESAMPLES, CONFIDENCE, plain
 from ticketeval.scoring.trial import compute_target
-
-# Events whose ticket is still being worked on: not yet resolved or closed.
-SETTLED_STATES = ("Resolved", "Closed")
 
 
 def compare_censoring(
@@ -30,8 +28,9 @@ def compare_censoring(
     at = pd.Timestamp(today.metadata["training"]["cut"])
     target = compute_target(frame).to_numpy()
     holdout = (frame["closed_at"] >= at).to_numpy() & ~np.isnan(target)
+    # The population of --open-only and of `train`'s open-state figures: not the closing event.
     states = frame["incident_state"].astype("string").fillna("")
-    open_state = holdout & ~states.isin(SETTLED_STATES).to_numpy()
+    open_state = holdout & (states != CLOSED_STATE).to_numpy()
     rows = frame.loc[open_state]
     y = target[open_state]
     errors = {

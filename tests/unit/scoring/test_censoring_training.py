@@ -100,6 +100,6 @@ def test_real_file_ipcw_at_2016_06_01(real_zip: Path, isolated_environment: Path
     core.fetch(Settings(), source=str(real_zip))
     frame, _ = training_frame(isolated_environment)
     compared = compare_censoring(frame, "2016-06-01")
-    assert compared["open_state_events"] == 12069
-    assert compared["ipcw_vs_today"]["skill"] == pytest.approx(0.011, abs=0.002)
+    assert compared["open_state_events"] == 14537
+    assert compared["ipcw_vs_today"]["skill"] == pytest.approx(0.010, abs=0.002)
     assert compared["ipcw_vs_today"]["ci"][0] > 0
