@@ -115,7 +115,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Say so when the real user's directories changed during the run (checked once, by the
     process that started it). Another program may have written there meanwhile, so this is a
-    warning; tests/unit/test_isolation.py checks that this run's own trials are not there."""
+    warning; tests/unit/test_isolation.py checks them around the commands it runs."""
     if hasattr(session.config, "workerinput"):
         return
     before = session.config.stash.get(real_state_key, None)

@@ -1,37 +1,30 @@
 """The suite never reads or writes the real user's directories: HOME and the XDG directories are
 temporary from before the first fixture runs (tests/conftest.py's pytest_configure), so even a
 module-scoped fixture, which runs outside the per-test `isolated_environment`, records its trial
-in a temporary history, never in the real one. (Other programs may write into the real
-directories while the tests run: what is checked is that this run's trials are not there.)"""
+in a temporary history, never in the real one. The real directories are only looked at with
+`stat` (names, sizes, modification times), never opened: opening the real SQLite history, even
+read-only, would write its shared-memory file.)"""
 
 from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import real_user_dirs
+from tests.conftest import real_dirs_state, real_user_dirs
 from tests.support.helpers import invoke
 
 
-def real_history_ids() -> set[str]:
-    """The ids of the trials in the real user's default history (read only; none if absent)."""
-    path = Path(real_user_dirs()["data"]) / "history.sqlite"
-    if not path.exists():
-        return set()
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as connection:
-        return {row[0] for row in connection.execute("SELECT id FROM trials")}
-
-
 @pytest.fixture(scope="module")
-def trial_of_a_module_fixture() -> Iterator[dict]:
+def trial_of_a_module_fixture() -> Iterator[tuple[dict, dict]]:
     """A trial recorded by a module-scoped fixture with the default directories: it runs
-    before any test's `isolated_environment`, so only pytest_configure's HOME protects it."""
+    before any test's `isolated_environment`, so only pytest_configure's HOME protects it.
+    With the real directories' state from before it ran."""
+    before = real_dirs_state()
     with pytest.MonkeyPatch.context() as scoped:
         for name in [name for name in os.environ if name.startswith("TICKETEVAL_")]:
             scoped.delenv(name)  # whatever an earlier test's fixture left: the defaults here
@@ -40,7 +33,7 @@ def trial_of_a_module_fixture() -> Iterator[dict]:
         arguments = ("evaluate", "--source", "demo", "--batch-size", "100", "--seed", "1", "--json")
         result = invoke(*arguments)
         assert result.exit_code == 0, result.output
-        yield dict(json.loads(result.stdout))
+        yield dict(json.loads(result.stdout)), before
 
 
 def test_home_and_the_xdg_directories_are_temporary() -> None:
@@ -57,12 +50,13 @@ def test_home_and_the_xdg_directories_are_temporary() -> None:
 
 
 def test_a_module_fixtures_trial_lands_in_the_temporary_home(
-    trial_of_a_module_fixture: dict,
+    trial_of_a_module_fixture: tuple[dict, dict],
 ) -> None:
-    history = trial_of_a_module_fixture["recorded"]["history"]
+    summary, real_before = trial_of_a_module_fixture
+    history = summary["recorded"]["history"]
     assert history.startswith("sqlite:///"), history
     assert Path(history.removeprefix("sqlite:///")).is_relative_to(os.environ["HOME"]), history
-    assert trial_of_a_module_fixture["id"] not in real_history_ids()
+    assert real_dirs_state() == real_before
 
 
 def test_a_command_with_the_default_directories_leaves_the_real_ones_as_they_were(
@@ -70,9 +64,10 @@ def test_a_command_with_the_default_directories_leaves_the_real_ones_as_they_wer
 ) -> None:
     monkeypatch.delenv("TICKETEVAL_DATA_DIR")
     monkeypatch.delenv("TICKETEVAL_HISTORY_DIR")
+    real_before = real_dirs_state()
     result = invoke("evaluate", "--source", "demo", "--batch-size", "100", "--json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     history = summary["recorded"]["history"]
     assert Path(history.removeprefix("sqlite:///")).is_relative_to(os.environ["HOME"]), history
-    assert summary["id"] not in real_history_ids()
+    assert real_dirs_state() == real_before
