@@ -4,17 +4,13 @@ spooled backtest exits 7 in one line (both on a Dask cluster)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
-from tests.support.helpers import invoke
+from tests.support.helpers import full_tmpfs, invoke
 from ticketeval.data.cache import read_cache_info
 from ticketeval.errors import ExitCode
 from ticketeval.history.spool import spool_for, spooled_files
@@ -30,25 +26,6 @@ def error_lines(stderr: str) -> list[str]:
 
 
 # --- 4. a computed trial is always printed, on a full disk ------------------------------------
-
-
-@contextlib.contextmanager
-def full_tmpfs(path: Path) -> Iterator[Path]:
-    """A 64 KiB tmpfs at `path`, filled to the last byte (root only)."""
-    path.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(path)], capture_output=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
-        with contextlib.suppress(OSError), open(path / "filler", "wb") as filler:
-            while True:
-                filler.write(b"\0" * 4096)
-                filler.flush()
-        yield path
-    finally:
-        subprocess.run(["umount", str(path)], check=True)
 
 
 def test_a_full_disk_under_the_history_prints_the_trial(data_dir: Path, tmp_path: Path) -> None:

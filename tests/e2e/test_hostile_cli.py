@@ -3,7 +3,6 @@ SIGTERM and Ctrl-C, cron's --quiet, output off a terminal, completion, a failing
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import queue
@@ -20,6 +19,7 @@ import pytest
 
 from tests.support.helpers import (
     expect_error,
+    full_tmpfs,
     processes_marked,
     run_ticketeval,
     runner,
@@ -281,24 +281,11 @@ def test_a_log_file_that_fails_later_is_said_once_and_the_trial_is_kept(
     data_dir: Path, tmp_path: Path
 ) -> None:
     # A regular file on a full file system (a device such as /dev/full is refused up front).
-    full = tmp_path / "full"
-    full.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(full)], capture_output=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
-        with contextlib.suppress(OSError), open(full / "filler", "wb") as filler:
-            while True:
-                filler.write(b"\0" * 4096)
-                filler.flush()
+    with full_tmpfs(tmp_path / "full") as full:
         log = full / "run.log"
         result = run_ticketeval(
             "evaluate", "--quiet", "--batch-size", "50", "--log-file", str(log), "--json"
         )
-    finally:
-        subprocess.run(["umount", str(full)], check=True)
     assert result.returncode == 0, result.stderr
     expect_error(
         result.stderr,

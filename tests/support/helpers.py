@@ -4,6 +4,7 @@ leaves behind."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import multiprocessing
@@ -13,11 +14,12 @@ import shutil
 import subprocess
 import sys
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import psutil
+import pytest
 from typer.testing import CliRunner, Result
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -213,3 +215,22 @@ def as_unprivileged(function: Callable[..., T], *args: Any) -> T:
         child.join(timeout=60)
     assert kind == "returned", value
     return value  # type: ignore[no-any-return]
+
+
+@contextlib.contextmanager
+def full_tmpfs(path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs at `path`, filled to the last byte (root only)."""
+    path.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(path)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        with contextlib.suppress(OSError), open(path / "filler", "wb") as filler:
+            while True:
+                filler.write(b"\0" * 4096)
+                filler.flush()
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
