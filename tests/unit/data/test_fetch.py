@@ -1,9 +1,9 @@
 """`fetch --url` against a real HTTP server on 127.0.0.1 (a thread) that misbehaves on purpose.
 
 A failed download must exit 4 with one line on stderr, leave the previous cache byte for byte,
-leave no temporary file, and `evaluate` must still work on the old cache. The command runs
-in-process (CliRunner), except where the process is the point: exit code 4 from the installed
-executable, and kill -9 in the middle of a download.
+leave no temporary file, and `evaluate` must still work on the old cache. In-process
+(CliRunner); the installed executable's exit code and kill -9 mid-download are in
+tests/e2e/test_fetch.py.
 """
 
 from __future__ import annotations
