@@ -65,26 +65,37 @@ def help_panel_lines(*command: str) -> list[str]:
     return stdout.splitlines()
 
 
+def section_lines(lines: list[str], title: str) -> list[str]:
+    """The lines of one section of Click's help (`Options:`, `Commands:`), up to the next."""
+    found: list[str] = []
+    inside = False
+    for line in lines:
+        if line == title:
+            inside = True
+        elif inside and line and not line.startswith(" "):
+            break
+        elif inside:
+            found.append(line)
+    return found
+
+
 def commands() -> list[str]:
     """The commands `ticketeval --help` lists, in its order."""
-    names, in_commands = [], False
-    for line in help_panel_lines():
-        if line.startswith("╭─ Commands"):
-            in_commands = True
-        elif line.startswith("╰"):
-            in_commands = False
-        elif in_commands and (match := re.match(r"│ ([a-z][\w-]*)\s{2,}", line)):
-            names.append(match[1])
-    return names
+    lines = section_lines(help_panel_lines(), "Commands:")
+    return [match[1] for line in lines if (match := re.match(r"  ([a-z][\w-]*)(?:\s{2,}|$)", line))]
 
 
 def options(*command: str) -> list[str]:
-    """The options a command's `--help` lists (a flag's other names after a slash), --help
-    left out."""
+    """The options a command's `--help` lists (a flag's other names after a slash, long names
+    first), --help left out."""
     found = []
-    for line in help_panel_lines(*command):
-        if match := re.match(r"│ ((?:-{1,2}[\w-]+\s+)+)", line):
-            names = match[1].split()
+    for line in section_lines(help_panel_lines(*command), "Options:"):
+        if match := re.match(r"  (-\S.*?)(?:\s{2,}|$)", line):
+            declared = re.sub(r"<[^>]*>", "", match[1])  # the value's type
+            names = re.findall(r"(?<![\w-])-{1,2}[\w-]+", declared)
+            names = [n for n in names if n.startswith("--")] + [
+                n for n in names if not n.startswith("--")
+            ]
             if names != ["--help"]:
                 found.append("/".join(f"`{name}`" for name in names))
     return found

@@ -28,7 +28,6 @@ from ticketeval.cli.options import (
     BatchSizeOption,
     ClosedFromOption,
     ClosedToOption,
-    Command,
     DataDirOption,
     EstimateOption,
     FailIfMaeAboveOption,
@@ -76,7 +75,9 @@ app = typer.Typer(
     cls=Group,
     help="Score a time-to-close model on IT support tickets, every day.",
     no_args_is_help=True,
-    rich_markup_mode="rich",
+    # Click's plain help, as pip's: Typer's Rich formatter imports rich.markdown, markdown-it
+    # and rich.traceback for every --help (about 60 ms, half of the whole command).
+    rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
 
@@ -99,7 +100,8 @@ def main(
 ) -> None:
     """Score a time-to-close model on IT support tickets, every day.
 
-    Quick start (offline): [bold]ticketeval evaluate --batch-size 1000 --source demo[/bold]
+    \b
+    Quick start (offline): ticketeval evaluate --batch-size 1000 --source demo
     """
     # Arrow's default allocator (mimalloc) keeps the memory Arrow frees for Arrow, while the
     # pandas and NumPy arrays built from it come from malloc: on a large log the process then
@@ -112,14 +114,14 @@ def main(
 # --- fetch -----------------------------------------------------------------------------------
 
 
-@app.command(cls=Command)
+@app.command()
 def fetch(
     *,
     source: SourceOption = None,
     url: Annotated[
         str | None,
         typer.Option(
-            help="Download from this URL. \\[default: TICKETEVAL_DATA_URL, else UCI]",
+            help="Download from this URL. [default: TICKETEVAL_DATA_URL, else UCI]",
             show_default=False,
         ),
     ] = None,
@@ -136,7 +138,8 @@ def fetch(
 ) -> None:
     """Get the event log into the local cache: UCI's zip, a local file, or demo data.
 
-    Example: [bold]ticketeval fetch --source incident_event_log.zip[/bold]
+    \b
+    Example: ticketeval fetch --source incident_event_log.zip
     """
     reporter = Reporter(quiet=quiet, log_file=log_file)
     with reported_errors(reporter):
@@ -166,7 +169,7 @@ def fetch(
 # --- evaluate and run-local --------------------------------------------------------------------
 
 
-@app.command(cls=Command)
+@app.command()
 def evaluate(
     *,
     batch_size: BatchSizeOption = None,
@@ -190,7 +193,8 @@ def evaluate(
     """Score the model (or several, side by side) on one batch, in this process (no Prefect,
     no Dask).
 
-    Example: [bold]ticketeval evaluate --batch-size 1000 --seed 42 --source demo[/bold]
+    \b
+    Example: ticketeval evaluate --batch-size 1000 --seed 42 --source demo
     """
     reporter = Reporter(quiet=quiet, log_file=log_file)
     with reported_errors(reporter):
@@ -214,7 +218,7 @@ def evaluate(
         report_trial(summary, reporter, json_output=json_output, limit=fail_if_mae_above)
 
 
-@app.command("run-local", cls=Command)
+@app.command("run-local")
 def run_local(
     *,
     batch_size: BatchSizeOption = None,
@@ -244,7 +248,8 @@ def run_local(
     """Run the evaluation as a Prefect flow on a local Dask cluster (or --address, or --saturn
     inside a Saturn Cloud job).
 
-    Example: [bold]ticketeval run-local --batch-size 1000 --source demo[/bold]
+    \b
+    Example: ticketeval run-local --batch-size 1000 --source demo
     """
     reporter = Reporter(quiet=quiet, log_file=log_file)
     with reported_errors(reporter):
@@ -279,13 +284,13 @@ def run_local(
 
 
 # Replaying the log period by period: in cli/backtest.py.
-app.command(cls=Command)(cli_backtest.backtest)
+app.command()(cli_backtest.backtest)
 
 
 # --- train ---------------------------------------------------------------------------------------
 
 
-@app.command(cls=Command)
+@app.command()
 def train(
     *,
     closed_before: Annotated[
@@ -301,7 +306,7 @@ def train(
         float | None,
         typer.Option(
             "--train-fraction",
-            help="Or cut at this fraction of the closures, in time order. \\[default: 0.7]",
+            help="Or cut at this fraction of the closures, in time order. [default: 0.7]",
             show_default=False,
         ),
     ] = None,
@@ -340,8 +345,9 @@ def train(
     """Train a model on the cached log (gradient-boosted trees), score it on the later
     tickets, and save it for --model.
 
-    Example: [bold]ticketeval train --train-fraction 0.7 --out model.skops[/bold], then
-    [bold]ticketeval evaluate --model heuristic --model model.skops[/bold]
+    \b
+    Example: ticketeval train --train-fraction 0.7 --out model.skops, then
+      ticketeval evaluate --model heuristic --model model.skops
     """
     reporter = Reporter(quiet=quiet)
     with reported_errors(reporter):
@@ -369,7 +375,7 @@ def train(
 # --- history -----------------------------------------------------------------------------------
 
 
-@app.command(cls=Command)
+@app.command()
 def history(
     *,
     last: Annotated[
@@ -391,7 +397,8 @@ def history(
 ) -> None:
     """Show the recorded trials, their MAE trend, and flag regressions.
 
-    Example: [bold]ticketeval history --last 30[/bold]
+    \b
+    Example: ticketeval history --last 30
     """
     reporter = Reporter()
     with reported_errors(reporter):
@@ -415,7 +422,7 @@ def history(
         render_history(view)
 
 
-@app.command(cls=Command)
+@app.command()
 def report(
     *,
     trial: Annotated[
@@ -425,7 +432,7 @@ def report(
     last: Annotated[bool, typer.Option("--last", help="The last trial recorded.")] = False,
     out: Annotated[
         Path | None,
-        typer.Option(help="The page to write. \\[default: report.html, without --png]"),
+        typer.Option(help="The page to write. [default: report.html, without --png]"),
     ] = None,
     png: Annotated[
         Path | None,
@@ -436,7 +443,8 @@ def report(
 ) -> None:
     """Write a trial's report: one self-contained HTML page, readable offline, and PNGs.
 
-    Example: [bold]ticketeval report --last --out report.html --png charts/[/bold]
+    \b
+    Example: ticketeval report --last --out report.html --png charts/
     """
     reporter = Reporter()
     with reported_errors(reporter):
@@ -454,11 +462,11 @@ def report(
 
 
 # The open tickets' estimate, validated on replayed snapshots: in cli/open_tickets.py.
-app.command(cls=Command)(cli_open_tickets.snapshots)
+app.command()(cli_open_tickets.snapshots)
 
 # Saturn Cloud and Prefect Cloud: their commands live in saturn.py; history-copy in history.py.
-app.command("describe-sizes", cls=Command)(cli_saturn.describe_sizes)
-app.command(cls=Command)(cli_saturn.register)
-app.command("history-copy", cls=Command)(cli_history.history_copy)
+app.command("describe-sizes")(cli_saturn.describe_sizes)
+app.command()(cli_saturn.register)
+app.command("history-copy")(cli_history.history_copy)
 # Saturn Cloud Jobs: `ticketeval job deploy|start|stop|status|logs|delete` (cli/job.py).
 app.add_typer(cli_job.app, name="job")

@@ -57,7 +57,7 @@ def backtest(
         int | None,
         typer.Option(
             help="Periods that set the bands (mean ± 3 SD of the skill and of the constant's "
-            "MAE). \\[default: first third]",
+            "MAE). [default: first third]",
             show_default=False,
         ),
     ] = None,
@@ -88,7 +88,8 @@ def backtest(
 ) -> None:
     """Replay the log period by period (a Prefect flow, the periods in parallel on Dask).
 
-    Example: [bold]ticketeval backtest --every month --source demo[/bold]
+    \b
+    Example: ticketeval backtest --every month --source demo
     """
     reporter = Reporter(quiet=quiet, log_file=log_file)
     with reported_errors(reporter):

@@ -26,7 +26,7 @@ def history_copy(
         str | None,
         typer.Argument(
             help="The history to copy into: a SQLite file's path, or a history URL. "
-            "\\[default: TICKETEVAL_HISTORY_URL, else this machine's history]",
+            "[default: TICKETEVAL_HISTORY_URL, else this machine's history]",
             show_default=False,
         ),
     ] = None,
@@ -35,8 +35,11 @@ def history_copy(
 ) -> None:
     """Copy every trial of one history into another, e.g. this machine's into a team's server.
 
-    Copying again adds nothing. Example: [bold]ticketeval history-copy
-    ~/.local/share/ticketeval/history.sqlite[/bold] (with TICKETEVAL_HISTORY_URL set)
+    Copying again adds nothing.
+
+    \b
+    Example (with TICKETEVAL_HISTORY_URL set):
+      ticketeval history-copy ~/.local/share/ticketeval/history.sqlite
     """
     reporter = Reporter()
     with reported_errors(reporter):

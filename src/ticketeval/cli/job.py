@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ticketeval import core
-from ticketeval.cli.options import BatchSizeOption, Command, Group, JsonOption
+from ticketeval.cli.options import BatchSizeOption, Group, JsonOption
 from ticketeval.cli.render import Reporter
 from ticketeval.cli.runtime import reported_errors, settings_for
-from ticketeval.pipeline.saturn_jobs import (
+from ticketeval.defaults import (
     DEFAULT_HISTORY_SECRET,
     DEFAULT_IMAGE,
     DEFAULT_INSTANCE_SIZE,
@@ -27,7 +27,7 @@ app = typer.Typer(
     help="Run the trial on Saturn Cloud as a Job: a cron schedule, its own Dask cluster, the "
     "history as a secret. Works for every Saturn account (no Prefect Cloud).",
     no_args_is_help=True,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,
     cls=Group,
 )
 
@@ -36,7 +36,7 @@ NameOption = Annotated[
 ]
 
 
-@app.command(cls=Command)
+@app.command()
 def deploy(
     *,
     workers: Annotated[int, typer.Option(min=1, help="Dask workers of the job's cluster.")] = 1,
@@ -52,7 +52,7 @@ def deploy(
     schedule: Annotated[
         str | None,
         typer.Option(
-            help="Cron schedule (UTC), e.g. '30 6 * * *'. \\[default: none, start it by hand]",
+            help="Cron schedule (UTC), e.g. '30 6 * * *'. [default: none, start it by hand]",
             show_default=False,
         ),
     ] = None,
@@ -70,7 +70,7 @@ def deploy(
         list[str] | None,
         typer.Option(
             "--model",
-            help="The model(s) the job scores (repeat to compare). \\[default: heuristic]",
+            help="The model(s) the job scores (repeat to compare). [default: heuristic]",
             show_default=False,
         ),
     ] = None,
@@ -88,8 +88,9 @@ def deploy(
 
     Needs SATURN_BASE_URL and SATURN_TOKEN, and a PostgreSQL history: TICKETEVAL_HISTORY_URL
     here, or the secret in Saturn already.
-    Example: [bold]ticketeval job deploy --workers 3 --worker-size xlarge
-    --schedule "30 6 * * *"[/bold]
+
+    \b
+    Example: ticketeval job deploy --workers 3 --worker-size xlarge --schedule "30 6 * * *"
     """
     reporter = Reporter()
     with reported_errors(reporter):
@@ -142,11 +143,12 @@ def deploy(
         print(f"  history   secret {details['history_secret']} ({details['secret']})")
 
 
-@app.command(cls=Command)
+@app.command()
 def start(*, name: NameOption = DEFAULT_JOB_NAME, json_output: JsonOption = False) -> None:
     """Run the job now (as its schedule would).
 
-    Example: [bold]ticketeval job start[/bold], then [bold]ticketeval job logs --follow[/bold]
+    \b
+    Example: ticketeval job start, then ticketeval job logs --follow
     """
     reporter = Reporter()
     with reported_errors(reporter):
@@ -158,11 +160,12 @@ def start(*, name: NameOption = DEFAULT_JOB_NAME, json_output: JsonOption = Fals
         reporter.info(f"Follow it with: ticketeval job logs --follow --name {name}")
 
 
-@app.command(cls=Command)
+@app.command()
 def stop(*, name: NameOption = DEFAULT_JOB_NAME, json_output: JsonOption = False) -> None:
     """Stop the job's running run (its schedule stays).
 
-    Example: [bold]ticketeval job stop[/bold]
+    \b
+    Example: ticketeval job stop
     """
     reporter = Reporter()
     with reported_errors(reporter):
@@ -173,11 +176,12 @@ def stop(*, name: NameOption = DEFAULT_JOB_NAME, json_output: JsonOption = False
         print(f"Stopped job {name} (id {stopped['id']})")
 
 
-@app.command(cls=Command)
+@app.command()
 def status(*, name: NameOption = DEFAULT_JOB_NAME, json_output: JsonOption = False) -> None:
     """The job, its schedule and its runs, newest first: start, end, exit code.
 
-    Example: [bold]ticketeval job status[/bold]
+    \b
+    Example: ticketeval job status
     """
     reporter = Reporter()
     with reported_errors(reporter):
@@ -204,13 +208,13 @@ def _run_line(run: "JobRun") -> str:
     )
 
 
-@app.command(cls=Command)
+@app.command()
 def logs(
     *,
     name: NameOption = DEFAULT_JOB_NAME,
     run: Annotated[
         str | None,
-        typer.Option("--run", help="This run (see job status). \\[default: the last]"),
+        typer.Option("--run", help="This run (see job status). [default: the last]"),
     ] = None,
     every_run: Annotated[
         bool, typer.Option("--all", help="Every run Saturn still has, oldest first.")
@@ -222,7 +226,8 @@ def logs(
 ) -> None:
     """A run's log (the last run's by default).
 
-    Example: [bold]ticketeval job logs --follow[/bold]
+    \b
+    Example: ticketeval job logs --follow
     """
     reporter = Reporter()
     with reported_errors(reporter):
@@ -245,11 +250,12 @@ def logs(
                               for picked in chosen]))  # fmt: skip
 
 
-@app.command(cls=Command)
+@app.command()
 def delete(*, name: NameOption = DEFAULT_JOB_NAME, json_output: JsonOption = False) -> None:
     """Remove the job from Saturn Cloud (its secret and the history stay).
 
-    Example: [bold]ticketeval job delete[/bold]
+    \b
+    Example: ticketeval job delete
     """
     reporter = Reporter()
     with reported_errors(reporter):

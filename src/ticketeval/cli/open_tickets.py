@@ -37,7 +37,8 @@ def snapshots(
     """Replay the log as of each period's end: the open tickets' lower bound and estimated MAE
     against their realized MAE (hindsight), to validate the estimate `evaluate --as-of` gives.
 
-    Example: [bold]ticketeval snapshots --every month --source demo[/bold]
+    \b
+    Example: ticketeval snapshots --every month --source demo
     """
     reporter = Reporter(quiet=quiet)
     with reported_errors(reporter):

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
-from typer.core import TyperCommand, TyperGroup, TyperOption
+from typer.core import TyperGroup
 
 from ticketeval.defaults import DEFAULT_SCHEDULER_TIMEOUT, WORKER_TIMEOUT
 from ticketeval.errors import ExitCode
@@ -28,7 +28,7 @@ DataDirOption = Annotated[
     typer.Option(
         "--data-dir",
         help="Cache directory (the history has its own: TICKETEVAL_HISTORY_DIR). "
-        "\\[default: TICKETEVAL_DATA_DIR or ~/.cache/ticketeval]",
+        "[default: TICKETEVAL_DATA_DIR or ~/.cache/ticketeval]",
         show_default=False,
     ),
 ]
@@ -36,7 +36,7 @@ BatchSizeOption = Annotated[
     str | None,
     typer.Option(
         "--batch-size",
-        help="Events to sample, or 'all'. \\[default: TICKETEVAL_BATCH_SIZE or 1000]",
+        help="Events to sample, or 'all'. [default: TICKETEVAL_BATCH_SIZE or 1000]",
         show_default=False,
     ),
 ]
@@ -44,7 +44,7 @@ SeedOption = Annotated[
     int | None,
     typer.Option(
         "--seed",
-        help="Random seed for the sample. \\[default: TICKETEVAL_SEED, else fresh each trial]",
+        help="Random seed for the sample. [default: TICKETEVAL_SEED, else fresh each trial]",
         show_default=False,
     ),
 ]
@@ -54,7 +54,7 @@ ModelOption = Annotated[
         "--model",
         help="'heuristic', a model file (.skops, from `ticketeval train`), or "
         "package.module:function returning seconds per row. Repeat to compare models on the "
-        "same batch, the first as the champion. \\[default: heuristic]",
+        "same batch, the first as the champion. [default: heuristic]",
         show_default=False,
     ),
 ]
@@ -63,7 +63,7 @@ BacktestModelOption = Annotated[
     typer.Option(
         "--model",
         help="'heuristic', a model file (.skops), or package.module:function (one model: "
-        "given twice, refused). \\[default: heuristic]",
+        "given twice, refused). [default: heuristic]",
         show_default=False,
     ),
 ]
@@ -147,7 +147,7 @@ StreamOption = Annotated[
     str | None,
     typer.Option(
         "--stream",
-        help="The name of the log --since-last follows (TICKETEVAL_STREAM). \\[default: where "
+        help="The name of the log --since-last follows (TICKETEVAL_STREAM). [default: where "
         "the data came from, its path or URL]",
         show_default=False,
     ),
@@ -170,19 +170,19 @@ ReportOption = Annotated[
 ]
 WorkersOption = Annotated[
     int | None,
-    typer.Option(help="Dask worker processes to start. \\[default: 1]", show_default=False),
+    typer.Option(help="Dask worker processes to start. [default: 1]", show_default=False),
 ]
 ThreadsPerWorkerOption = Annotated[
     int | None,
     typer.Option(
-        min=1, help="Threads per worker. \\[default: one per core, at most 4]", show_default=False
+        min=1, help="Threads per worker. [default: one per core, at most 4]", show_default=False
     ),
 ]
 MemoryLimitOption = Annotated[
     str | None,
     typer.Option(
         help="Memory limit per worker, at least 256MiB, e.g. 2GiB; a worker that pauses for "
-        "memory ends the run. \\[default: auto]",
+        "memory ends the run. [default: auto]",
         show_default=False,
     ),
 ]
@@ -224,7 +224,7 @@ SpotOption = Annotated[
     bool | None,
     typer.Option(
         "--spot/--no-spot",
-        help="Workers on spot instances. \\[default: Saturn's]",
+        help="Workers on spot instances. [default: Saturn's]",
         show_default=False,
     ),
 ]
@@ -253,13 +253,13 @@ InstanceSizeOption = Annotated[
 
 ScheduleHoursOption = Annotated[
     float | None,
-    typer.Option(help="Run every N hours. \\[default: no schedule]", show_default=False),
+    typer.Option(help="Run every N hours. [default: no schedule]", show_default=False),
 ]
 
 ProjectOption = Annotated[
     str | None,
     typer.Option(
-        help="Prefect Cloud project. \\[default: PREFECT_CLOUD_PROJECT_NAME]",
+        help="Prefect Cloud project. [default: PREFECT_CLOUD_PROJECT_NAME]",
         show_default=False,
     ),
 ]
@@ -267,24 +267,6 @@ ProjectOption = Annotated[
 DryRunOption = Annotated[
     bool, typer.Option("--dry-run", help="Print what would be registered; no network.")
 ]
-
-
-def _flags_without_type(params: list[Any]) -> list[Any]:
-    """Typer's Rich help shows each option's type, flags included (`--json <bool>`, even its own
-    `--help <bool>`), as if they took a value. An option's `metavar` is what help shows for its
-    value: a flag's is made empty."""
-    for param in params:
-        if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
-            param.metavar = ""
-    return params
-
-
-class Command(TyperCommand):
-    """Every command's class (Typer's `cls=`): its flags shown without a value type."""
-
-    # `Any`: the context's class moved from click to Typer's own copy of it in Typer 0.2x.
-    def get_params(self, ctx: Any) -> list[Any]:
-        return _flags_without_type(super().get_params(ctx))
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -297,13 +279,9 @@ def _fail(message: str, code: int) -> NoReturn:
 
 
 class Group(TyperGroup):
-    """The app's class and its sub-apps' (Typer's `cls=`): flags shown without a value type,
-    and Click's usage errors (a bad option value, an unknown option, a missing argument) as
-    `Error: ...` on one line, exit code 2, like every other error, instead of Click's box."""
-
-    # `Any`: the context's class moved from click to Typer's own copy of it in Typer 0.2x.
-    def get_params(self, ctx: Any) -> list[Any]:
-        return _flags_without_type(super().get_params(ctx))
+    """The app's class and its sub-apps' (Typer's `cls=`): Click's usage errors (a bad option
+    value, an unknown option, a missing argument) as `Error: ...` on one line, exit code 2, like
+    every other error, instead of Click's usage and hint lines."""
 
     def main(
         self,

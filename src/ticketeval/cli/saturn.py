@@ -29,7 +29,10 @@ from ticketeval.cli.runtime import flow_settings, reported_errors, settings_for
 def describe_sizes(*, json_output: JsonOption = False) -> None:
     """List Saturn Cloud's instance sizes (for --worker-size, --scheduler-size, --instance-size).
 
-    Needs BASE_URL and SATURN_TOKEN. Example: [bold]ticketeval describe-sizes[/bold]
+    Needs BASE_URL and SATURN_TOKEN.
+
+    \b
+    Example: ticketeval describe-sizes
     """
     reporter = Reporter()
     with reported_errors(reporter):
@@ -60,7 +63,9 @@ def register(
     """Register the flow with Prefect Cloud, to run on a Saturn Cloud Dask cluster.
 
     Needs BASE_URL, SATURN_TOKEN, PREFECT_USER_TOKEN and a project.
-    Example: [bold]ticketeval register --workers 3 --worker-size xlarge --schedule-hours 24[/bold]
+
+    \b
+    Example: ticketeval register --workers 3 --worker-size xlarge --schedule-hours 24
     """
     reporter = Reporter()
     with reported_errors(reporter):

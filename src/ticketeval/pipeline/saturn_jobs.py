@@ -18,6 +18,14 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar
 from urllib.parse import urlsplit
 
 from ticketeval import __version__
+from ticketeval.defaults import (
+    DEFAULT_HISTORY_SECRET,
+    DEFAULT_IMAGE,
+    DEFAULT_INSTANCE_SIZE,
+    DEFAULT_JOB_NAME,
+    DEFAULT_SCHEDULER_SIZE,
+    DEFAULT_WORKER_SIZE,
+)
 from ticketeval.errors import RemoteError, SettingsError, UsageError
 from ticketeval.pipeline.saturn_api import (
     RECIPE_SCHEMA_VERSION,
@@ -32,12 +40,6 @@ from ticketeval.pipeline.saturn_api import (
 if TYPE_CHECKING:
     from ticketeval.settings import Settings
 
-DEFAULT_JOB_NAME = "ticketeval-nightly"
-DEFAULT_IMAGE = "saturncloud/saturn-python:2023.09.01"
-DEFAULT_INSTANCE_SIZE = "large"
-DEFAULT_SCHEDULER_SIZE = "medium"
-DEFAULT_WORKER_SIZE = "large"
-DEFAULT_HISTORY_SECRET = "ticketeval-history-url"
 HISTORY_VARIABLE = "TICKETEVAL_HISTORY_URL"
 DATA_URL_VARIABLE = "TICKETEVAL_DATA_URL"
 FOLLOW_INTERVAL = 1.0  # seconds between two reads of a running pod's log (--follow)
