@@ -103,10 +103,8 @@ def test_days_are_calendar_days(data_dir: Path) -> None:
 
 @pytest.mark.e2e
 @pytest.mark.realdata
-def test_weekly_on_the_real_file_data_shifts_not_model_alerts(
-    real_zip: Path, isolated_environment: Path, model_dir: Path
-) -> None:
-    assert invoke("fetch", "--source", str(real_zip)).exit_code == 0
+@pytest.mark.usefixtures("real_data_dir")
+def test_weekly_on_the_real_file_data_shifts_not_model_alerts(model_dir: Path) -> None:
     plain = _backtest("--every", "week")
     assert plain["alerts"] <= 3, [row["label"] for row in plain["periods"] if row["alert"]]
     assert plain["data_shifts"] >= 10
