@@ -40,7 +40,7 @@ from tests.support.helpers import (  # noqa: F401  (re-exported)
     zip_of,
 )
 
-pytest_plugins = ("tests.support.postgres", "tests.support.loopback")
+pytest_plugins = ("tests.support.postgres", "tests.support.loopback", "tests.support.realdata")
 
 # Rich reads the width when ticketeval.cli.app creates its consoles: fix it so wrapping cannot
 # break assertions on the output.
@@ -213,7 +213,7 @@ def data_dir(isolated_environment: Path, demo_cache: Path) -> Path:
     return isolated_environment
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")  # session: the real file's cache is parsed once (realdata.py)
 def real_zip() -> Path:
     if not REAL_ZIP.exists():
         pytest.skip(f"the real UCI file is not at {REAL_ZIP}")

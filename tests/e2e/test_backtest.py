@@ -42,10 +42,8 @@ def test_backtest_by_month_on_a_local_cluster() -> None:
 
 
 @pytest.mark.realdata
-def test_monthly_backtest_of_the_real_file_matches_an_independent_count(
-    real_zip: Path, isolated_environment: Path
-) -> None:
-    cache.fetch(str(real_zip), data_dir=isolated_environment)
+@pytest.mark.usefixtures("real_data_dir")
+def test_monthly_backtest_of_the_real_file_matches_an_independent_count(real_zip: Path) -> None:
     result = runner.invoke(app, ["backtest", "--every", "month", "--json"])
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)["periods"]

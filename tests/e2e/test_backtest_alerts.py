@@ -41,10 +41,27 @@ def _backtest(*args: str) -> dict:
     return json.loads(result.stdout)
 
 
-def test_a_model_that_breaks_alerts_after_and_not_before(data_dir: Path, model_dir: Path) -> None:
+def _logged(log: Path) -> dict:
+    """The result a backtest wrote to its --log-file: what --json prints (the same dump), so a
+    test checks a run's exit code or table and its figures without running it twice."""
+    entries = [line.split(" ", 1)[1] for line in log.read_text().splitlines()]
+    [logged] = [json.loads(entry) for entry in entries if entry.startswith("{")]
+    return dict(logged)
+
+
+def test_a_model_that_breaks_alerts_after_and_not_before(
+    data_dir: Path, model_dir: Path, tmp_path: Path
+) -> None:
     # Demo data, monthly: the first four months are the reference; the model breaks after.
     (model_dir / "breaking.py").write_text(BROKEN.format(moment="2016-07-01"))
-    verdict = _backtest("--every", "month", "--model", "breaking:broken", "--reference", "4")
+    # --fail-on-alert: the alert's exit code (data shifts alone do not set it).
+    failing = invoke(
+        "backtest", "--every", "month", "--model", "breaking:broken", "--reference", "4",
+        "--quiet", "--fail-on-alert", "--log-file", str(tmp_path / "broken.log"),
+    )  # fmt: skip
+    assert failing.exit_code == ExitCode.MODEL_ALERT, failing.output
+    assert "MODEL ALERT 2016-0" in failing.stderr
+    verdict = _logged(tmp_path / "broken.log")
     rows = verdict["periods"]
     judged = [row for row in rows if not row["reference"] and not row["too_small"]]
     before = [row for row in judged if row["closed_to"] <= "2016-07-01"]
@@ -52,31 +69,26 @@ def test_a_model_that_breaks_alerts_after_and_not_before(data_dir: Path, model_d
     assert after and all(row["alert"] for row in after), [r["skill"] for r in after]
     assert not any(row["alert"] for row in before + rows[:4])
     assert verdict["alerts"] == len(after)
-    # The plain heuristic on the same periods: no model alert.
-    assert _backtest("--every", "month", "--reference", "4")["alerts"] == 0
-    # --fail-on-alert: the alert's exit code (data shifts alone do not set it).
-    failing = invoke(
-        "backtest", "--every", "month", "--model", "breaking:broken", "--reference", "4",
-        "--quiet", "--fail-on-alert",
+    # The plain heuristic on the same periods: no model alert, so --fail-on-alert exits 0.
+    plain = tmp_path / "plain.log"
+    quiet = invoke(
+        "backtest", "--every", "month", "--reference", "4", "--fail-on-alert",
+        "--log-file", str(plain),
     )  # fmt: skip
-    assert failing.exit_code == ExitCode.MODEL_ALERT, failing.output
-    assert "MODEL ALERT 2016-0" in failing.stderr
-    quiet = invoke("backtest", "--every", "month", "--reference", "4", "--fail-on-alert")
     assert quiet.exit_code == 0, quiet.output
+    assert _logged(plain)["alerts"] == 0
 
 
 def test_the_bands_say_how_many_periods_set_them_and_the_clipped_first_one(
-    data_dir: Path,
+    data_dir: Path, tmp_path: Path
 ) -> None:
+    # The table, and the same run's figures from its log.
     result = invoke(
         "backtest", "--every", "month", "--closed-from", "2016-03-16T12:00", "--reference", "4",
-        "--min-events", "140",
+        "--min-events", "140", "--log-file", str(tmp_path / "backtest.log"),
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    verdict = _backtest(
-        "--every", "month", "--closed-from", "2016-03-16T12:00", "--reference", "4",
-        "--min-events", "140",
-    )  # fmt: skip
+    verdict = _logged(tmp_path / "backtest.log")
     first = verdict["periods"][0]
     assert first["clipped"] and first["closed_from"] == "2016-03-16T12:00:00"
     assert not any(row["clipped"] for row in verdict["periods"][1:])
@@ -103,10 +115,8 @@ def test_days_are_calendar_days(data_dir: Path) -> None:
 
 @pytest.mark.e2e
 @pytest.mark.realdata
-def test_weekly_on_the_real_file_data_shifts_not_model_alerts(
-    real_zip: Path, isolated_environment: Path, model_dir: Path
-) -> None:
-    assert invoke("fetch", "--source", str(real_zip)).exit_code == 0
+@pytest.mark.usefixtures("real_data_dir")
+def test_weekly_on_the_real_file_data_shifts_not_model_alerts(model_dir: Path) -> None:
     plain = _backtest("--every", "week")
     assert plain["alerts"] <= 3, [row["label"] for row in plain["periods"] if row["alert"]]
     assert plain["data_shifts"] >= 10

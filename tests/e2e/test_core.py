@@ -14,17 +14,21 @@ from ticketeval.scoring import models, trial
 
 
 @pytest.mark.realdata
-def test_the_real_file_parses_completely(real_zip: Path, tmp_path: Path) -> None:
-    result = cache.fetch(str(real_zip), data_dir=tmp_path)
+def test_the_real_file_parses_completely(
+    real_fetch: cache.FetchResult, real_data_dir: Path
+) -> None:
+    # `cache.fetch` of the real file: the session's parse, which the other real-file tests copy.
+    result = real_fetch
     info = result.cache
     assert (info.rows, info.incidents) == (REAL_ROWS, REAL_INCIDENTS)
     assert info.csv_sha256 == sources.UCI_CSV_SHA256 and info.matches_uci
     assert result.notes == []
-    frame = pa.parquet.read_table(cache.cache_path(tmp_path)).to_pandas()
+    assert not result.reused
+    frame = pa.parquet.read_table(cache.cache_path(real_data_dir)).to_pandas()
     assert frame["closed_at"].notna().all()
     assert set(frame["priority"].cat.categories) == set(parsing.PRIORITIES)
     assert frame["opened_at"].min() == datetime(2016, 2, 29, 1, 16)
-    summary = trial.score_trial(data_dir=tmp_path, batch_size=REAL_ROWS, seed=1)
+    summary = trial.score_trial(data_dir=real_data_dir, batch_size=REAL_ROWS, seed=1)
     assert summary["data"]["num_obs"] == REAL_ROWS
     assert summary["data"]["num_dropped"] == 0
     # The "4 - Low" label gets its 240 h, not the 180 h default the seed's "4 - Lower" gave.

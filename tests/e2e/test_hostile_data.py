@@ -7,6 +7,8 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from tests.support.helpers import invoke, run_ticketeval, snapshot
 from ticketeval.errors import ExitCode
 
@@ -41,11 +43,9 @@ def test_a_printing_model_leaves_stdout_valid_json(data_dir: Path, model_dir: Pa
     assert "loading chatty" in result.stderr and "predicting 10" in result.stderr
 
 
-def test_a_plain_fetch_reuses_a_cache_of_ucis_data(
-    isolated_environment: Path, real_zip: Path
-) -> None:
-    fetched = invoke("fetch", "--source", str(real_zip))
-    assert fetched.exit_code == 0, fetched.output
+@pytest.mark.usefixtures("real_data_dir")
+def test_a_plain_fetch_reuses_a_cache_of_ucis_data() -> None:
+    # The cache `fetch --source` left from the real file (copied: test_core.py checks the parse).
     # Offline (no URL is reachable from the tests): only a reuse can succeed.
     again = invoke("fetch", "--json")
     assert again.exit_code == 0, again.output

@@ -10,7 +10,6 @@ from tests.support.browser import chromium, render
 from tests.unit.report.test_report import SECTION_IDS as PARTS
 from tests.unit.report.test_report import chart_rows, parse
 from tests.unit.report.test_report_cli import invoke
-from ticketeval.data import cache
 
 
 def test_a_backtests_report_shows_its_periods_and_alerts(data_dir: Path, tmp_path: Path) -> None:
@@ -33,10 +32,8 @@ def test_a_backtests_report_shows_its_periods_and_alerts(data_dir: Path, tmp_pat
 
 
 @pytest.mark.realdata
-def test_the_real_files_report_is_small_and_renders_offline(
-    real_zip: Path, isolated_environment: Path, tmp_path: Path
-) -> None:
-    cache.fetch(str(real_zip), data_dir=isolated_environment)
+@pytest.mark.usefixtures("real_data_dir")
+def test_the_real_files_report_is_small_and_renders_offline(tmp_path: Path) -> None:
     out = tmp_path / "r.html"
     summary = invoke("evaluate", "--batch-size", "1000", "--seed", "1", "--report", str(out))
     assert summary["source"]["matches_uci"] is True

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ticketeval.data.batches import Batch, load_batch
+from ticketeval.data.batches import Batch, FirstClosures, first_closures, load_batch
 from ticketeval.data.periods import Period
 from ticketeval.scoring import HEURISTIC
 from ticketeval.scoring.champion import (
@@ -239,9 +239,13 @@ def _context(
 @functools.lru_cache(maxsize=64)
 def _incidents_before(cache: CacheInfo, end: datetime) -> int:
     """Cached per cache and end: every model of a trial, and its summary, ask the same."""
-    from ticketeval.data.batches import incidents_closed_before
+    return _first_closures(cache).before(end)
 
-    return incidents_closed_before(Path(cache.path), end)
+
+@functools.lru_cache(maxsize=4)
+def _first_closures(cache: CacheInfo) -> FirstClosures:
+    """Read once per cache: a backtest's periods (a worker's threads) each ask for their end."""
+    return first_closures(Path(cache.path))
 
 
 def now() -> str:

@@ -144,9 +144,8 @@ def test_an_evaluate_summary_carries_incident_level_intervals(data_dir: Path) ->
 
 @pytest.mark.e2e
 @pytest.mark.realdata
-def test_april_2016_intervals_are_incident_level(
-    real_zip: Path, isolated_environment: Path, model_dir: Path
-) -> None:
+@pytest.mark.usefixtures("real_data_dir")
+def test_april_2016_intervals_are_incident_level(model_dir: Path) -> None:
     # A challenger that predicts four days for every event: the paired interval is over
     # incidents too.
     (model_dir / "flat.py").write_text(
@@ -154,7 +153,6 @@ def test_april_2016_intervals_are_incident_level(
         "    return np.full(len(batch), 4 * 86_400.0)\n"
     )
     settings = load_settings()
-    core.fetch(settings, source=str(real_zip))
     april = {"closed_from": "2016-04-01", "closed_to": "2016-05-01", "batch_size": "all"}
     summary = core.evaluate(
         settings, TrialRequest(model=("heuristic", "flat:four_days"), seed=1, **april)

@@ -93,12 +93,8 @@ def test_compare_censoring_on_the_open_state_events(data_dir: Path) -> None:
 
 @pytest.mark.e2e
 @pytest.mark.realdata
-def test_real_file_ipcw_at_2016_06_01(real_zip: Path, isolated_environment: Path) -> None:
-    from ticketeval import core
-    from ticketeval.settings import Settings
-
-    core.fetch(Settings(), source=str(real_zip))
-    frame, _ = training_frame(isolated_environment)
+def test_real_file_ipcw_at_2016_06_01(real_data_dir: Path) -> None:
+    frame, _ = training_frame(real_data_dir)
     compared = compare_censoring(frame, "2016-06-01")
     assert compared["open_state_events"] == 14537
     assert compared["ipcw_vs_today"]["skill"] == pytest.approx(0.010, abs=0.002)

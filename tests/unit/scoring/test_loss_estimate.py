@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import invoke, run_ticketeval
+from tests.conftest import invoke
 from ticketeval.data.cache import cache_path
 from ticketeval.scoring.loss_estimate import (
     _expected_error_beyond,
@@ -105,11 +105,11 @@ def test_an_estimate_below_the_bound_is_pushed_to_it_and_says_so(data_dir: Path)
 
 @pytest.mark.e2e
 @pytest.mark.realdata
-def test_real_file_estimate_is_closer_to_the_realized_mae_than_the_bound(real_zip: Path) -> None:
-    assert run_ticketeval("fetch", "--source", str(real_zip)).returncode == 0
-    result = run_ticketeval("evaluate", "--as-of", "2016-05-01", "--json")
-    assert result.returncode == 0, result.stderr
-    open_part = json.loads(result.stdout)["data"]["open"]
+def test_real_file_estimate_is_closer_to_the_realized_mae_than_the_bound(
+    real_as_of_2016_05_01: dict,
+) -> None:
+    # `evaluate --as-of 2016-05-01 --json`, run once for this and test_open_tickets.py.
+    open_part = real_as_of_2016_05_01["data"]["open"]
     realized, bound = open_part["realized_MAE"], open_part["lower_bound_MAE"]
     assert abs(open_part["estimated_MAE"] - realized) < abs(bound - realized)
     assert open_part["estimate"]["seconds"] < 30

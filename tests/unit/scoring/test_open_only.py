@@ -108,8 +108,8 @@ def test_history_draws_one_trend_per_stream_and_population(data_dir: Path) -> No
 
 @pytest.mark.e2e
 @pytest.mark.realdata
-def test_the_real_holdout_open_states(real_zip: Path, isolated_environment: Path) -> None:
-    assert invoke("fetch", "--source", str(real_zip)).exit_code == 0
+@pytest.mark.usefixtures("real_data_dir")
+def test_the_real_holdout_open_states() -> None:
     every = _json("evaluate", "--closed-from", "2016-05-11", "--batch-size", "all")
     assert every["data"]["by_state"]["Closed"]["num_obs"] == 7_520
     only = _json("evaluate", "--closed-from", "2016-05-11", "--batch-size", "all", "--open-only")

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import expect_error, invoke, run_ticketeval
+from tests.conftest import expect_error, invoke
 from ticketeval.data.cache import cache_path
 from ticketeval.scoring.models import heuristic_model
 from ticketeval.scoring.open_tickets import load_open_tickets, open_rows
@@ -159,11 +159,9 @@ def test_evaluate_as_of_refuses_bad_input_in_one_line(
 
 @pytest.mark.e2e
 @pytest.mark.realdata
-def test_real_file_as_of_2016_05_01(real_zip: Path) -> None:
-    assert run_ticketeval("fetch", "--source", str(real_zip)).returncode == 0
-    result = run_ticketeval("evaluate", "--as-of", "2016-05-01", "--json")
-    assert result.returncode == 0, result.stderr
-    open_part = json.loads(result.stdout)["data"]["open"]
+def test_real_file_as_of_2016_05_01(real_as_of_2016_05_01: dict) -> None:
+    # `evaluate --as-of 2016-05-01 --json`, run once for this and test_loss_estimate.py.
+    open_part = real_as_of_2016_05_01["data"]["open"]
     assert open_part["incidents"] == 2962
     assert open_part["lower_bound_MAE"] == pytest.approx(450_450, rel=0.01)
     assert open_part["realized_MAE"] == pytest.approx(2_027_080, rel=0.01)
@@ -172,14 +170,11 @@ def test_real_file_as_of_2016_05_01(real_zip: Path) -> None:
 
 @pytest.mark.e2e
 @pytest.mark.realdata
-def test_real_file_lower_bound_never_exceeds_the_realized_mae(
-    real_zip: Path, isolated_environment: Path
-) -> None:
-    assert run_ticketeval("fetch", "--source", str(real_zip)).returncode == 0
+def test_real_file_lower_bound_never_exceeds_the_realized_mae(real_data_dir: Path) -> None:
     checked = 0
     for as_of in pd.date_range("2016-03-01", "2017-02-15", freq="5D"):
         tickets = load_open_tickets(
-            isolated_environment, as_of.to_pydatetime(), heuristic_model, name="heuristic"
+            real_data_dir, as_of.to_pydatetime(), heuristic_model, name="heuristic"
         )
         if not len(tickets.age):
             continue
