@@ -90,6 +90,11 @@ def test_an_address_that_is_not_a_dask_scheduler_is_refused_within_the_bound(
     assert result.stdout == ""
 
 
+def restore_default_sigint() -> None:
+    # A child of a shell started in the background ignores SIGINT; a test runner may too.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 HOG = """
 import numpy as np
 import psutil
@@ -120,6 +125,8 @@ def test_a_worker_paused_for_memory_ends_the_run_in_one_line(
         env=env,
         timeout=BOUND * 2,
         stdin=subprocess.DEVNULL,
+        # The watch ends the run as Ctrl-C would: not where SIGINT is ignored (a background job).
+        preexec_fn=restore_default_sigint,
     )
     assert result.returncode == ExitCode.USAGE, result.stderr
     expect_error(
@@ -133,11 +140,6 @@ def test_a_worker_paused_for_memory_ends_the_run_in_one_line(
     assert result.stdout == ""
     _, alive = psutil.wait_procs(processes_marked(marker), timeout=30)
     assert not alive, [process.cmdline() for process in alive]
-
-
-def restore_default_sigint() -> None:
-    # A child of a shell started in the background ignores SIGINT; a test runner may too.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.mark.parametrize(
