@@ -328,16 +328,5 @@ def test_overlapping_forced_fetches_leave_one_whole_cache(
     assert_no_process_left(process_marker)
 
 
-def test_overlapping_runs_all_succeed_and_each_lands_once(
-    data_dir: Path, process_marker: str
-) -> None:
-    runs = [["evaluate", "--batch-size", "200"]] * 3 + [
-        ["run-local", "--batch-size", "200", "--workers", "1"]
-    ]
-    outcomes = finish_all([start_ticketeval(arguments) for arguments in runs])
-    assert [code for code, _ in outcomes] == [0] * 4, outcomes
-    assert not any("Traceback" in err for _, err in outcomes)
-    rows = history.read_trials(load_settings().history)
-    assert len(rows) == 4 and len({row.id for row in rows}) == 4
-    assert sorted(row.runner for row in rows) == ["evaluate"] * 3 + ["run-local"]
-    assert_no_process_left(process_marker)
+# Overlapping evaluate and run-local processes on the default SQLite history: in
+# tests/e2e/test_history.py::test_ten_processes_at_once_record_ten_trials_none_twice.

@@ -10,17 +10,23 @@ import json
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.support.emulator import CloudEmulator
-from tests.support.helpers import expect_error, run_ticketeval, start_ticketeval
+from tests.support.helpers import (
+    assert_no_process_left,
+    expect_error,
+    run_ticketeval,
+    start_ticketeval,
+)
 from tests.support.postgres import stopped
 from tests.unit.history.test_store import awkward_trials
 from tests.unit.pipeline.test_saturn import REGISTER, cloud, cloud_env, home
 from ticketeval.history.spool import spool_for, spooled_files
 from ticketeval.history.store import read_trials, record_trial, redact_url
+from ticketeval.settings import load_settings
 
 if TYPE_CHECKING:
     from tests.support.postgres import PostgresServer
@@ -51,30 +57,39 @@ def count(url: str) -> tuple[int, int]:
 
 
 def test_ten_processes_at_once_record_ten_trials_none_twice(
-    data_dir: Path, postgres_url: str
+    data_dir: Path, postgres_url: str, process_marker: str
 ) -> None:
-    env = {"TICKETEVAL_HISTORY_URL": postgres_url}
-    commands = [(*EVALUATE, "--seed", str(seed), "--json") for seed in range(8)]
-    commands += [
-        ("run-local", "--batch-size", "100", "--workers", "1", "--threads-per-worker", "1",
-         "--json", "--quiet")
-        for _ in range(2)
-    ]  # fmt: skip
+    """evaluate and run-local at once, six writing to PostgreSQL and four to the default SQLite
+    file (one batch of processes for both histories: each process costs its imports)."""
+    server = {"TICKETEVAL_HISTORY_URL": postgres_url}
+    evaluate = [(*EVALUATE, "--seed", str(seed), "--json") for seed in range(8)]
+    run_local = ("run-local", "--batch-size", "100", "--workers", "1", "--threads-per-worker", "1",
+                 "--json", "--quiet")  # fmt: skip
+    runs = [(command, server) for command in [*evaluate[:5], run_local]]
+    runs += [(command, {}) for command in [*evaluate[5:], run_local]]
 
-    results = finish([start_ticketeval([*command], env=env) for command in commands])
+    results = finish([start_ticketeval([*command], env=env) for command, env in runs])
 
-    summaries = []
-    for code, stdout, stderr in results:
+    sqlite = load_settings().history
+    summaries: dict[str, list[dict[str, Any]]] = {postgres_url: [], sqlite: []}
+    for (code, stdout, stderr), (_, env) in zip(results, runs, strict=True):
         assert code == 0, stderr
+        assert "Traceback" not in stderr, stderr
         summary = json.loads(stdout)
-        assert summary["recorded"]["history"] == redact_url(postgres_url)
+        history = env.get("TICKETEVAL_HISTORY_URL", sqlite)
+        assert summary["recorded"]["history"] == redact_url(history)
         assert summary["recorded"]["spooled"] is False
-        summaries.append(summary)
-    assert sorted(s["runner"] for s in summaries) == ["evaluate"] * 8 + ["run-local"] * 2
-    rows = read_trials(postgres_url)
-    assert sorted(row.id for row in rows) == sorted(s["id"] for s in summaries)
-    assert count(postgres_url) == (10, 10)
+        summaries[history].append(summary)
+    for history, expected in ((postgres_url, 5), (sqlite, 3)):
+        runners = sorted(s["runner"] for s in summaries[history])
+        assert runners == ["evaluate"] * expected + ["run-local"]
+        rows = read_trials(history)
+        assert sorted(row.id for row in rows) == sorted(s["id"] for s in summaries[history])
+        assert sorted(row.runner for row in rows) == runners
+    assert count(postgres_url) == (6, 6)
+    assert len({row.id for row in read_trials(sqlite)}) == 4
     assert spooled_files(spool_for(data_dir / "spool", postgres_url)) == []
+    assert_no_process_left(process_marker)
 
 
 def test_a_trial_made_while_the_server_is_down_is_spooled_then_sent_first(
