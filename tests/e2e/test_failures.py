@@ -1,16 +1,12 @@
-"""Reliability where a process is the point: one executable test per exit code, kill -9, Ctrl-C,
-a dead Dask worker, and overlapping runs."""
+"""Reliability where a process is the point: one executable test per exit code, kill -9, a dead
+Dask worker, and overlapping fetches (Ctrl-C: test_hostile_cli; overlapping runs: test_history)."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import queue
 import signal
 import subprocess
-import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -43,40 +39,6 @@ def exited_within(process: subprocess.Popen[str] | subprocess.Popen[bytes], seco
     except subprocess.TimeoutExpired:
         return False
     return True
-
-
-class StderrLines:
-    """Read a child's stderr on a thread, so the test can wait for a given line."""
-
-    def __init__(self, process: subprocess.Popen[str]) -> None:
-        assert process.stderr is not None
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._read, args=(process.stderr,), daemon=True)
-        self._thread.start()
-
-    def _read(self, stream: io.TextIOBase) -> None:
-        for line in stream:
-            self._queue.put(line)
-        self._queue.put(None)
-
-    def wait_for(self, text: str, timeout: float = 180) -> bool:
-        """True once a line containing `text` arrived; False if stderr closed first."""
-        while True:
-            line = self._queue.get(timeout=timeout)
-            if line is None:
-                return False
-            self.lines.append(line)
-            if text in line:
-                return True
-
-    def rest(self) -> list[str]:
-        self._thread.join(timeout=120)
-        while not self._queue.empty():
-            line = self._queue.get()
-            if line is not None:
-                self.lines.append(line)
-        return [line.rstrip("\n") for line in self.lines]
 
 
 # --- Bad data through `fetch --source FILE` ----------------------------------------------------
@@ -140,7 +102,8 @@ def test_sigkill_mid_parse_leaves_the_previous_cache(data_dir: Path, big_csv: Pa
 
 
 # --- The installed executable: the exit codes no other process test gives -----------------------
-# (0: test_cli; 1, 130 and the killed worker: below; 4: test_fetch; 5: test_flow; 6: test_saturn)
+# (0: test_cli; 1 and the killed worker: below; 4: test_fetch; 5: test_flow; 6: test_saturn;
+# 130 and 143: test_hostile_cli)
 
 
 @pytest.mark.parametrize(
@@ -176,38 +139,9 @@ def test_the_executable_exits_with_the_documented_code(
         assert recorded == [] and result.stdout == ""
 
 
-# --- Ctrl-C and a dead worker during run-local -------------------------------------------------
-
-
-@pytest.fixture
-def restore_sigint() -> Callable[[], None]:
-    def restore() -> None:
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-    return restore
-
-
-def test_ctrl_c_during_run_local_exits_130_and_stops_the_cluster(
-    isolated_environment: Path, restore_sigint: Callable[[], None], process_marker: str
-) -> None:
-    process = start_ticketeval(
-        ["run-local", "--batch-size", "200", "--source", "demo"], preexec_fn=restore_sigint
-    )
-    stderr = StderrLines(process)
-    try:
-        assert stderr.wait_for("Dask scheduler tcp://"), stderr.rest()
-        assert stderr.lines[-1].strip().endswith("/status")  # the dashboard link
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    lines = stderr.rest()
-    assert process.returncode == ExitCode.INTERRUPTED, lines
-    assert not any("Traceback" in line for line in lines), lines
-    after = lines[lines.index(next(x for x in lines if "Dask scheduler" in x)) + 1 :]
-    assert after == ["Error: interrupted."], lines
-    assert_no_process_left(process_marker)
+# --- A dead worker during run-local -------------------------------------------------------------
+# (Ctrl-C and SIGTERM once the cluster is up: test_hostile_cli.py::
+# test_a_signal_during_run_local_closes_the_cluster_and_says_so.)
 
 
 STALLING_MODEL = """
@@ -285,7 +219,7 @@ def test_a_task_whose_worker_dies_too_often_fails_with_exit_1_in_one_line(
     assert_no_process_left(process_marker)
 
 
-# --- Overlapping runs --------------------------------------------------------------------------
+# --- Overlapping fetches --------------------------------------------------------------------------
 
 
 def finish_all(processes: list[subprocess.Popen[str]]) -> list[tuple[int, str]]:

@@ -184,6 +184,7 @@ def test_a_signal_during_run_local_closes_the_cluster_and_says_so(
         while not (seen and seen[-1].startswith("Dask scheduler tcp://")):
             seen.append(lines.get(timeout=BOUND))
             assert seen[-1] or process.poll() is None, seen
+        assert seen[-1].endswith("/status")  # with the dashboard's link
         assert processes_marked(marker)  # the cluster's processes, to be stopped
         process.send_signal(signum)
         process.wait(timeout=BOUND)  # stderr is the reader thread's alone
@@ -196,6 +197,7 @@ def test_a_signal_during_run_local_closes_the_cluster_and_says_so(
         seen.append(text)
     after = seen[seen.index(next(x for x in seen if x.startswith("Dask scheduler"))) + 1 :]
     assert process.returncode == code, seen
+    assert not any("Traceback" in text for text in seen), seen
     assert after == [line], seen
     assert stdout == ""  # no half-written table
     _, alive = psutil.wait_procs(processes_marked(marker), timeout=30)
