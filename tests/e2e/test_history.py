@@ -153,8 +153,6 @@ def test_a_wrong_password_is_one_line_and_never_written_anywhere(
 def test_postgresql_and_the_default_sqlite_show_the_same_history_json(
     isolated_environment: Path, postgres_url: str
 ) -> None:
-    from ticketeval.settings import load_settings
-
     default = load_settings()
     assert default.history.startswith("sqlite:")
     for trial in awkward_trials():
