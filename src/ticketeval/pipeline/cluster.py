@@ -485,7 +485,7 @@ def _workers_stopper(local: Any) -> Callable[..., bool]:
         if kind is not None and issubclass(kind, KeyboardInterrupt):
             for nanny in list(local.workers.values()):
                 with contextlib.suppress(Exception):  # already gone, or never started
-                    nanny.close_gracefully(reason="interrupted")
+                    nanny.close_gracefully()
                     if nanny.pid:
                         os.kill(nanny.pid, signal.SIGTERM)
         return False
