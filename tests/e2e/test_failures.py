@@ -176,7 +176,7 @@ def run_and_kill_the_worker_of_predict(
     (the pid the model wrote) once it is there. Returns the exit code, stdout, stderr lines."""
     (model_dir / "stall.py").write_text(STALLING_MODEL)
     started = tmp_path / "started"
-    arguments = ["run-local", "--batch-size", "200", "--json", "--source", "demo"]
+    arguments = ["run-local", "--batch-size", "200", "--json"]  # the test's data_dir
     process = start_ticketeval(
         [*arguments, "--model", "stall:model"], env={"STALL_DIR": str(tmp_path), **(env or {})}
     )
@@ -194,7 +194,7 @@ def run_and_kill_the_worker_of_predict(
 
 
 def test_a_worker_killed_during_a_task_is_survived_and_the_trial_recorded_once(
-    isolated_environment: Path, tmp_path: Path, model_dir: Path, process_marker: str
+    data_dir: Path, tmp_path: Path, model_dir: Path, process_marker: str
 ) -> None:
     """The LocalCluster's nanny restarts the worker and Dask reruns the lost tasks (up to
     `distributed.scheduler.allowed-failures`, 3, deaths per task): the run succeeds."""
@@ -209,7 +209,7 @@ def test_a_worker_killed_during_a_task_is_survived_and_the_trial_recorded_once(
 
 
 def test_a_task_whose_worker_dies_too_often_fails_with_exit_1_in_one_line(
-    isolated_environment: Path, tmp_path: Path, model_dir: Path, process_marker: str
+    data_dir: Path, tmp_path: Path, model_dir: Path, process_marker: str
 ) -> None:
     """With no worker death allowed (Dask's own setting), the same kill fails the flow."""
     code, stdout, lines = run_and_kill_the_worker_of_predict(
