@@ -58,25 +58,33 @@ def count(url: str) -> tuple[int, int]:
 
 
 def test_ten_processes_at_once_record_ten_trials_none_twice(
-    data_dir: Path, postgres_url: str, process_marker: str
+    data_dir: Path, postgres_url: str, process_marker: str, tmp_path: Path
 ) -> None:
     """evaluate and run-local at once, six writing to PostgreSQL and four to the default SQLite
     file (one batch of processes for both histories: each process costs its imports)."""
     server = {"TICKETEVAL_HISTORY_URL": postgres_url}
     evaluate = [(*EVALUATE, "--seed", str(seed), "--json") for seed in range(8)]
     run_local = ("run-local", "--batch-size", "100", "--workers", "1", "--threads-per-worker", "1",
-                 "--json", "--quiet")  # fmt: skip
-    runs = [(command, server) for command in [*evaluate[:5], run_local]]
-    runs += [(command, {}) for command in [*evaluate[5:], run_local]]
+                 "--quiet")  # fmt: skip
+    # The SQLite run-local runs as cron would: nothing printed on success (cron sends no mail),
+    # the trial in the log file. (It was test_hostile_cli's own run-local --quiet.)
+    log = tmp_path / "ticketeval.log"
+    cron = (*run_local, "--log-file", str(log), "--fail-if-mae-above", "1e12")
+    runs = [(command, server) for command in [*evaluate[:5], (*run_local, "--json")]]
+    runs += [(command, {}) for command in [*evaluate[5:], cron]]
 
     results = finish([start_ticketeval([*command], env=env) for command, env in runs])
 
     sqlite = load_settings().history
     summaries: dict[str, list[dict[str, Any]]] = {postgres_url: [], sqlite: []}
-    for (code, stdout, stderr), (_, env) in zip(results, runs, strict=True):
+    for (code, stdout, stderr), (command, env) in zip(results, runs, strict=True):
         assert code == 0, stderr
         assert "Traceback" not in stderr, stderr
+        if command == cron:
+            assert (stdout, stderr) == ("", "")
+            stdout = log.read_text().splitlines()[-1].split(" ", 1)[1]
         summary = json.loads(stdout)
+        assert summary["data"]["num_obs"] == 100
         history = env.get("TICKETEVAL_HISTORY_URL", sqlite)
         assert summary["recorded"]["history"] == redact_url(history)
         assert summary["recorded"]["spooled"] is False
@@ -88,6 +96,10 @@ def test_ten_processes_at_once_record_ten_trials_none_twice(
         assert sorted(row.id for row in rows) == sorted(s["id"] for s in summaries[history])
         assert sorted(row.runner for row in rows) == runners
     assert count(postgres_url) == (6, 6)
+    listed = invoke("history", "--json")  # the SQLite history, as `history --json` lists it
+    assert sorted(row["id"] for row in json.loads(listed.stdout)) == sorted(
+        s["id"] for s in summaries[sqlite]
+    )
     assert len({row.id for row in read_trials(sqlite)}) == 4
     assert spooled_files(spool_for(data_dir / "spool", postgres_url)) == []
     assert_no_process_left(process_marker)

@@ -1,5 +1,6 @@
 """The process under hostile conditions: addresses that never answer, a worker paused for memory,
-SIGTERM and Ctrl-C, cron's --quiet, output off a terminal, completion, a failing flow task."""
+SIGTERM and Ctrl-C, output off a terminal, completion, a failing flow task (cron's --quiet:
+tests/e2e/test_history.py)."""
 
 from __future__ import annotations
 
@@ -204,20 +205,9 @@ def test_a_signal_during_run_local_closes_the_cluster_and_says_so(
     assert not alive, [process.cmdline() for process in alive]
 
 
-def test_quiet_prints_nothing_on_success_and_the_log_keeps_the_trial(
-    data_dir: Path, tmp_path: Path
-) -> None:
-    log = tmp_path / "ticketeval.log"
-    result = run_ticketeval(
-        "run-local", "--quiet", "--batch-size", "100", "--log-file", str(log),
-        "--fail-if-mae-above", "1e12",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert (result.stdout, result.stderr) == ("", "")  # cron sends no mail
-    summary = json.loads(log.read_text().splitlines()[-1].split(" ", 1)[1])
-    assert summary["data"]["num_obs"] == 100
-    listed = invoke("history", "--json")  # in-process: what was recorded is the point
-    assert [row["id"] for row in json.loads(listed.stdout)] == [summary["id"]]
+# cron's --quiet (nothing printed on success, the trial in the log file and the history): one
+# of the processes of tests/e2e/test_history.py::
+# test_ten_processes_at_once_record_ten_trials_none_twice.
 
 
 def test_off_a_terminal_tables_are_never_cut_whatever_columns_says(
