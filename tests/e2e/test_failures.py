@@ -1,16 +1,12 @@
-"""Reliability where a process is the point: one executable test per exit code, kill -9, Ctrl-C,
-a dead Dask worker, and overlapping runs."""
+"""Reliability where a process is the point: one executable test per exit code, kill -9, a dead
+Dask worker, and overlapping fetches (Ctrl-C: test_hostile_cli; overlapping runs: test_history)."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import queue
 import signal
 import subprocess
-import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -45,40 +41,6 @@ def exited_within(process: subprocess.Popen[str] | subprocess.Popen[bytes], seco
     return True
 
 
-class StderrLines:
-    """Read a child's stderr on a thread, so the test can wait for a given line."""
-
-    def __init__(self, process: subprocess.Popen[str]) -> None:
-        assert process.stderr is not None
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._read, args=(process.stderr,), daemon=True)
-        self._thread.start()
-
-    def _read(self, stream: io.TextIOBase) -> None:
-        for line in stream:
-            self._queue.put(line)
-        self._queue.put(None)
-
-    def wait_for(self, text: str, timeout: float = 180) -> bool:
-        """True once a line containing `text` arrived; False if stderr closed first."""
-        while True:
-            line = self._queue.get(timeout=timeout)
-            if line is None:
-                return False
-            self.lines.append(line)
-            if text in line:
-                return True
-
-    def rest(self) -> list[str]:
-        self._thread.join(timeout=120)
-        while not self._queue.empty():
-            line = self._queue.get()
-            if line is not None:
-                self.lines.append(line)
-        return [line.rstrip("\n") for line in self.lines]
-
-
 # --- Bad data through `fetch --source FILE` ----------------------------------------------------
 
 
@@ -95,9 +57,15 @@ class StderrLines:
 
 
 @pytest.fixture(scope="module")
-def big_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def big_csv(tmp_path_factory: pytest.TempPathFactory, demo_csv: bytes) -> Path:
+    """300,000 events (120 MB): the session's 2,000 demo events 150 times over, which the parser
+    reads like any other rows (generating 300,000 took 2 s of CPU)."""
     path = tmp_path_factory.mktemp("big") / "big.csv"
-    path.write_bytes(demo.demo_event_log(300_000, seed=9))
+    header, body = demo_csv.split(b"\n", 1)
+    with path.open("wb") as out:
+        out.write(header + b"\n")
+        for _ in range(300_000 // DEMO_ROWS):
+            out.write(body)
     return path
 
 
@@ -140,7 +108,8 @@ def test_sigkill_mid_parse_leaves_the_previous_cache(data_dir: Path, big_csv: Pa
 
 
 # --- The installed executable: the exit codes no other process test gives -----------------------
-# (0: test_cli; 1, 130 and the killed worker: below; 4: test_fetch; 5: test_flow; 6: test_saturn)
+# (0: test_cli; 1 and the killed worker: below; 4: test_fetch; 5: test_flow; 6: test_saturn;
+# 130 and 143: test_hostile_cli)
 
 
 @pytest.mark.parametrize(
@@ -176,38 +145,9 @@ def test_the_executable_exits_with_the_documented_code(
         assert recorded == [] and result.stdout == ""
 
 
-# --- Ctrl-C and a dead worker during run-local -------------------------------------------------
-
-
-@pytest.fixture
-def restore_sigint() -> Callable[[], None]:
-    def restore() -> None:
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-    return restore
-
-
-def test_ctrl_c_during_run_local_exits_130_and_stops_the_cluster(
-    isolated_environment: Path, restore_sigint: Callable[[], None], process_marker: str
-) -> None:
-    process = start_ticketeval(
-        ["run-local", "--batch-size", "200", "--source", "demo"], preexec_fn=restore_sigint
-    )
-    stderr = StderrLines(process)
-    try:
-        assert stderr.wait_for("Dask scheduler tcp://"), stderr.rest()
-        assert stderr.lines[-1].strip().endswith("/status")  # the dashboard link
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    lines = stderr.rest()
-    assert process.returncode == ExitCode.INTERRUPTED, lines
-    assert not any("Traceback" in line for line in lines), lines
-    after = lines[lines.index(next(x for x in lines if "Dask scheduler" in x)) + 1 :]
-    assert after == ["Error: interrupted."], lines
-    assert_no_process_left(process_marker)
+# --- A dead worker during run-local -------------------------------------------------------------
+# (Ctrl-C and SIGTERM once the cluster is up: test_hostile_cli.py::
+# test_a_signal_during_run_local_closes_the_cluster_and_says_so.)
 
 
 STALLING_MODEL = """
@@ -236,7 +176,7 @@ def run_and_kill_the_worker_of_predict(
     (the pid the model wrote) once it is there. Returns the exit code, stdout, stderr lines."""
     (model_dir / "stall.py").write_text(STALLING_MODEL)
     started = tmp_path / "started"
-    arguments = ["run-local", "--batch-size", "200", "--json", "--source", "demo"]
+    arguments = ["run-local", "--batch-size", "200", "--json"]  # the test's data_dir
     process = start_ticketeval(
         [*arguments, "--model", "stall:model"], env={"STALL_DIR": str(tmp_path), **(env or {})}
     )
@@ -254,7 +194,7 @@ def run_and_kill_the_worker_of_predict(
 
 
 def test_a_worker_killed_during_a_task_is_survived_and_the_trial_recorded_once(
-    isolated_environment: Path, tmp_path: Path, model_dir: Path, process_marker: str
+    data_dir: Path, tmp_path: Path, model_dir: Path, process_marker: str
 ) -> None:
     """The LocalCluster's nanny restarts the worker and Dask reruns the lost tasks (up to
     `distributed.scheduler.allowed-failures`, 3, deaths per task): the run succeeds."""
@@ -269,7 +209,7 @@ def test_a_worker_killed_during_a_task_is_survived_and_the_trial_recorded_once(
 
 
 def test_a_task_whose_worker_dies_too_often_fails_with_exit_1_in_one_line(
-    isolated_environment: Path, tmp_path: Path, model_dir: Path, process_marker: str
+    data_dir: Path, tmp_path: Path, model_dir: Path, process_marker: str
 ) -> None:
     """With no worker death allowed (Dask's own setting), the same kill fails the flow."""
     code, stdout, lines = run_and_kill_the_worker_of_predict(
@@ -285,7 +225,7 @@ def test_a_task_whose_worker_dies_too_often_fails_with_exit_1_in_one_line(
     assert_no_process_left(process_marker)
 
 
-# --- Overlapping runs --------------------------------------------------------------------------
+# --- Overlapping fetches --------------------------------------------------------------------------
 
 
 def finish_all(processes: list[subprocess.Popen[str]]) -> list[tuple[int, str]]:
@@ -328,16 +268,5 @@ def test_overlapping_forced_fetches_leave_one_whole_cache(
     assert_no_process_left(process_marker)
 
 
-def test_overlapping_runs_all_succeed_and_each_lands_once(
-    data_dir: Path, process_marker: str
-) -> None:
-    runs = [["evaluate", "--batch-size", "200"]] * 3 + [
-        ["run-local", "--batch-size", "200", "--workers", "1"]
-    ]
-    outcomes = finish_all([start_ticketeval(arguments) for arguments in runs])
-    assert [code for code, _ in outcomes] == [0] * 4, outcomes
-    assert not any("Traceback" in err for _, err in outcomes)
-    rows = history.read_trials(load_settings().history)
-    assert len(rows) == 4 and len({row.id for row in rows}) == 4
-    assert sorted(row.runner for row in rows) == ["evaluate"] * 3 + ["run-local"]
-    assert_no_process_left(process_marker)
+# Overlapping evaluate and run-local processes on the default SQLite history: in
+# tests/e2e/test_history.py::test_ten_processes_at_once_record_ten_trials_none_twice.

@@ -10,17 +10,24 @@ import json
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.support.emulator import CloudEmulator
-from tests.support.helpers import expect_error, run_ticketeval, start_ticketeval
+from tests.support.helpers import (
+    assert_no_process_left,
+    expect_error,
+    invoke,
+    run_ticketeval,
+    start_ticketeval,
+)
 from tests.support.postgres import stopped
 from tests.unit.history.test_store import awkward_trials
 from tests.unit.pipeline.test_saturn import REGISTER, cloud, cloud_env, home
 from ticketeval.history.spool import spool_for, spooled_files
 from ticketeval.history.store import read_trials, record_trial, redact_url
+from ticketeval.settings import load_settings
 
 if TYPE_CHECKING:
     from tests.support.postgres import PostgresServer
@@ -51,30 +58,51 @@ def count(url: str) -> tuple[int, int]:
 
 
 def test_ten_processes_at_once_record_ten_trials_none_twice(
-    data_dir: Path, postgres_url: str
+    data_dir: Path, postgres_url: str, process_marker: str, tmp_path: Path
 ) -> None:
-    env = {"TICKETEVAL_HISTORY_URL": postgres_url}
-    commands = [(*EVALUATE, "--seed", str(seed), "--json") for seed in range(8)]
-    commands += [
-        ("run-local", "--batch-size", "100", "--workers", "1", "--threads-per-worker", "1",
-         "--json", "--quiet")
-        for _ in range(2)
-    ]  # fmt: skip
+    """evaluate and run-local at once, six writing to PostgreSQL and four to the default SQLite
+    file (one batch of processes for both histories: each process costs its imports)."""
+    server = {"TICKETEVAL_HISTORY_URL": postgres_url}
+    evaluate = [(*EVALUATE, "--seed", str(seed), "--json") for seed in range(8)]
+    run_local = ("run-local", "--batch-size", "100", "--workers", "1", "--threads-per-worker", "1",
+                 "--quiet")  # fmt: skip
+    # The SQLite run-local runs as cron would: nothing printed on success (cron sends no mail),
+    # the trial in the log file. (It was test_hostile_cli's own run-local --quiet.)
+    log = tmp_path / "ticketeval.log"
+    cron = (*run_local, "--log-file", str(log), "--fail-if-mae-above", "1e12")
+    runs = [(command, server) for command in [*evaluate[:5], (*run_local, "--json")]]
+    runs += [(command, {}) for command in [*evaluate[5:], cron]]
 
-    results = finish([start_ticketeval([*command], env=env) for command in commands])
+    results = finish([start_ticketeval([*command], env=env) for command, env in runs])
 
-    summaries = []
-    for code, stdout, stderr in results:
+    sqlite = load_settings().history
+    summaries: dict[str, list[dict[str, Any]]] = {postgres_url: [], sqlite: []}
+    for (code, stdout, stderr), (command, env) in zip(results, runs, strict=True):
         assert code == 0, stderr
+        assert "Traceback" not in stderr, stderr
+        if command == cron:
+            assert (stdout, stderr) == ("", "")
+            stdout = log.read_text().splitlines()[-1].split(" ", 1)[1]
         summary = json.loads(stdout)
-        assert summary["recorded"]["history"] == redact_url(postgres_url)
+        assert summary["data"]["num_obs"] == 100
+        history = env.get("TICKETEVAL_HISTORY_URL", sqlite)
+        assert summary["recorded"]["history"] == redact_url(history)
         assert summary["recorded"]["spooled"] is False
-        summaries.append(summary)
-    assert sorted(s["runner"] for s in summaries) == ["evaluate"] * 8 + ["run-local"] * 2
-    rows = read_trials(postgres_url)
-    assert sorted(row.id for row in rows) == sorted(s["id"] for s in summaries)
-    assert count(postgres_url) == (10, 10)
+        summaries[history].append(summary)
+    for history, expected in ((postgres_url, 5), (sqlite, 3)):
+        runners = sorted(s["runner"] for s in summaries[history])
+        assert runners == ["evaluate"] * expected + ["run-local"]
+        rows = read_trials(history)
+        assert sorted(row.id for row in rows) == sorted(s["id"] for s in summaries[history])
+        assert sorted(row.runner for row in rows) == runners
+    assert count(postgres_url) == (6, 6)
+    listed = invoke("history", "--json")  # the SQLite history, as `history --json` lists it
+    assert sorted(row["id"] for row in json.loads(listed.stdout)) == sorted(
+        s["id"] for s in summaries[sqlite]
+    )
+    assert len({row.id for row in read_trials(sqlite)}) == 4
     assert spooled_files(spool_for(data_dir / "spool", postgres_url)) == []
+    assert_no_process_left(process_marker)
 
 
 def test_a_trial_made_while_the_server_is_down_is_spooled_then_sent_first(
@@ -137,8 +165,6 @@ def test_a_wrong_password_is_one_line_and_never_written_anywhere(
 def test_postgresql_and_the_default_sqlite_show_the_same_history_json(
     isolated_environment: Path, postgres_url: str
 ) -> None:
-    from ticketeval.settings import load_settings
-
     default = load_settings()
     assert default.history.startswith("sqlite:")
     for trial in awkward_trials():
@@ -164,9 +190,10 @@ TEAM_URL = "postgresql://ada:pod-s3cret-91c2@db.example.org:5432/tickets"
 def test_register_gives_the_flow_the_team_history_without_its_password(
     cloud: CloudEmulator, cloud_env: dict[str, str]
 ) -> None:
-    result = run_ticketeval(*REGISTER, env={**cloud_env, "TICKETEVAL_HISTORY_URL": TEAM_URL})
+    # In-process, as tests/unit/pipeline/test_saturn.py registers: a process is not the point.
+    result = invoke(*REGISTER, env={**cloud_env, "TICKETEVAL_HISTORY_URL": TEAM_URL})
 
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.output
     assert "Warning" not in result.stderr
     details = json.loads(result.stdout)
     assert details["history"] == "postgresql://ada@db.example.org:5432/tickets"
@@ -188,9 +215,9 @@ def test_register_warns_when_the_trials_would_stay_on_the_pods_disk(
     cloud: CloudEmulator, cloud_env: dict[str, str], url: str | None
 ) -> None:
     env = {**cloud_env, **({"TICKETEVAL_HISTORY_URL": url} if url else {})}
-    result = run_ticketeval(*REGISTER, "--dry-run", env=env)
+    result = invoke(*REGISTER, "--dry-run", env=env)
 
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.output
     # One warning (beside the dry run's note that the sizes were not checked).
     assert "Traceback" not in result.stderr
     [line] = [line for line in result.stderr.splitlines() if line.startswith("Warning:")]

@@ -88,7 +88,9 @@ def write_concurrently(url: str, spool_dir: str, index: int, start: Any) -> None
 def test_eight_processes_writing_at_once_leave_every_trial_exactly_once(
     any_url: str, tmp_path: Path
 ) -> None:
-    context = multiprocessing.get_context("spawn")
+    # Forked, not spawned: a spawned child imports this module (psycopg, pandas, ticketeval)
+    # again, about a second of CPU each. Each child opens its own connection all the same.
+    context = multiprocessing.get_context("fork")
     start = context.Event()
     workers = [
         context.Process(

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import socket
 import sys
 import threading
@@ -305,6 +306,7 @@ def run_flow(
                     silence_logs=logging.INFO if cluster.verbose else logging.CRITICAL,
                 )
                 stack.callback(local.close)
+                stack.push(_workers_stopper(local))  # runs before local.close
                 address, dashboard = local.scheduler_address, local.dashboard_link
                 client = stack.enter_context(Client(address, set_as_default=False))
                 watch = MemoryWatch(client, local, cluster.memory_limit)
@@ -426,7 +428,7 @@ class MemoryWatch:
             if self.restarts >= 2:
                 self.problem = self._restarted()
             if self.problem is not None and not self._stopped.is_set():
-                _thread.interrupt_main()
+                _interrupt_main()
                 return
 
     def _worker_pids(self) -> dict[str, int | None]:
@@ -462,6 +464,33 @@ class MemoryWatch:
             f"the Dask worker paused: it reached 80% of its memory limit{of} ({in_use}); free "
             "memory on this machine, give a larger --memory-limit, or a smaller --batch-size."
         )
+
+
+def _interrupt_main() -> None:
+    """Raise KeyboardInterrupt in the main thread, as Ctrl-C would, and at once."""
+    if callable(signal.getsignal(signal.SIGINT)):
+        # A real signal: the main thread waits on Dask's futures in a lock that only a signal
+        # wakes; `interrupt_main` alone is seen when that wait times out, up to 10 s later.
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+    else:
+        _thread.interrupt_main()
+
+
+def _workers_stopper(local: Any) -> Callable[..., bool]:
+    """An exit callback that, on Ctrl-C or SIGTERM, ends the LocalCluster's worker processes
+    before it closes: a graceful close waits up to 4 s for a task still running, whose result
+    nobody will read. Each nanny is told first, so that it does not start a new worker."""
+
+    def stop(kind: type[BaseException] | None, *_: object) -> bool:
+        if kind is not None and issubclass(kind, KeyboardInterrupt):
+            for nanny in list(local.workers.values()):
+                with contextlib.suppress(Exception):  # already gone, or never started
+                    nanny.close_gracefully()
+                    if nanny.pid:
+                        os.kill(nanny.pid, signal.SIGTERM)
+        return False
+
+    return stop
 
 
 def _flow_summary(flow: Flow, state: Any, result_task: str) -> Any:
