@@ -92,6 +92,10 @@ def test_an_address_that_is_not_a_dask_scheduler_is_refused_within_the_bound(
     assert result.stdout == ""
 
 
+def ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def restore_default_sigint() -> None:
     # A child of a shell started in the background ignores SIGINT; a test runner may too.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -127,8 +131,9 @@ def test_a_worker_paused_for_memory_ends_the_run_in_one_line(
         env=env,
         timeout=BOUND * 2,
         stdin=subprocess.DEVNULL,
-        # The watch ends the run as Ctrl-C would: not where SIGINT is ignored (a background job).
-        preexec_fn=restore_default_sigint,
+        # SIGINT ignored, as in a job a shell started in the background: the watch ends the run
+        # all the same (it waited forever).
+        preexec_fn=ignore_sigint,
     )
     assert result.returncode == ExitCode.USAGE, result.stderr
     expect_error(

@@ -12,7 +12,7 @@ import socket
 import sys
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -311,6 +311,7 @@ def run_flow(
                 client = stack.enter_context(Client(address, set_as_default=False))
                 watch = MemoryWatch(client, local, cluster.memory_limit)
                 stack.callback(watch.stop)
+                stack.enter_context(_interruptible_by(watch))
             else:
                 check_scheduler(address, cluster.scheduler_timeout)
                 dashboard = None
@@ -464,6 +465,27 @@ class MemoryWatch:
             f"the Dask worker paused: it reached 80% of its memory limit{of} ({in_use}); free "
             "memory on this machine, give a larger --memory-limit, or a smaller --batch-size."
         )
+
+
+@contextlib.contextmanager
+def _interruptible_by(watch: MemoryWatch) -> Iterator[None]:
+    """Lets the watch interrupt a run started with SIGINT ignored (a job a shell started in the
+    background): without a handler its interrupt is lost and the run waits forever. A SIGINT
+    from anyone else stays ignored."""
+    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    if not ignored or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigint(signum: int, frame: object) -> None:
+        if watch.problem is not None:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _interrupt_main() -> None:
