@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from typer.testing import CliRunner
 
 from tests.support.helpers import as_unprivileged, expect_error, invoke, snapshot
 from ticketeval.data import cache
@@ -28,7 +27,6 @@ from ticketeval.data.demo import demo_event_log
 from ticketeval.errors import ExitCode
 from ticketeval.settings import MAX_SEED
 
-runner = CliRunner()
 DEMO_EVENTS = 2_000  # the size of conftest's demo cache
 
 

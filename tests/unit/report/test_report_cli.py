@@ -6,14 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
+from tests.support.helpers import runner
 from tests.unit.report.test_report import SECTION_IDS as PARTS
 from tests.unit.report.test_report import chart_rows, parse
 from ticketeval.cli.app import app
 from ticketeval.errors import ExitCode
-
-runner = CliRunner()
 
 
 def invoke(*arguments: str, env: dict[str, str] | None = None) -> dict:

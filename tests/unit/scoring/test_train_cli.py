@@ -7,8 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
+from tests.support.helpers import runner
 from tests.unit.scoring.test_training import _bad_files
 from ticketeval import core
 from ticketeval.cli.app import app
@@ -19,8 +19,6 @@ from ticketeval.scoring.metrics import score_metric
 from ticketeval.scoring.model_file import TrainingResult, load_model_file
 from ticketeval.scoring.trial import compute_target
 from ticketeval.settings import load_settings
-
-runner = CliRunner()
 
 
 def invoke(*args: str) -> dict:
