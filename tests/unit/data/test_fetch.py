@@ -102,9 +102,9 @@ def test_a_hanging_server_times_out_with_a_clear_message(
     before = snapshot(data_dir)
     with loopback([hang()]) as server:
         result = invoke(
-            "fetch", "--url", server.url(), "--force", env={"TICKETEVAL_TIMEOUT": "0.1"}
+            "fetch", "--url", server.url(), "--force", env={"TICKETEVAL_TIMEOUT": "0.2"}
         )
-    expect_error(result, ExitCode.NETWORK, f"downloading {server.url()} timed out after 0.1 s")
+    expect_error(result, ExitCode.NETWORK, f"downloading {server.url()} timed out after 0.2 s")
     assert "No data was changed" in result.stderr
     assert len(server.requests) == 4  # it did reach the server, and retried three times
     assert_old_cache_still_works(data_dir, before)
