@@ -133,6 +133,8 @@ class LoopbackServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.0"  # one request per connection: simple to script
+            # Headers and body go out as separate writes: no delayed-ACK wait between them.
+            disable_nagle_algorithm = True
 
             def do_GET(self) -> None:  # noqa: N802 (the http.server API)
                 request = Request(self.command, self.path, dict(self.headers.items()))

@@ -8,14 +8,12 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
+from tests.support.helpers import runner
 from ticketeval.cli.app import app
 from ticketeval.errors import ExitCode
 from ticketeval.history.urls import parse_history_url
 from ticketeval.settings import load_settings, sqlite_url
-
-runner = CliRunner()
 
 
 def trial_ids(path: Path) -> list[str]:

@@ -8,14 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from tests.support.helpers import invoke, table_value
+from tests.support.helpers import invoke, runner, table_value
 from ticketeval.cli.app import app
 from ticketeval.errors import ExitCode
-
-runner = CliRunner()
-
 
 COMMANDS = ("fetch", "evaluate", "run-local", "history")
 

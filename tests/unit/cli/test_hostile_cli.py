@@ -10,16 +10,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from tests.support.helpers import (
     expect_error,
+    runner,
 )
 from ticketeval.cli.app import app
 from ticketeval.errors import DataError, ExitCode
-
-runner = CliRunner()
-
 
 # --- Helpers -----------------------------------------------------------------------------------
 

@@ -366,7 +366,9 @@ def test_a_bad_date_is_refused_naming_the_column_and_the_value(value: str, colum
         table = parsing.parse_event_log(csv_bytes(rows))
     except DataError as error:
         if value.strip() not in parsing.MISSING_MARKERS:
-            assert repr(column) in str(error) or "not a readable CSV" in str(error)
+            # A NUL makes the whole file binary data, refused before any column is read.
+            binary = "\x00" in value and "holds binary data" in str(error)
+            assert repr(column) in str(error) or "not a readable CSV" in str(error) or binary
         return
     # Accepted: then it really was a date, and it reads back as the one written.
     read = table[column][1].as_py()

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from typer.testing import CliRunner
 
 from tests.support.helpers import as_unprivileged, expect_error, invoke, snapshot
 from ticketeval.data import cache
@@ -28,7 +27,6 @@ from ticketeval.data.demo import demo_event_log
 from ticketeval.errors import ExitCode
 from ticketeval.settings import MAX_SEED
 
-runner = CliRunner()
 DEMO_EVENTS = 2_000  # the size of conftest's demo cache
 
 
@@ -429,6 +427,8 @@ class GzipServer:
         payload = gzip.compress(body)
 
         class Handler(BaseHTTPRequestHandler):
+            disable_nagle_algorithm = True  # no delayed-ACK wait between headers and body
+
             def do_GET(self) -> None:  # noqa: N802 (the http.server API)
                 self.send_response(200)
                 self.send_header("Content-Encoding", "gzip")
@@ -440,7 +440,10 @@ class GzipServer:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # shutdown() waits for serve_forever's next poll (0.5 s by default): keep it short.
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     def __enter__(self) -> str:
         self.thread.start()

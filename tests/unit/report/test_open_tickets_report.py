@@ -1,4 +1,5 @@
-"""The report's "open tickets" part for a trial with --as-of."""
+"""The report's "open tickets" part for a trial with --as-of. That a trial without --as-of has
+none is checked on the page of tests/unit/report/test_report_cli.py's first test."""
 
 from __future__ import annotations
 
@@ -30,10 +31,3 @@ def test_report_of_an_as_of_trial_shows_its_open_tickets(data_dir: Path, tmp_pat
         assert f'data-value="{float(values["incidents"])!r}"' in body
     # The page keeps its rules: nothing fetched from anywhere.
     assert "http://" not in body and "https://" not in body and "<script" not in html
-
-
-def test_report_without_as_of_has_no_open_tickets_part(data_dir: Path, tmp_path: Path) -> None:
-    page = tmp_path / "plain.html"
-    assert invoke("evaluate", "--report", str(page)).exit_code == 0
-    html = page.read_text()
-    assert 'id="open-tickets"' not in html and "chart-open-tickets" not in html

@@ -6,14 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
+from tests.support.helpers import runner
 from tests.unit.report.test_report import SECTION_IDS as PARTS
 from tests.unit.report.test_report import chart_rows, parse
 from ticketeval.cli.app import app
 from ticketeval.errors import ExitCode
-
-runner = CliRunner()
 
 
 def invoke(*arguments: str, env: dict[str, str] | None = None) -> dict:
@@ -47,6 +45,8 @@ def test_evaluate_writes_the_trials_page_and_keeps_its_results(
     # The per-priority bars are the summary's.
     rows = chart_rows(root, "chart-by-priority")
     assert len(rows) == len(summary["data"]["by_priority"])
+    # A trial without --as-of has no open-tickets part.
+    assert 'id="open-tickets"' not in page and "chart-open-tickets" not in page
 
 
 def test_results_are_kept_for_the_last_n_trials_only(data_dir: Path) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
+from tests.support.helpers import runner
 from ticketeval import core
 from ticketeval.cli.app import app
 from ticketeval.data import cache, parsing, periods
@@ -19,7 +19,6 @@ from ticketeval.request import TrialRequest
 from ticketeval.scoring import backtest, metrics
 from ticketeval.settings import load_settings
 
-runner = CliRunner()
 HOUR = 3600.0
 
 

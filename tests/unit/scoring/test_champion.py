@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
+from tests.support.helpers import runner
 from ticketeval.cli.app import app
 from ticketeval.cli.render_backtest import render_backtest
 from ticketeval.data.periods import Period
@@ -20,8 +20,6 @@ from ticketeval.scoring.backtest import judge, score_period
 from ticketeval.scoring.champion import model_specs, overlaps_training
 from ticketeval.scoring.metrics import paired_mae_difference
 from ticketeval.settings import load_settings
-
-runner = CliRunner()
 
 # A challenger that knows the answer (within 10%), and two models that are one function.
 MODELS = """

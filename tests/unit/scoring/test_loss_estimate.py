@@ -4,8 +4,10 @@ the censored lower bound, and on the real file closer to the hindsight than the 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,13 +48,30 @@ def test_tail_mean_recovers_a_constant_hazard() -> None:
     assert _tail_mean(remaining, window, closed) == pytest.approx(20.0, rel=0.03)
 
 
-def test_the_estimate_reads_nothing_after_as_of(data_dir: Path) -> None:
+@dataclass(frozen=True)
+class Estimated:
+    log: pd.DataFrame
+    tickets: OpenTickets
+    estimate: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def estimated_on_november_1(demo_cache: Path) -> Estimated:
+    """The demo log's open tickets on 2016-11-01 and their estimate, made once for the tests
+    that start from it (only read)."""
+    log = pd.read_parquet(cache_path(demo_cache))
+    tickets = open_tickets_of(log, datetime(2016, 11, 1))
+    return Estimated(
+        log, tickets, estimate_open_mae(log, tickets, heuristic_model, name="heuristic")
+    )
+
+
+def test_the_estimate_reads_nothing_after_as_of(estimated_on_november_1: Estimated) -> None:
     """Rewriting the future (later closures moved, later events changed) changes the hindsight
     but not the estimate."""
-    log = pd.read_parquet(cache_path(data_dir))
-    as_of = datetime(2016, 11, 1)
-    tickets = open_tickets_of(log, as_of)
-    before = estimate_open_mae(log, tickets, heuristic_model, name="heuristic")
+    log, tickets = estimated_on_november_1.log, estimated_on_november_1.tickets
+    as_of = tickets.as_of
+    before = estimated_on_november_1.estimate
     future = log.copy()
     later = future["closed_at"] > pd.Timestamp(as_of)
     future.loc[later, "closed_at"] += pd.Timedelta(days=40)
@@ -81,12 +100,13 @@ def test_evaluate_as_of_estimates_never_below_the_lower_bound(data_dir: Path) ->
     assert "estimate" not in skipped["data"]["open"]
 
 
-def test_an_estimate_below_the_bound_is_pushed_to_it_and_says_so(data_dir: Path) -> None:
+def test_an_estimate_below_the_bound_is_pushed_to_it_and_says_so(
+    estimated_on_november_1: Estimated,
+) -> None:
     """Open tickets far older than any the reference saw: trees do not extrapolate, so the
     nanny's errors fall short of what the tickets' ages already guarantee."""
-    log = pd.read_parquet(cache_path(data_dir))
-    as_of = datetime(2016, 11, 1)
-    tickets = open_tickets_of(log, as_of)
+    log, tickets = estimated_on_november_1.log, estimated_on_november_1.tickets
+    as_of = tickets.as_of
     ancient = OpenTickets(
         as_of, tickets.frame, tickets.age + 3e8, tickets.predictions, tickets.positions
     )
@@ -98,7 +118,7 @@ def test_an_estimate_below_the_bound_is_pushed_to_it_and_says_so(data_dir: Path)
     assert bound <= estimated["estimated_MAE_ci"][0] <= estimated["estimated_MAE"]
     assert estimated["estimate"]["pushed_to_lower_bound"] is True
     assert "lower bound" in estimated["estimate_note"]
-    usual = estimate_open_mae(log, tickets, heuristic_model, name="heuristic")
+    usual = estimated_on_november_1.estimate  # the same tickets at their own ages
     assert usual["estimate"]["pushed_to_lower_bound"] is False
     assert "estimate_note" not in usual
 

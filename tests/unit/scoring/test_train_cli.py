@@ -7,8 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
+from tests.support.helpers import runner
 from tests.unit.scoring.test_training import _bad_files
 from ticketeval import core
 from ticketeval.cli.app import app
@@ -20,8 +20,6 @@ from ticketeval.scoring.model_file import TrainingResult, load_model_file
 from ticketeval.scoring.trial import compute_target
 from ticketeval.settings import load_settings
 
-runner = CliRunner()
-
 
 def invoke(*args: str) -> dict:
     result = runner.invoke(app, [*args, "--json"])
@@ -32,8 +30,12 @@ def invoke(*args: str) -> dict:
 # --- train ---------------------------------------------------------------------------------------
 
 
-def test_train_saves_a_model_and_prints_its_holdout_figures(data_dir: Path) -> None:
-    result = runner.invoke(app, ["train", "--train-fraction", "0.7", "--out", "m.skops"])
+def test_train_saves_a_model_prints_its_holdout_and_trains_the_same_bytes_twice(
+    data_dir: Path, demo_model: Path
+) -> None:
+    result = runner.invoke(
+        app, ["train", "--train-fraction", "0.7", "--seed", "0", "--out", "m.skops"]
+    )
     assert result.exit_code == 0, result.output
     for line in ("Saved m.skops", "holdout MAE", "skill vs the training median", "cut"):
         assert line in result.stdout, line
@@ -53,6 +55,19 @@ def test_train_saves_a_model_and_prints_its_holdout_figures(data_dir: Path) -> N
     cache = read_cache_info(data_dir)
     assert cache is not None and described["data_sha256"] == cache.csv_sha256
 
+    # Trained twice, the same bytes and the same predictions: the session's demo model is the
+    # same data, options and seed through the API (one training for both checks).
+    shutil.copy(demo_model, "b.skops")
+    assert Path("m.skops").read_bytes() == Path("b.skops").read_bytes()
+    summary = invoke(
+        "evaluate", "--model", "m.skops", "--model", "b.skops", "--batch-size", "400", "--seed", "1"
+    )
+    first, second = (summary["models"][name] for name in ("m.skops", "b.skops"))
+    assert first["metrics"] == second["metrics"]
+    (comparison,) = summary["comparison"]
+    assert comparison["mae_difference"] == 0 and comparison["ci"] == [0.0, 0.0]
+    assert not comparison["better_beyond_noise"] and not comparison["worse_beyond_noise"]
+
 
 def test_train_at_a_date_and_with_the_log_loss(data_dir: Path) -> None:
     described = invoke(
@@ -63,24 +78,6 @@ def test_train_at_a_date_and_with_the_log_loss(data_dir: Path) -> None:
     assert described["training"]["cut"] == "2016-09-01T00:00:00"
     assert described["training"]["last_closed_at"] < "2016-09-01"
     assert described["holdout"]["first_closed_at"] >= "2016-09-01"
-
-
-def test_train_twice_writes_the_same_bytes_and_predicts_the_same(
-    data_dir: Path, demo_model: Path
-) -> None:
-    # The second training is the session's demo model: the same data, options and seed, once
-    # through the API, once through the command.
-    invoke("train", "--train-fraction", "0.7", "--seed", "0", "--out", "a.skops")
-    shutil.copy(demo_model, "b.skops")
-    assert Path("a.skops").read_bytes() == Path("b.skops").read_bytes()
-    summary = invoke(
-        "evaluate", "--model", "a.skops", "--model", "b.skops", "--batch-size", "400", "--seed", "1"
-    )
-    first, second = (summary["models"][name] for name in ("a.skops", "b.skops"))
-    assert first["metrics"] == second["metrics"]
-    (comparison,) = summary["comparison"]
-    assert comparison["mae_difference"] == 0 and comparison["ci"] == [0.0, 0.0]
-    assert not comparison["better_beyond_noise"] and not comparison["worse_beyond_noise"]
 
 
 @pytest.mark.parametrize(
