@@ -5,15 +5,13 @@ traceback."""
 from __future__ import annotations
 
 import os
-import signal
 import time
 from pathlib import Path
 
 import psutil
 import pytest
 
-from tests.support.helpers import start_ticketeval
-from ticketeval.errors import ExitCode
+from tests.support.helpers import SIGNAL_EXITS, restore_default_sigint, start_ticketeval
 
 SLEEPING_MODEL = """
 import os
@@ -36,10 +34,6 @@ def marker(batch):
 """
 
 
-def restore_default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 @pytest.mark.parametrize(
     "command",
     [
@@ -49,14 +43,7 @@ def restore_default_sigint() -> None:
     ],
     ids=["run-local-in-a-task", "backtest-in-a-task", "backtest-between-tasks"],
 )
-@pytest.mark.parametrize(
-    ("signum", "code", "line"),
-    [
-        (signal.SIGINT, ExitCode.INTERRUPTED, "Error: interrupted."),
-        (signal.SIGTERM, ExitCode.TERMINATED, "Error: terminated."),
-    ],
-    ids=["SIGINT", "SIGTERM"],
-)
+@pytest.mark.parametrize(("signum", "code", "line"), SIGNAL_EXITS)
 def test_a_signal_to_the_group_during_a_task_prints_no_worker_traceback(
     data_dir: Path,
     model_dir: Path,

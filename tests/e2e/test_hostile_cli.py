@@ -19,10 +19,13 @@ import psutil
 import pytest
 
 from tests.support.helpers import (
+    SIGNAL_EXITS,
     expect_error,
     full_tmpfs,
+    ignore_sigint,
     invoke,
     processes_marked,
+    restore_default_sigint,
     run_ticketeval,
     runner,
     ticketeval_executable,
@@ -92,15 +95,6 @@ def test_an_address_that_is_not_a_dask_scheduler_is_refused_within_the_bound(
     assert result.stdout == ""
 
 
-def ignore_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def restore_default_sigint() -> None:
-    # A child of a shell started in the background ignores SIGINT; a test runner may too.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 HOG = """
 import numpy as np
 import psutil
@@ -149,14 +143,7 @@ def test_a_worker_paused_for_memory_ends_the_run_in_one_line(
     assert not alive, [process.cmdline() for process in alive]
 
 
-@pytest.mark.parametrize(
-    ("signum", "code", "line"),
-    [
-        (signal.SIGTERM, ExitCode.TERMINATED, "Error: terminated."),
-        (signal.SIGINT, ExitCode.INTERRUPTED, "Error: interrupted."),
-    ],
-    ids=["SIGTERM", "SIGINT"],
-)
+@pytest.mark.parametrize(("signum", "code", "line"), SIGNAL_EXITS)
 def test_a_signal_during_run_local_closes_the_cluster_and_says_so(
     data_dir: Path,
     process_marker: str,

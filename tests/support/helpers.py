@@ -12,6 +12,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import zipfile
@@ -24,6 +25,8 @@ import pytest
 import typer
 import typer.testing
 from typer.testing import Result
+
+from ticketeval.errors import ExitCode
 
 ROOT = Path(__file__).resolve().parents[2]
 REAL_ZIP = ROOT.parent / "shared" / "data" / "incident_event_log.zip"
@@ -302,3 +305,23 @@ def full_tmpfs(path: Path) -> Iterator[Path]:
         yield path
     finally:
         subprocess.run(["umount", str(path)], check=True)
+
+
+# --- Signals ------------------------------------------------------------------------------------
+
+# Each signal ticketeval ends on: its exit code and its one line (parametrize signum, code, line).
+SIGNAL_EXITS = [
+    pytest.param(signal.SIGINT, ExitCode.INTERRUPTED, "Error: interrupted.", id="SIGINT"),
+    pytest.param(signal.SIGTERM, ExitCode.TERMINATED, "Error: terminated.", id="SIGTERM"),
+]
+
+
+def restore_default_sigint() -> None:
+    """A child's preexec_fn: a child of a shell started in the background ignores SIGINT, and a
+    test runner may too; Ctrl-C must reach it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def ignore_sigint() -> None:
+    """A child's preexec_fn: SIGINT ignored, as in a job a shell started in the background."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
