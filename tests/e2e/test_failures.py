@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 from pathlib import Path
@@ -220,7 +221,9 @@ def test_a_task_whose_worker_dies_too_often_fails_with_exit_1_in_one_line(
     assert not any("Traceback" in line for line in lines), lines
     errors = [line for line in lines if line.startswith("Error: ")]
     assert errors == [lines[-1]], lines
-    assert "KilledWorker" in errors[0] and "'predict-" in errors[0]  # the task, by its key
+    # Named by its Dask key. Under load another task (get_target) may still be on the killed
+    # worker beside predict, and then it is the one the flow's state names.
+    assert re.search(r"KilledWorker\('[a-z_]+-\d+-[0-9a-f]{32}'", errors[0]), errors
     assert history.read_trials(load_settings().history) == []
     assert_no_process_left(process_marker)
 
