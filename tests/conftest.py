@@ -192,6 +192,14 @@ def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
     os.environ.update(prepared)  # then monkeypatch puts back what it changed
 
 
+@pytest.fixture
+def without_dashboard(isolated_environment: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """run-local and backtest without Dask's dashboard, as a cron job runs them
+    (TICKETEVAL_DASHBOARD=false): for tests where the cluster is not the point, it saves about
+    1 s of CPU per cluster. The tests of the dashboard, and of signals, keep the default."""
+    monkeypatch.setenv("TICKETEVAL_DASHBOARD", "false")
+
+
 @pytest.fixture(scope="session")
 def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data directory holding a small demo cache (2,000 events), built once."""

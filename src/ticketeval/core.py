@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +44,7 @@ from ticketeval.planning import (
     check_output,
     check_png_dir,
     checked_report,
+    configured_cluster,
     plan_trial,
     prepare_data,
     trial_stream,
@@ -156,7 +156,7 @@ def run_local(
         check_batch_size(size, available, plan.period)
     for spec in plan.models:
         model_columns(load_model(spec), name=spec)
-    cluster = replace(cluster, scheduler_timeout=settings.scheduler_timeout)
+    cluster = configured_cluster(settings, cluster)
     build = functools.partial(
         build_flow,
         name=flow_name(settings.username),
@@ -236,7 +236,7 @@ def backtest(
             f"give at most {len(periods)} (the default is the first third)."
         )
     run_id = new_trial_id()
-    cluster = replace(cluster, scheduler_timeout=settings.scheduler_timeout)
+    cluster = configured_cluster(settings, cluster)
     places = workers_places(settings, cluster, run_id=run_id)
     build = functools.partial(
         build_backtest_flow,

@@ -224,6 +224,15 @@ def checked_report(settings: Settings, request: Request) -> Request:
     )
 
 
+def configured_cluster(settings: Settings, cluster: ClusterOptions) -> ClusterOptions:
+    """The cluster options with what the settings decide: the scheduler's timeout and, for a
+    LocalCluster started here, whether it serves its dashboard (unless a flag said)."""
+    dashboard = cluster.dashboard
+    if dashboard is None and not cluster.remote:
+        dashboard = settings.dashboard
+    return replace(cluster, scheduler_timeout=settings.scheduler_timeout, dashboard=dashboard)
+
+
 def workers_places(
     settings: Settings, cluster: ClusterOptions, *, run_id: str | None = None
 ) -> dict[str, Any]:

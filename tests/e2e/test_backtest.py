@@ -20,6 +20,8 @@ from ticketeval.cli.app import app
 from ticketeval.data import cache, parsing
 from ticketeval.settings import load_settings
 
+pytestmark = pytest.mark.usefixtures("without_dashboard")  # the cluster is not the point here
+
 
 @pytest.mark.usefixtures("known")
 def test_backtest_by_month_on_a_local_cluster() -> None:

@@ -14,6 +14,8 @@ import pytest
 from tests.conftest import invoke
 from ticketeval.errors import ExitCode
 
+pytestmark = pytest.mark.usefixtures("without_dashboard")  # the cluster is not the point here
+
 # A model that breaks: the heuristic's predictions until BREAK, 365 days for every event
 # updated after it.
 BROKEN = """

@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.support.helpers import run_ticketeval
 from tests.unit.scoring.test_champion import MODELS
 from ticketeval.history import store as history
 from ticketeval.settings import load_settings
+
+pytestmark = pytest.mark.usefixtures("without_dashboard")  # the cluster is not the point here
 
 
 def test_run_local_compares_models_on_a_local_cluster(data_dir: Path, model_dir: Path) -> None:

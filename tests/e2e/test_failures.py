@@ -30,6 +30,8 @@ from ticketeval.errors import ExitCode
 from ticketeval.history import store as history
 from ticketeval.settings import load_settings
 
+pytestmark = pytest.mark.usefixtures("without_dashboard")  # the cluster is not the point here
+
 # --- Helpers -----------------------------------------------------------------------------------
 
 

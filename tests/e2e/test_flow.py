@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,9 +28,11 @@ def test_run_local_runs_the_flow_on_a_local_cluster(
     # run for both, each run-local costs a cluster).
     result = run_ticketeval(
         "run-local", "--batch-size", "1000", "--workers", "2", "--seed", "3", "--json",
-        "--report", str(page), "--verbose",
+        "--report", str(page), "--verbose", "--no-dashboard",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+    [announced] = [line for line in result.stderr.splitlines() if line.startswith("Dask ")]
+    assert re.fullmatch(r"Dask scheduler tcp://127\.0\.0\.1:\d+", announced)  # no dashboard
     assert "Task 'predict': Finished task run" in result.stderr
     summary = json.loads(result.stdout)
     assert summary["data"]["num_obs"] == 1000
@@ -47,6 +50,7 @@ def test_run_local_runs_the_flow_on_a_local_cluster(
     assert_no_process_left(process_marker)
 
 
+@pytest.mark.usefixtures("without_dashboard")
 def test_a_failing_task_is_named_with_its_error(
     data_dir: Path, model_dir: Path, process_marker: str
 ) -> None:
@@ -66,6 +70,48 @@ def test_a_failing_task_is_named_with_its_error(
     assert history.read_trials(load_settings().history) == []
 
 
+def dashboard_status(address: str) -> int:
+    """The HTTP status of the Bokeh dashboard's page on the scheduler at `address` (its HTTP
+    server, for health and metrics, runs either way)."""
+    import urllib.error
+    import urllib.request
+
+    from distributed import Client
+
+    with Client(address, set_as_default=False, timeout=10) as client:
+        port = client.scheduler_info()["services"]["dashboard"]
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+@pytest.mark.parametrize(
+    ("flag", "setting", "served"),
+    [(None, "false", False), (True, "false", True)],
+    ids=["TICKETEVAL_DASHBOARD=false", "--dashboard wins over it"],
+)
+def test_the_dashboard_is_served_only_when_asked(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, flag: bool | None, setting: str, served: bool
+) -> None:
+    from ticketeval import core
+    from ticketeval.pipeline.cluster import ClusterOptions
+    from ticketeval.request import TrialRequest
+
+    monkeypatch.setenv("TICKETEVAL_DASHBOARD", setting)
+    seen: list[tuple[int, str | None]] = []
+    summary = core.run_local(
+        load_settings(),
+        TrialRequest(batch_size=50, seed=1),
+        cluster=ClusterOptions(workers=1, threads_per_worker=1, dashboard=flag),
+        on_cluster=lambda address, link: seen.append((dashboard_status(address), link)),
+    )
+    assert not isinstance(summary, core.NothingNew) and summary["data"]["num_obs"] == 50
+    [(status, link)] = seen
+    assert (status, link is not None) == ((200, True) if served else (404, False))
+
+
 @pytest.fixture
 def outside_scheduler() -> Iterator[str]:
     """A Dask cluster started outside the tool, as a user's own scheduler would be."""
@@ -77,6 +123,7 @@ def outside_scheduler() -> Iterator[str]:
         yield cluster.scheduler_address
 
 
+@pytest.mark.usefixtures("without_dashboard")  # a setting for clusters started here: ignored
 def test_run_local_on_an_existing_scheduler_leaves_it_running(
     data_dir: Path, outside_scheduler: str
 ) -> None:
@@ -124,6 +171,7 @@ def test_run_local_prints_a_table_and_the_dashboard_and_the_model_reaches_the_wo
 
 
 @pytest.mark.realdata
+@pytest.mark.usefixtures("without_dashboard")
 def test_run_local_on_the_real_file(real_zip: Path, isolated_environment: Path) -> None:
     result = run_ticketeval(
         "run-local", "--batch-size", "1000", "--workers", "1", "--source", str(real_zip), "--json"

@@ -29,6 +29,8 @@ from ticketeval.history.spool import spool_for, spooled_files
 from ticketeval.history.store import read_trials, record_trial, redact_url
 from ticketeval.settings import load_settings
 
+pytestmark = pytest.mark.usefixtures("without_dashboard")  # the cluster is not the point here
+
 if TYPE_CHECKING:
     from tests.support.postgres import PostgresServer
 

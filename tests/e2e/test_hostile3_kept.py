@@ -9,11 +9,14 @@ import os
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from tests.support.helpers import full_tmpfs, invoke
 from ticketeval.data.cache import read_cache_info
 from ticketeval.errors import ExitCode
 from ticketeval.history.spool import spool_for, spooled_files
+
+pytestmark = pytest.mark.usefixtures("without_dashboard")  # the cluster is not the point here
 
 # Nothing listens on port 1 of the loopback: the connection is refused at once.
 UNREACHABLE = "postgresql://ada@127.0.0.1:1/te"

@@ -112,6 +112,7 @@ def model(batch):
 """
 
 
+@pytest.mark.usefixtures("without_dashboard")  # as cron runs it
 def test_a_worker_paused_for_memory_ends_the_run_in_one_line(
     data_dir: Path, model_dir: Path, process_marker: str
 ) -> None:
@@ -245,6 +246,7 @@ def failing_flow(**_: object) -> object:
     return built
 
 
+@pytest.mark.usefixtures("without_dashboard")
 def test_a_flow_task_failing_unexpectedly_exits_1_naming_it(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

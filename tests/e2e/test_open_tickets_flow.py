@@ -13,6 +13,8 @@ from ticketeval.data.periods import Period
 from ticketeval.pipeline import flow
 from ticketeval.scoring import trial
 
+pytestmark = pytest.mark.usefixtures("without_dashboard")  # the cluster is not the point here
+
 
 def test_only_a_replay_flow_has_the_as_of_parameter_and_task() -> None:
     plain = flow.build_flow(name="f", batch_size=10)

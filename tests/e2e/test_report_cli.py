@@ -11,6 +11,8 @@ from tests.unit.report.test_report import SECTION_IDS as PARTS
 from tests.unit.report.test_report import chart_rows, parse
 from tests.unit.report.test_report_cli import invoke
 
+pytestmark = pytest.mark.usefixtures("without_dashboard")  # the cluster is not the point here
+
 
 def test_a_backtests_report_shows_its_periods_and_alerts(data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "backtest.html"

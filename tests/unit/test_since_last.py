@@ -21,6 +21,8 @@ from ticketeval.history.rows import SCHEMA_VERSION
 from ticketeval.history.store import read_trials
 from ticketeval.settings import load_settings
 
+pytestmark = pytest.mark.usefixtures("without_dashboard")  # the cluster is not the point here
+
 # The real PostgreSQL server and its per-test databases (fixture postgres_url).
 
 

@@ -28,6 +28,7 @@ from ticketeval.cli.options import (
     BatchSizeOption,
     ClosedFromOption,
     ClosedToOption,
+    DashboardOption,
     DataDirOption,
     EstimateOption,
     FailIfMaeAboveOption,
@@ -236,6 +237,7 @@ def run_local(
     workers: WorkersOption = None,
     threads_per_worker: ThreadsPerWorkerOption = None,
     memory_limit: MemoryLimitOption = None,
+    dashboard: DashboardOption = None,
     address: AddressOption = None,
     saturn: SaturnOption = False,
     data_dir: DataDirOption = None,
@@ -256,7 +258,13 @@ def run_local(
         from ticketeval.pipeline.cluster import ClusterOptions
 
         cluster = ClusterOptions(
-            workers, threads_per_worker, memory_limit, address, verbose, saturn=saturn
+            workers,
+            threads_per_worker,
+            memory_limit,
+            address,
+            verbose,
+            saturn=saturn,
+            dashboard=dashboard,
         )
         settings = flow_settings(data_dir, verbose=verbose)
         request = TrialRequest(

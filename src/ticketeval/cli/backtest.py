@@ -15,6 +15,7 @@ from ticketeval.cli.options import (
     BacktestModelOption,
     ClosedFromOption,
     ClosedToOption,
+    DashboardOption,
     DataDirOption,
     JsonOption,
     LogFileOption,
@@ -79,6 +80,7 @@ def backtest(
     workers: WorkersOption = None,
     threads_per_worker: ThreadsPerWorkerOption = None,
     memory_limit: MemoryLimitOption = None,
+    dashboard: DashboardOption = None,
     address: AddressOption = None,
     data_dir: DataDirOption = None,
     json_output: JsonOption = False,
@@ -95,7 +97,9 @@ def backtest(
     with reported_errors(reporter):
         from ticketeval.pipeline.cluster import ClusterOptions
 
-        cluster = ClusterOptions(workers, threads_per_worker, memory_limit, address, verbose)
+        cluster = ClusterOptions(
+            workers, threads_per_worker, memory_limit, address, verbose, dashboard=dashboard
+        )
         settings = flow_settings(data_dir, verbose=verbose)
         request = BacktestRequest(
             every=every,

@@ -61,6 +61,8 @@ class ClusterOptions:
     # How long a scheduler given by --address has to answer (TICKETEVAL_SCHEDULER_TIMEOUT).
     scheduler_timeout: float = DEFAULT_SCHEDULER_TIMEOUT
     saturn: bool = False
+    # Serve the LocalCluster's dashboard; None: as the settings say (TICKETEVAL_DASHBOARD).
+    dashboard: bool | None = None
 
     @property
     def remote(self) -> bool:
@@ -97,13 +99,15 @@ class ClusterOptions:
                     ("--workers", self.workers),
                     ("--threads-per-worker", self.threads_per_worker),
                     ("--memory-limit", self.memory_limit),
+                    ("--dashboard" if self.dashboard else "--no-dashboard", self.dashboard),
                 )
                 if value is not None
             ]
             if shaping:
                 where = "--saturn the job's" if self.saturn else "--address the scheduler's own"
+                verb = "shapes" if len(shaping) == 1 else "shape"
                 raise UsageError(
-                    f"{', '.join(shaping)} shape the LocalCluster ticketeval starts; with "
+                    f"{', '.join(shaping)} {verb} the LocalCluster ticketeval starts; with "
                     f"{where} workers run the flow: drop them."
                 )
 
@@ -273,7 +277,6 @@ def run_flow(
                 # jobs): close it as the run ends, whatever the outcome.
                 stack.callback(close_saturn_cluster, saturn_cluster)
                 address = saturn_cluster.scheduler_address
-                dashboard = saturn_cluster.dashboard_link
                 security = saturn_cluster.security
                 client = stack.enter_context(
                     Client(address, set_as_default=False, security=security)
@@ -285,6 +288,7 @@ def run_flow(
                         f"the job's Saturn Dask cluster ({address}) had no worker after "
                         f"{SATURN_WORKER_TIMEOUT:g} s: see its workers in Saturn Cloud."
                     ) from None
+                dashboard = saturn_cluster.dashboard_link or client.dashboard_link
             elif address is None:
                 # The worker forked from this process starts with Dask, pandas and pyarrow
                 # already imported: about 0.7 s of a 2.8 s run-local, where spawning a fresh
@@ -298,7 +302,11 @@ def run_flow(
                     n_workers=cluster.workers or 1,
                     threads_per_worker=cluster.threads_per_worker or default_threads(),
                     memory_limit=cluster.memory_limit or "auto",
+                    # The scheduler's HTTP server (health, metrics) always starts: on a free
+                    # port here, not on 8787 (taken by a second run: a warning). Bokeh's
+                    # dashboard only when asked.
                     dashboard_address="127.0.0.1:0",
+                    scheduler_kwargs={"dashboard": cluster.dashboard is not False},
                     host="127.0.0.1",
                     # Dask's warnings and errors while it shuts down (killing a busy worker, a
                     # heartbeat to a closed scheduler on Ctrl-C, with a traceback) are noise in
@@ -307,14 +315,15 @@ def run_flow(
                 )
                 stack.callback(local.close)
                 stack.push(_workers_stopper(local))  # runs before local.close
-                address, dashboard = local.scheduler_address, local.dashboard_link
+                address = local.scheduler_address
+                # Without its dashboard, Dask still formats a link (to port 8787): none is given.
+                dashboard = None if cluster.dashboard is False else local.dashboard_link
                 client = stack.enter_context(Client(address, set_as_default=False))
                 watch = MemoryWatch(client, local, cluster.memory_limit)
                 stack.callback(watch.stop)
                 stack.enter_context(_interruptible_by(watch))
             else:
                 check_scheduler(address, cluster.scheduler_timeout)
-                dashboard = None
                 try:
                     client = stack.enter_context(
                         Client(address, set_as_default=False, timeout=cluster.scheduler_timeout)
@@ -325,9 +334,10 @@ def run_flow(
                         f"the Dask scheduler at {address} did not give a worker within "
                         f"{WORKER_TIMEOUT:g} s ({error}): start one, e.g. dask worker {address}."
                     ) from None
+                dashboard = client.dashboard_link
             stack.push(quiet_logs_on_interrupt)  # runs first: before the cluster closes
             if on_cluster:
-                on_cluster(address, dashboard or client.dashboard_link)
+                on_cluster(address, dashboard)
             warm_up = threading.Thread(target=_warm_up, args=(client,), daemon=True)
             warm_up.start()
             flow = build_flow()

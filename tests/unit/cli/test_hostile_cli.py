@@ -36,8 +36,13 @@ from ticketeval.errors import DataError, ExitCode
         (["--memory-limit", "255MiB"], ("below the minimum",)),
         (
             ["--address", "tcp://127.0.0.1:8786", "--memory-limit", "2GiB"],
-            ("--memory-limit shape the LocalCluster ticketeval starts",),
+            ("--memory-limit shapes the LocalCluster ticketeval starts",),
         ),
+        (
+            ["--address", "tcp://127.0.0.1:8786", "--workers", "2", "--no-dashboard"],
+            ("--workers, --no-dashboard shape the LocalCluster ticketeval starts",),
+        ),
+        (["--saturn", "--dashboard"], ("--dashboard shapes the LocalCluster",)),
     ],
     ids=lambda value: " ".join(value) if isinstance(value, list) else None,
 )

@@ -19,6 +19,8 @@ from ticketeval.settings import load_settings
 
 from .test_training import demo_events
 
+pytestmark = pytest.mark.usefixtures("without_dashboard")  # the cluster is not the point here
+
 
 def _json(*args: str) -> dict:
     result = invoke(*args, "--json")
