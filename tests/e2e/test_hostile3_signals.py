@@ -37,9 +37,11 @@ def marker(batch):
 @pytest.mark.parametrize(
     "command",
     [
+        # run-local with Dask's dashboard (the default), the backtests without it, as cron
+        # runs them: both ways of closing a cluster, at a cluster's start-up less.
         ["run-local", "--batch-size", "100", "--model", "sleeper:model"],
-        ["backtest", "--every", "week", "--model", "sleeper:model"],
-        ["backtest", "--every", "1d", "--model", "sleeper:marker"],
+        ["backtest", "--every", "week", "--model", "sleeper:model", "--no-dashboard"],
+        ["backtest", "--every", "1d", "--model", "sleeper:marker", "--no-dashboard"],
     ],
     ids=["run-local-in-a-task", "backtest-in-a-task", "backtest-between-tasks"],
 )

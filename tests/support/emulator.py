@@ -220,6 +220,8 @@ class CloudEmulator:
                 threads_per_worker=2,
                 host="127.0.0.1",
                 dashboard_address=":0",
+                # Its link is reported as Saturn's is; no test opens the page: no Bokeh.
+                scheduler_kwargs={"dashboard": False},
                 env=self.worker_env,
             )
         return 200, {"status": "ready", "id": cluster_id}

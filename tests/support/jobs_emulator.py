@@ -510,6 +510,8 @@ class JobsEmulator(CloudEmulator):
                 threads_per_worker=2,
                 host="127.0.0.1",
                 dashboard_address=":0",
+                # Its link is reported as Saturn's is; no test opens the page: no Bokeh.
+                scheduler_kwargs={"dashboard": False},
                 env=worker_env,
             )
         return 200, {"status": "ready", "id": cluster_id}
