@@ -57,8 +57,6 @@ USER_DIRS = ("HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_
 # The real user's ticketeval directories, as the first pytest process found them (xdist workers
 # inherit the variable, and the redirected HOME with it): the suite must leave them as they are.
 REAL_DIRS_VARIABLE = "TESTS_REAL_TICKETEVAL_DIRS"
-# The numeric libraries' own thread pools (OpenBLAS, OpenMP, MKL), one thread each: see below.
-THREAD_POOL_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def real_user_dirs() -> dict[str, str]:
@@ -106,12 +104,6 @@ def pytest_configure(config: pytest.Config) -> None:
     for name in list(os.environ):
         if name.startswith(("TICKETEVAL_", "PREFECT__")) or name in OWN_VARIABLES:
             del os.environ[name]
-    # The xdist workers, and the processes their tests start, already share every core: a
-    # numeric library's thread pool on top only spins waiting for one (on 2 CPUs, measured: the
-    # whole suite 123-130 s with the pools, 115 s without). The workers and those processes
-    # inherit it; a developer's own value wins.
-    for name in THREAD_POOL_VARIABLES:
-        os.environ.setdefault(name, "1")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
