@@ -1,4 +1,5 @@
-"""Champion vs challenger through the installed executable, on a LocalCluster."""
+"""Champion vs challenger as a flow, on a LocalCluster (the command run in this process: the
+executable's own start is tests/e2e/test_flow.py's)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.helpers import run_ticketeval
+from tests.support.helpers import invoke
 from tests.unit.scoring.test_champion import MODELS
 from ticketeval.history import store as history
 from ticketeval.settings import load_settings
@@ -17,11 +18,11 @@ pytestmark = pytest.mark.usefixtures("without_dashboard")  # the cluster is not 
 
 def test_run_local_compares_models_on_a_local_cluster(data_dir: Path, model_dir: Path) -> None:
     (model_dir / "planted.py").write_text(MODELS)
-    result = run_ticketeval(
+    result = invoke(
         *("run-local", "--model", "heuristic", "--model", "planted:truthish"),
         *("--batch-size", "200", "--seed", "5", "--workers", "1", "--json"),
     )
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["runner"] == "run-local"
     assert summary["comparison"][0]["better_beyond_noise"]

@@ -11,6 +11,7 @@ import pytest
 
 from tests.support.helpers import (
     assert_no_process_left,
+    invoke,
     run_ticketeval,
     table_value,
 )
@@ -129,10 +130,9 @@ def test_run_local_on_an_existing_scheduler_leaves_it_running(
 ) -> None:
     from distributed import Client
 
-    result = run_ticketeval(
-        "run-local", "--address", outside_scheduler, "--batch-size", "100", "--json"
-    )
-    assert result.returncode == 0, result.stderr
+    # In this process (the executable's own start is test_run_local_runs_the_flow's).
+    result = invoke("run-local", "--address", outside_scheduler, "--batch-size", "100", "--json")
+    assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["data"]["num_obs"] == 100
     assert f"Dask scheduler {outside_scheduler}" in result.stderr
     with Client(outside_scheduler, timeout=10) as client:
@@ -150,6 +150,7 @@ def test_run_local_prints_a_table_and_the_dashboard_and_the_model_reaches_the_wo
         "def model(batch):\n    return np.full(len(batch), 3600.0)\n"
         "model.columns = ('priority',)\n"
     )
+    # The installed executable: its worker's Prefect logs reach the same stderr.
     result = run_ticketeval(
         "run-local", "--batch-size", "200", "--seed", "4", "--workers", "1", "--model", "hour:model"
     )
@@ -173,10 +174,10 @@ def test_run_local_prints_a_table_and_the_dashboard_and_the_model_reaches_the_wo
 @pytest.mark.realdata
 @pytest.mark.usefixtures("without_dashboard")
 def test_run_local_on_the_real_file(real_zip: Path, isolated_environment: Path) -> None:
-    result = run_ticketeval(
+    result = invoke(
         "run-local", "--batch-size", "1000", "--workers", "1", "--source", str(real_zip), "--json"
     )  # one worker: the real file is the point here, test_run_local_runs_the_flow has two
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["data"]["num_obs"] == 1000
     assert summary["source"]["matches_uci"] is True

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import assert_no_process_left, run_ticketeval
+from tests.conftest import assert_no_process_left, invoke
 from ticketeval.data.periods import Period
 from ticketeval.pipeline import flow
 from ticketeval.scoring import trial
@@ -27,11 +27,11 @@ def test_only_a_replay_flow_has_the_as_of_parameter_and_task() -> None:
 
 @pytest.mark.e2e
 def test_run_local_as_of_matches_evaluate(data_dir: Path, process_marker: str) -> None:
-    result = run_ticketeval(
+    result = invoke(
         "run-local", "--as-of", "2016-10-01", "--no-estimate", "--batch-size", "all",
         "--workers", "1", "--json",
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["period"]["as_of"] == "2016-10-01T00:00:00"
     evaluated = trial.score_trial(
