@@ -6,6 +6,7 @@ The CLI's side of the boundary, with `app.py` (the commands) and `render.py` (wh
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import json
 import logging
@@ -75,11 +76,29 @@ def handle_sigterm(ctx: typer.Context) -> None:
 
 
 def _unraisable(unraisable: sys.UnraisableHookArgs) -> None:
-    """A signal's exception raised where Python cannot raise it (see `reported_errors`) is not
-    a traceback for the user: the run ends with its one line."""
-    if isinstance(unraisable.exc_value, KeyboardInterrupt):
+    """A signal's exception raised where Python cannot raise it (a garbage collector callback,
+    a __del__) is not a traceback for the user, and is not lost either: the signal is sent
+    again, to be raised where it can be. Else the run went on until its work was done (a
+    backtest of many periods, minutes after cron or systemd asked it to stop)."""
+    interrupt = unraisable.exc_value
+    if not isinstance(interrupt, KeyboardInterrupt):
+        sys.__unraisablehook__(unraisable)
         return
-    sys.__unraisablehook__(unraisable)
+    if threading.current_thread() is not threading.main_thread():
+        return  # a signal's exception is raised in the main thread only
+    if isinstance(interrupt, Terminated):
+        # `_terminate` left SIGTERM to its default action (a second one ends the process at
+        # once): this one, sent by ticketeval itself, is handled like the first.
+        signal.signal(signal.SIGTERM, _terminate)
+        signum = signal.SIGTERM
+    elif callable(signal.getsignal(signal.SIGINT)):
+        signum = signal.SIGINT
+    else:
+        return
+    # Sent from another thread once this hook has returned: sent from here, it would be raised
+    # in the hook, where it is lost again (and if it still is, this repeats). The low-level
+    # start: Thread.start() waits for the thread, and the signal would end that wait.
+    _thread.start_new_thread(signal.pthread_kill, (threading.get_ident(), signum))
 
 
 def settings_for(data_dir: Path | None) -> Settings:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import sys
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -185,3 +187,37 @@ def test_a_sigterm_whose_exception_python_ignored_still_ends_with_143(
     result = runner.invoke(app, ["history"])
     assert result.exit_code == ExitCode.TERMINATED
     assert result.stderr.strip().splitlines()[-1] == "Error: terminated."
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_python_ignored_in_a_finalizer_is_raised_again_where_it_can_be(
+    monkeypatch: pytest.MonkeyPatch, signum: signal.Signals
+) -> None:
+    # As handle_sigterm sets them up for a command: Python's own SIGINT handler, ticketeval's
+    # SIGTERM handler and hook for exceptions Python cannot raise.
+    from ticketeval.cli import runtime as cli_runtime
+    from ticketeval.errors import Terminated
+
+    monkeypatch.setattr(cli_runtime, "_terminated", threading.Event())
+    previous_hook, sys.unraisablehook = sys.unraisablehook, cli_runtime._unraisable
+    previous = {
+        signal.SIGTERM: signal.signal(signal.SIGTERM, cli_runtime._terminate),
+        signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
+    }
+    finalized = []
+
+    class Finalized:
+        def __del__(self) -> None:
+            finalized.append(self)
+            signal.raise_signal(signum)  # its handler runs in here: the exception is lost
+
+    expected = Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+    try:
+        with pytest.raises(expected):
+            Finalized()  # finalized at once, in this frame
+            threading.Event().wait(10)  # the signal, sent again, ends this wait: raised here
+    finally:
+        sys.unraisablehook = previous_hook  # pytest's own, set for the test's call
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    assert finalized
