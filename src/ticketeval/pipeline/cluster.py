@@ -5,6 +5,7 @@ from __future__ import annotations
 import _thread
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -270,6 +271,7 @@ def run_flow(
     security: Any = None  # a Saturn cluster's TLS settings, when it has them
     try:
         with contextlib.ExitStack() as stack:
+            stack.enter_context(_heap_frozen())
             address = cluster.address
             if cluster.saturn:
                 saturn_cluster = attach_saturn_cluster(verbose=cluster.verbose)
@@ -344,6 +346,7 @@ def run_flow(
             from prefect.executors import DaskExecutor
 
             prefect_logs_to_stderr()
+            gc.freeze()  # Prefect's objects too, now imported
             warm_up.join()
             executor = DaskExecutor(
                 address=address, client_kwargs={"security": security} if security else {}
@@ -506,6 +509,19 @@ def _interrupt_main() -> None:
         signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
     else:
         _thread.interrupt_main()
+
+
+@contextlib.contextmanager
+def _heap_frozen() -> Iterator[None]:
+    """The objects alive now (mostly the imported libraries') are left out of the cycle
+    collector's passes until the run ends: the passes over them cost this process, and a forked
+    worker, about 0.3 s of a 2 s run-local, and the worker's copied the memory pages it shares
+    with this process. Objects that stay alive to the end need no collecting."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _workers_stopper(local: Any) -> Callable[..., bool]:
