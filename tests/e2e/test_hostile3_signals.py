@@ -67,7 +67,8 @@ def test_a_signal_to_the_group_during_a_task_prints_no_worker_traceback(
     )
     try:
         for _ in range(3000):  # bounded: about two minutes of polling
-            if started.exists() or process.poll() is not None:
+            # With its pid in it: the file exists a moment before the pid is written.
+            if (started.exists() and started.read_text()) or process.poll() is not None:
                 break
             time.sleep(0.04)
         assert started.exists(), process.communicate(timeout=60)
