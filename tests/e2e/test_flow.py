@@ -53,15 +53,19 @@ def test_run_local_runs_the_flow_on_a_local_cluster(
 
 @pytest.mark.usefixtures("without_dashboard")
 def test_a_failing_task_is_named_with_its_error(
-    data_dir: Path, model_dir: Path, process_marker: str
+    data_dir: Path, model_dir: Path, process_marker: str, tmp_path: Path
 ) -> None:
     (model_dir / "broken.py").write_text(
         "def model(batch):\n    raise ValueError('the crystal ball is cloudy')\n"
     )
+    # A HOME Prefect's configuration parser once warned about, as Python code ("-9or" is 9 or).
+    home = tmp_path / "team-9or"
+    home.mkdir()
     # The installed executable's exit code 5 (the model failed).
     result = run_ticketeval(
-        "run-local", "--batch-size", "50", "--workers", "1", "--model", "broken:model"
-    )
+        "run-local", "--batch-size", "50", "--workers", "1", "--model", "broken:model",
+        env={"HOME": str(home)},
+    )  # fmt: skip
     assert result.returncode == ExitCode.MODEL
     assert "task 'predict' failed" in result.stderr
     assert "the crystal ball is cloudy" in result.stderr
