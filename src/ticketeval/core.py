@@ -317,7 +317,7 @@ def report(
 ) -> dict[str, Any]:
     """`ticketeval report`: the page (and PNG charts) of a recorded trial, the last by
     default, drawn from its summary, its per-event results and the history around it."""
-    from ticketeval.history.store import adopt_legacy_history
+    from ticketeval.history.legacy import adopt_legacy_history
     from ticketeval.report.build import find_trial, write_report_of
 
     if out is not None:
@@ -390,7 +390,8 @@ def history(
 ) -> HistoryView:
     """`ticketeval history`: the recorded trials, oldest first, each flagged when it is worse
     than earlier trials of the same model on the same data beyond their intervals."""
-    from ticketeval.history.store import adopt_legacy_history, history_view
+    from ticketeval.history.legacy import adopt_legacy_history
+    from ticketeval.history.store import history_view
 
     moved = adopt_legacy_history(settings)
     return history_view(
@@ -404,9 +405,8 @@ def history(
 
 
 def copy_history(settings: Settings, source: str, target: str | None = None) -> dict[str, Any]:
-    """`ticketeval history-copy`: every trial of the history `source` into `target` (by default
-    the settings' history), each a SQLite file's path or a history URL; copying again adds
-    nothing. Returns the two histories (passwords redacted) and the rows added."""
+    """`ticketeval history-copy`: every trial of `source` into `target` (default: the settings'
+    history), each a SQLite path or history URL; idempotent. Both (redacted) and rows added."""
     from ticketeval.history.store import copy_history
 
     return copy_history(source, settings.history if target is None else target)

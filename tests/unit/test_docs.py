@@ -81,6 +81,15 @@ def readme_layout() -> dict[str, set[str]]:
     return listed
 
 
+def test_no_module_is_over_500_lines() -> None:
+    sizes = {
+        str(path.relative_to(PACKAGE)): len(path.read_text().splitlines())
+        for path in PACKAGE.rglob("*.py")
+    }
+    assert sizes, "no module found"
+    assert {name: lines for name, lines in sizes.items() if lines > 500} == {}
+
+
 def test_the_readmes_layout_lists_every_module_and_nothing_else() -> None:
     actual, listed = package_layout(), readme_layout()
     assert actual, "no package found"

@@ -2,12 +2,13 @@
 never lost (a command's trial, or what a flow's workers wrote), read trials back (the same on
 every backend), the view `ticketeval history` and the report share (order and flags), copy it.
 
-Beneath it, one concern each (imports go one way, urls → rows → sql → spool → here):
+Beneath it, one concern each (imports go one way, urls → rows → sql → spool → legacy → here):
 
 - `urls`: the URL forms, passwords kept out of messages;
 - `rows`: a trial summary as rows and a row read back (pure data);
 - `sql`: SQLite and PostgreSQL, the schema and its migration;
-- `spool`: the files where trials wait while the history cannot be reached.
+- `spool`: the files where trials wait while the history cannot be reached;
+- `legacy`: the history earlier releases kept in the cache directory, moved once.
 
 sqlite3, psycopg and platformdirs are imported inside the functions that use them, so that
 `import ticketeval.history.store` stays cheap.
@@ -16,7 +17,6 @@ sqlite3, psycopg and platformdirs are imported inside the functions that use the
 from __future__ import annotations
 
 import contextlib
-import os
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ticketeval.errors import HistoryError, TicketevalError, TrialNotKept, UsageError
+from ticketeval.history.legacy import adopt_legacy_history
 from ticketeval.history.rows import HistoryRow, rows_from_summary
 from ticketeval.history.spool import (
     SpoolProgress,
@@ -43,7 +44,6 @@ from ticketeval.history.urls import (
     is_server_url,
     parse_history_url,
     redact_url,
-    scrub,
     without_password,
 )
 
@@ -446,59 +446,6 @@ def copy_history(source: str, target: str) -> dict[str, Any]:
         for summary in summaries:
             added += store.append(summary)
     return {"from": redact_url(from_url), "to": redact_url(to_url), "added": added}
-
-
-# --- The history releases up to 0.1 kept in the cache directory ------------------------------
-
-
-def adopt_legacy_history(settings: Settings) -> str | None:
-    """Move a history left in the cache directory by earlier releases to the data directory
-    (the default history only); the sentence saying so, or None. Every command that reads or
-    writes the history calls it first, so none reports "no trials" while they sit there."""
-    if settings.history_url is not None or settings.history_path is not None:
-        return None
-    return move_legacy_history(settings.data_dir, settings.history_dir)
-
-
-def move_legacy_history(legacy_dir: Path, data_dir: Path | None = None) -> str | None:
-    """Move `<legacy_dir>/history.sqlite` (the cache directory, where releases up to now kept it)
-    to the data directory, once; return a sentence saying so, or None when there was nothing to
-    move.
-
-    Nothing is moved when the new file already exists (it was moved before, or a history was
-    started there): the old file is then left alone. The copy uses SQLite's backup API, so
-    what is in the old file's -wal is included, and is published with a hard link, which fails
-    rather than overwrite a history another process created meanwhile.
-    """
-    import sqlite3
-
-    from ticketeval.settings import HISTORY_FILE, default_history_dir
-
-    old = legacy_dir / HISTORY_FILE
-    new = (data_dir or default_history_dir()) / HISTORY_FILE
-    if not old.exists() or new.exists() or old.resolve() == new.resolve():
-        return None
-    new.parent.mkdir(parents=True, exist_ok=True)
-    temporary = new.with_name(f".{new.name}.{os.getpid()}.tmp")
-    try:
-        with (
-            contextlib.closing(sqlite3.connect(old, timeout=DEFAULT_BUSY_TIMEOUT)) as source,
-            contextlib.closing(sqlite3.connect(temporary)) as target,
-        ):
-            source.backup(target)
-        try:
-            os.link(temporary, new)
-        except FileExistsError:
-            return None  # another process moved it first
-    except (sqlite3.Error, OSError) as error:
-        raise HistoryError(
-            f"could not move the trial history from {old} to {new}: {scrub(str(error), '')}"
-        ) from None
-    finally:
-        temporary.unlink(missing_ok=True)
-    for suffix in ("", "-wal", "-shm"):
-        old.with_name(old.name + suffix).unlink(missing_ok=True)
-    return f"Moved the trial history from {old} to {new} (a cache directory is no place for it)."
 
 
 def flow_history_url(url: str) -> str | None:

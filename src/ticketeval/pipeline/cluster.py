@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import _thread
 import asyncio
 import contextlib
 import gc
 import logging
 import os
-import signal
 import socket
 import sys
 import threading
@@ -31,7 +29,9 @@ from ticketeval.history.urls import is_server_url
 from ticketeval.pipeline.interrupts import (
     quiet_logs_on_interrupt,
     quiet_signals_in_forked_workers,
+    workers_stopper,
 )
+from ticketeval.pipeline.memory_watch import MemoryWatch, interruptible_by
 
 if TYPE_CHECKING:
     from prefect import Flow
@@ -43,8 +43,6 @@ MIN_MEMORY_LIMIT = 256 * 2**20
 # How long an --address has to answer as a Dask scheduler, and then to have a worker.
 # A Saturn job's Dask workers are pods that may first need a machine: give them longer.
 SATURN_WORKER_TIMEOUT = 900.0
-# How long a worker may stay paused for memory before the run is ended.
-PAUSE_GRACE = 3.0
 
 
 @dataclass(frozen=True)
@@ -316,14 +314,14 @@ def run_flow(
                     silence_logs=logging.INFO if cluster.verbose else logging.CRITICAL,
                 )
                 stack.callback(local.close)
-                stack.push(_workers_stopper(local))  # runs before local.close
+                stack.push(workers_stopper(local))  # runs before local.close
                 address = local.scheduler_address
                 # Without its dashboard, Dask still formats a link (to port 8787): none is given.
                 dashboard = None if cluster.dashboard is False else local.dashboard_link
                 client = stack.enter_context(Client(address, set_as_default=False))
                 watch = MemoryWatch(client, local, cluster.memory_limit)
                 stack.callback(watch.stop)
-                stack.enter_context(_interruptible_by(watch))
+                stack.enter_context(interruptible_by(watch))
             else:
                 check_scheduler(address, cluster.scheduler_timeout)
                 try:
@@ -396,121 +394,6 @@ def close_saturn_cluster(cluster: Any) -> None:
         cluster.close()
 
 
-def _worker_memory(dask_scheduler: Any) -> list[tuple[str, int, int | None]]:
-    """On the scheduler: each worker's status, process memory and memory limit."""
-    return [
-        (worker.status.name, worker.memory.process, worker.memory_limit)
-        for worker in dask_scheduler.workers.values()
-    ]
-
-
-class MemoryWatch:
-    """Ends the run when a worker of the LocalCluster started here stays paused for memory, or
-    keeps being restarted (Dask restarts a worker past 95% of its limit, or one a task crashed):
-    Dask would wait, silently, forever. It watches from a thread and interrupts the main thread
-    (as Ctrl-C would, so the cluster is closed); `problem` says why."""
-
-    def __init__(self, client: Any, local: Any, memory_limit: str | None) -> None:
-        self.client, self.local, self.memory_limit = client, local, memory_limit
-        self.restarts = 0
-        self._pids = self._worker_pids()
-        self.problem: TicketevalError | None = None
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stopped.set()
-        self._thread.join()
-
-    def _watch(self) -> None:
-        interval, paused_for = 0.25, 0.0
-        while not self._stopped.wait(interval):
-            try:
-                workers = self.client.run_on_scheduler(_worker_memory)
-            except Exception:  # the cluster is closing
-                return
-            paused = [worker for worker in workers if worker[0] == "paused"]
-            paused_for = paused_for + interval if paused else 0.0
-            if paused_for >= PAUSE_GRACE:
-                self.problem = self._paused(*paused[0][1:])
-            pids = self._worker_pids()
-            self.restarts += sum(
-                1 for name, pid in pids.items() if pid and self._pids.get(name) not in (None, pid)
-            )
-            self._pids.update({name: pid for name, pid in pids.items() if pid})
-            if self.restarts >= 2:
-                self.problem = self._restarted()
-            if self.problem is not None and not self._stopped.is_set():
-                _interrupt_main()
-                return
-
-    def _worker_pids(self) -> dict[str, int | None]:
-        """The process id of each worker, from its nanny (in this process)."""
-        return {
-            str(name): getattr(getattr(nanny, "process", None), "pid", None)
-            for name, nanny in list(self.local.workers.items())
-        }
-
-    def _restarted(self) -> TicketevalError:
-        if self.memory_limit is not None:
-            return UsageError(
-                f"the Dask worker was restarted {self.restarts} times: Dask restarts a worker "
-                f"past 95% of --memory-limit {self.memory_limit}, or one a task crashed; give "
-                "it more (e.g. --memory-limit 2GiB), or check the model."
-            )
-        return FlowError(
-            f"the Dask worker was restarted {self.restarts} times: Dask restarts a worker past "
-            "95% of its memory limit, or one a task crashed; give a larger --memory-limit, a "
-            "smaller --batch-size, or check the model."
-        )
-
-    def _paused(self, used: int, limit: int | None) -> TicketevalError:
-        in_use = f"{used / 2**20:,.0f} MiB in use"
-        if self.memory_limit is not None:
-            return UsageError(
-                f"the Dask worker paused: it reached 80% of --memory-limit {self.memory_limit} "
-                f"({in_use}) and the trial cannot go on; give it more (e.g. --memory-limit "
-                "2GiB) or leave --memory-limit out."
-            )
-        of = f" of {limit / 2**20:,.0f} MiB" if limit else ""
-        return FlowError(
-            f"the Dask worker paused: it reached 80% of its memory limit{of} ({in_use}); free "
-            "memory on this machine, give a larger --memory-limit, or a smaller --batch-size."
-        )
-
-
-@contextlib.contextmanager
-def _interruptible_by(watch: MemoryWatch) -> Iterator[None]:
-    """Lets the watch interrupt a run started with SIGINT ignored (a job a shell started in the
-    background): without a handler its interrupt is lost and the run waits forever. A SIGINT
-    from anyone else stays ignored."""
-    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
-    if not ignored or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def on_sigint(signum: int, frame: object) -> None:
-        if watch.problem is not None:
-            raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, on_sigint)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _interrupt_main() -> None:
-    """Raise KeyboardInterrupt in the main thread, as Ctrl-C would, and at once."""
-    if callable(signal.getsignal(signal.SIGINT)):
-        # A real signal: the main thread waits on Dask's futures in a lock that only a signal
-        # wakes; `interrupt_main` alone is seen when that wait times out, up to 10 s later.
-        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
-    else:
-        _thread.interrupt_main()
-
-
 @contextlib.contextmanager
 def _heap_frozen() -> Iterator[None]:
     """The objects alive now (mostly the imported libraries') are left out of the cycle
@@ -522,23 +405,6 @@ def _heap_frozen() -> Iterator[None]:
         yield
     finally:
         gc.unfreeze()
-
-
-def _workers_stopper(local: Any) -> Callable[..., bool]:
-    """An exit callback that, on Ctrl-C or SIGTERM, ends the LocalCluster's worker processes
-    before it closes: a graceful close waits up to 4 s for a task still running, whose result
-    nobody will read. Each nanny is told first, so that it does not start a new worker."""
-
-    def stop(kind: type[BaseException] | None, *_: object) -> bool:
-        if kind is not None and issubclass(kind, KeyboardInterrupt):
-            for nanny in list(local.workers.values()):
-                with contextlib.suppress(Exception):  # already gone, or never started
-                    nanny.close_gracefully()
-                    if nanny.pid:
-                        os.kill(nanny.pid, signal.SIGTERM)
-        return False
-
-    return stop
 
 
 def _flow_summary(flow: Flow, state: Any, result_task: str) -> Any:

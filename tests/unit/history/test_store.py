@@ -21,9 +21,9 @@ from ticketeval.errors import (
     SummaryError,
     UsageError,
 )
+from ticketeval.history import legacy as history_legacy
 from ticketeval.history import rows as history_rows
 from ticketeval.history import sql as history_sql
-from ticketeval.history import store as history
 from ticketeval.history import urls as history_urls
 from ticketeval.history.rows import SCHEMA_VERSION, rows_from_summary
 from ticketeval.history.spool import spool_trial
@@ -539,14 +539,14 @@ def test_the_history_in_the_cache_directory_is_moved_once(
     crasher.join(timeout=60)
     assert old.with_name("history.sqlite-wal").stat().st_size > 0
     data_dir = tmp_path / "data-home"
-    message = history.move_legacy_history(old.parent, data_dir)
+    message = history_legacy.move_legacy_history(old.parent, data_dir)
     assert message and str(old) in message and str(data_dir / "history.sqlite") in message
     for leftover in ("history.sqlite", "history.sqlite-wal", "history.sqlite-shm"):
         assert not old.with_name(leftover).exists()
     moved = read_trials(sqlite_url(data_dir / "history.sqlite"))
     assert len(moved) == len(trials) + 1 and moved[-1].id == "in-the-wal"
     append_with_current_code(old, summary())  # an old release wrote there again meanwhile
-    assert history.move_legacy_history(old.parent, data_dir) is None
+    assert history_legacy.move_legacy_history(old.parent, data_dir) is None
     assert old.exists()
 
 
