@@ -99,7 +99,7 @@ class Settings(BaseSettings):
         default=DEFAULT_SCHEDULER_TIMEOUT, gt=0, le=600, allow_inf_nan=False
     )
     # Whether run-local and backtest serve Dask's dashboard from the LocalCluster they start
-    # (Bokeh: about 0.7 s of CPU and a port). A cron run has no one to look at it.
+    # (Bokeh: about 1 s of CPU and a port). A cron run has no one to look at it.
     dashboard: bool = True
     # urllib3's backoff factor between download retries (0.5 s, 1 s, 2 s); tests set 0.
     retry_backoff: float = Field(default=0.5, ge=0, le=60, allow_inf_nan=False)

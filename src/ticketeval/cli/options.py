@@ -190,7 +190,7 @@ DashboardOption = Annotated[
     bool | None,
     typer.Option(
         "--dashboard/--no-dashboard",
-        help="Serve Dask's dashboard from the LocalCluster started here (about 0.7 s of CPU "
+        help="Serve Dask's dashboard from the LocalCluster started here (about 1 s of CPU "
         "and a port: a cron run has no one to look at it). [default: TICKETEVAL_DASHBOARD, on]",
         show_default=False,
     ),
