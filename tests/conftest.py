@@ -196,7 +196,8 @@ def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
 def without_dashboard(isolated_environment: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """run-local and backtest without Dask's dashboard, as a cron job runs them
     (TICKETEVAL_DASHBOARD=false): for tests where the cluster is not the point, it saves about
-    1 s of CPU per cluster. The tests of the dashboard, and of signals, keep the default."""
+    1 s of CPU per cluster. The dashboard's own tests, and run-local's signal tests, keep the
+    default."""
     monkeypatch.setenv("TICKETEVAL_DASHBOARD", "false")
 
 
