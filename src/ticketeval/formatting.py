@@ -7,7 +7,6 @@ number shown also kept exact in a `data-value` attribute, so a test or a reader 
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -68,6 +67,8 @@ def format_ratio(value: Any, digits: int = 3) -> str:
 
 def escape(value: Any) -> str:
     """Escape for HTML text and attribute values (quotes included)."""
+    import html  # only the report's pages need it: not on the path of --help
+
     return html.escape(str(value), quote=True)
 
 

@@ -5,7 +5,6 @@ import json
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from ticketeval import core
 from ticketeval.cli.options import (
@@ -15,7 +14,7 @@ from ticketeval.cli.options import (
     QuietOption,
     SourceOption,
 )
-from ticketeval.cli.render import Reporter, stdout
+from ticketeval.cli.render import Reporter, new_table, stdout
 from ticketeval.cli.runtime import report_fetch, reported_errors, settings_for
 from ticketeval.formatting import format_seconds
 
@@ -61,10 +60,7 @@ def _share(value: float | None) -> str:
 
 
 def render_snapshots(result: dict[str, Any]) -> None:
-    table = Table(
-        title=f"Open tickets at each {result['every']}'s end, {result['model']}",
-        title_justify="left",
-    )
+    table = new_table(f"Open tickets at each {result['every']}'s end, {result['model']}")
     columns = (
         "as of",
         "open",

@@ -12,17 +12,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from ticketeval.errors import UsageError
 from ticketeval.formatting import format_ratio, format_seconds
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from ticketeval.data.cache import CacheInfo
     from ticketeval.data.periods import PeriodBounds
     from ticketeval.history.spool import Waiting
     from ticketeval.scoring.summary import Baseline, ModelInfo, TrialSummary
+
+
+def new_table(title: str, **options: Any) -> Table:
+    """A Rich table with its title on the left; rich.table is imported here, when a table is
+    drawn, not on the path of `--help`."""
+    from rich.table import Table
+
+    return Table(title=title, title_justify="left", **options)
+
 
 # Off a terminal (cron mail, a pipe, a file) nothing has to fit a screen: tables take their
 # natural width, so that no number or id is cut, whatever COLUMNS says.
@@ -208,7 +218,7 @@ def render_summary(summary: TrialSummary) -> None:
     data = summary["data"]
     metrics, target, baseline = data["metrics"], data["target"], data["baseline"]
     intervals = data.get("metrics_ci") or {}
-    table = Table(title=f"Trial {summary['id']}", show_header=False, title_justify="left")
+    table = new_table(f"Trial {summary['id']}", show_header=False)
     table.add_column(style="bold", overflow="fold")
     table.add_column(justify="right", overflow="fold")
     rows: list[tuple[str, str | Text]] = [
@@ -246,7 +256,7 @@ def render_summary(summary: TrialSummary) -> None:
     for group, breakdown in (("priority", data["by_priority"]), ("state", data.get("by_state"))):
         if not breakdown:
             continue
-        per_group = Table(title=f"By {group}", title_justify="left")
+        per_group = new_table(f"By {group}")
         for column in (group, "num_obs", "MAE", "MedAE", "R2", "constant MAE"):
             per_group.add_column(
                 column, justify="left" if column == group else "right", overflow="fold"
@@ -275,11 +285,7 @@ def _estimate_text(value: float | None, interval: list[float] | None) -> str:
 
 def render_open(open_part: dict[str, Any], concordance: float | None) -> None:
     """The tickets still open at --as-of: what is known of their errors, and hindsight."""
-    table = Table(
-        title=f"Open at {open_part['as_of'][:16].replace('T', ' ')}",
-        show_header=False,
-        title_justify="left",
-    )
+    table = new_table(f"Open at {open_part['as_of'][:16].replace('T', ' ')}", show_header=False)
     table.add_column(style="bold", overflow="fold")
     table.add_column(justify="right", overflow="fold")
     share = open_part["overdue_share"]
@@ -301,7 +307,7 @@ def render_open(open_part: dict[str, Any], concordance: float | None) -> None:
     stdout.print(table)
     if not open_part["by_priority"]:
         return
-    per_priority = Table(title="Open by priority", title_justify="left")
+    per_priority = new_table("Open by priority")
     for column in ("priority", "incidents", "overdue", "MAE at least"):
         per_priority.add_column(
             column, justify="left" if column == "priority" else "right", overflow="fold"
@@ -323,7 +329,7 @@ def render_models(summary: TrialSummary) -> None:
     blocks = summary["models"]
     names = list(blocks)
     data = summary["data"]
-    table = Table(title=f"Trial {summary['id']}", title_justify="left")
+    table = new_table(f"Trial {summary['id']}")
     # Cells fold onto more lines on a narrow terminal: a number is never cut.
     table.add_column("", style="bold", overflow="fold")
     for index, name in enumerate(names):
@@ -361,7 +367,7 @@ def render_models(summary: TrialSummary) -> None:
     table.add_row("skill vs the median", *each(lambda block: skill_text(block["baseline"])))
     stdout.print(table)
 
-    versus = Table(title="Challenger vs champion (paired bootstrap, 95%)", title_justify="left")
+    versus = new_table("Challenger vs champion (paired bootstrap, 95%)")
     for column in ("challenger", "champion", "MAE difference", "95% CI", "verdict"):
         versus.add_column(
             column,
@@ -394,7 +400,7 @@ def render_models(summary: TrialSummary) -> None:
             )
             for name in names
         }
-        per_group = Table(title=f"MAE by {group}", title_justify="left")
+        per_group = new_table(f"MAE by {group}")
         per_group.add_column(group, overflow="fold")
         per_group.add_column("num_obs", justify="right", overflow="fold")
         for name in names:
@@ -415,7 +421,7 @@ def render_model(described: dict[str, Any], *, saved: bool) -> None:
     """A model file's description: how it was trained, and how it scored on its holdout."""
     training, holdout = described.get("training") or {}, described.get("holdout") or {}
     title = f"Saved {described['path']}" if saved else f"Model {described['path']}"
-    table = Table(title=title, show_header=False, title_justify="left")
+    table = new_table(title, show_header=False)
     table.add_column(style="bold")
     table.add_column()
     first, last = training.get("first_closed_at") or "…", training.get("last_closed_at") or "…"
@@ -466,35 +472,3 @@ def render_model(described: dict[str, Any], *, saved: bool) -> None:
     for name, value in rows:
         table.add_row(name, value)
     stdout.print(table)
-
-
-def render_sizes(sizes: dict[str, str]) -> None:
-    table = Table(title="Saturn Cloud sizes", title_justify="left")
-    table.add_column("size", style="bold", overflow="fold")
-    table.add_column("description", overflow="fold")
-    for name, description in sizes.items():
-        table.add_row(name, description)
-    stdout.print(table)
-
-
-def render_registration(details: dict[str, Any], *, dry_run: bool) -> None:
-    title = "Would register (dry run)" if dry_run else "Registered"
-    table = Table(title=title, show_header=False, title_justify="left")
-    table.add_column(style="bold", no_wrap=True, overflow="fold")
-    table.add_column(overflow="fold")
-    for name, value in details.items():
-        if name != "dry_run":
-            table.add_row(name.replace("_", " "), plain_text(value))
-    stdout.print(table)
-
-
-def plain_text(value: object) -> str:
-    """A registration detail as a reader wants it: lists and mappings without JSON brackets."""
-    if value is None:
-        return "-"
-    if isinstance(value, list):
-        return ", ".join(str(item) for item in value) or "-"
-    if isinstance(value, dict):
-        # Keyword arguments, shown as the call receives them.
-        return ", ".join(f"{key}={item!r}" for key, item in value.items()) or "-"
-    return str(value)

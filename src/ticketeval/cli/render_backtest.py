@@ -7,10 +7,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rich.console import JustifyMethod
-from rich.table import Table
 from rich.text import Text
 
-from ticketeval.cli.render import period_text, stdout
+from ticketeval.cli.render import new_table, period_text, stdout
 from ticketeval.formatting import format_ratio, format_seconds
 
 if TYPE_CHECKING:
@@ -33,7 +32,7 @@ def sparkline(values: list[float | None]) -> str:
 
 def render_backtest(result: BacktestResult) -> None:
     title = f"Backtest {result['run_id']}: {result['model']} every {result['every']}"
-    table = Table(title=title, title_justify="left")
+    table = new_table(title)
     # The leakage guard: shown when the model trained on tickets of some period.
     overlapping = any(row.get("overlaps_training") for row in result["periods"])
     columns = ["period", "events", "incidents", "MAE", "95% CI", "constant MAE", "skill", ""]
@@ -102,7 +101,7 @@ def backtest_bands_text(result: BacktestResult) -> str:
 
 
 def render_history(view: HistoryView) -> None:
-    table = Table(title=f"Trials in {view.history}", title_justify="left")
+    table = new_table(f"Trials in {view.history}")
     columns = ("when", "runner", "model", "period", "events", "MAE", "95% CI", "skill", "")
     for column in columns:
         table.add_column(

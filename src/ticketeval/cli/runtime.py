@@ -9,7 +9,6 @@ from __future__ import annotations
 import _thread
 import contextlib
 import json
-import logging
 import os
 import signal
 import sys
@@ -119,6 +118,8 @@ def flow_settings(data_dir: Path | None, *, verbose: bool) -> Settings:
 
 def show_library_logs(verbose: bool) -> None:
     if verbose:
+        import logging
+
         from ticketeval.pipeline.cluster import CurrentStderr
 
         logging.basicConfig(

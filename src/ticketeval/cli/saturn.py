@@ -4,6 +4,7 @@ Plain functions with their options; `app.py` adds them to the app.
 """
 
 import json
+from typing import Any
 
 from ticketeval import core
 from ticketeval.cli.options import (
@@ -22,7 +23,7 @@ from ticketeval.cli.options import (
     VerboseOption,
     WorkerSizeOption,
 )
-from ticketeval.cli.render import Reporter, render_registration, render_sizes
+from ticketeval.cli.render import Reporter, new_table, stdout
 from ticketeval.cli.runtime import flow_settings, reported_errors, settings_for
 
 
@@ -96,3 +97,38 @@ def register(
             print(json.dumps(details))
             return
         render_registration(details, dry_run=dry_run)
+
+
+# --- What they print ---------------------------------------------------------------------------
+
+
+def render_sizes(sizes: dict[str, str]) -> None:
+    table = new_table("Saturn Cloud sizes")
+    table.add_column("size", style="bold", overflow="fold")
+    table.add_column("description", overflow="fold")
+    for name, description in sizes.items():
+        table.add_row(name, description)
+    stdout.print(table)
+
+
+def render_registration(details: dict[str, Any], *, dry_run: bool) -> None:
+    title = "Would register (dry run)" if dry_run else "Registered"
+    table = new_table(title, show_header=False)
+    table.add_column(style="bold", no_wrap=True, overflow="fold")
+    table.add_column(overflow="fold")
+    for name, value in details.items():
+        if name != "dry_run":
+            table.add_row(name.replace("_", " "), plain_text(value))
+    stdout.print(table)
+
+
+def plain_text(value: object) -> str:
+    """A registration detail as a reader wants it: lists and mappings without JSON brackets."""
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return ", ".join(str(item) for item in value) or "-"
+    if isinstance(value, dict):
+        # Keyword arguments, shown as the call receives them.
+        return ", ".join(f"{key}={item!r}" for key, item in value.items()) or "-"
+    return str(value)
