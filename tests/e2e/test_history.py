@@ -1,5 +1,5 @@
-"""The installed `ticketeval` against a real PostgreSQL history: processes at once, the server
-gone mid-run, a wrong password, and the same `history --json` as the default SQLite file.
+"""ticketeval against a real PostgreSQL history: installed processes at once; in-process, the
+server gone mid-run, a wrong password, and the same `history --json` as the default SQLite file.
 
 One PostgreSQL server for the session (tests/postgres.py), a fresh database per test.
 """
@@ -19,7 +19,6 @@ from tests.support.helpers import (
     assert_no_process_left,
     expect_error,
     invoke,
-    run_ticketeval,
     start_ticketeval,
 )
 from tests.support.postgres import stopped
@@ -110,11 +109,11 @@ def test_ten_processes_at_once_record_ten_trials_none_twice(
 def test_a_trial_made_while_the_server_is_down_is_spooled_then_sent_first(
     data_dir: Path, postgres_server: PostgresServer, postgres_url: str
 ) -> None:
+    # In-process: the server going away is the point, not the process.
     env = {"TICKETEVAL_HISTORY_URL": postgres_url}
     with stopped(postgres_server):
-        down = run_ticketeval(*EVALUATE, "--seed", "1", "--json", env=env)
+        down = invoke(*EVALUATE, "--seed", "1", "--json", env=env)
 
-    assert down.returncode == 7, down.stderr
     line = expect_error(down, 7)
     first = json.loads(down.stdout)
     assert f"Trial {first['id']} was not recorded" in line
@@ -123,13 +122,13 @@ def test_a_trial_made_while_the_server_is_down_is_spooled_then_sent_first(
     [spooled] = spooled_files(spool_for(data_dir / "spool", postgres_url))
     assert json.loads(spooled.read_text())["id"] == first["id"]
 
-    waiting = run_ticketeval("history", env=env)
-    assert waiting.returncode == 0, waiting.stderr
+    waiting = invoke("history", env=env)
+    assert waiting.exit_code == 0, waiting.output
     assert "1 trial(s) wait in the spool" in waiting.stderr
     assert read_trials(postgres_url) == []
 
-    back = run_ticketeval(*EVALUATE, "--seed", "2", "--json", env=env)
-    assert back.returncode == 0, back.stderr
+    back = invoke(*EVALUATE, "--seed", "2", "--json", env=env)
+    assert back.exit_code == 0, back.output
     second = json.loads(back.stdout)
     assert "Sent 1 spooled trial(s) first" in back.stderr
     rows = read_trials(postgres_url)
@@ -141,27 +140,28 @@ def test_a_trial_made_while_the_server_is_down_is_spooled_then_sent_first(
 def test_a_wrong_password_is_one_line_and_never_written_anywhere(
     data_dir: Path, postgres_server: PostgresServer, postgres_url: str, tmp_path: Path
 ) -> None:
+    # In-process: what is printed, logged and spooled is the point, not the process.
     wrong = "not-the-password-7f3e"
     url = postgres_url.replace(postgres_server.password, wrong)
     log = tmp_path / "ticketeval.log"
     env = {"TICKETEVAL_HISTORY_URL": url}
 
-    evaluated = start_ticketeval([*EVALUATE, "--json", "--log-file", str(log)], env=env)
-    shown = start_ticketeval(["history"], env=env)
-    [(code, stdout, stderr), (read_code, read_stdout, read_stderr)] = finish([evaluated, shown])
+    evaluated = invoke(*EVALUATE, "--json", "--log-file", str(log), env=env)
+    shown = invoke("history", env=env)
 
-    assert code == 7, stderr
-    line = expect_error(stderr, None)
+    line = expect_error(evaluated, 7)
     assert "refused the login" in line and "spooled" in line
-    assert read_code == 4, read_stderr
-    read_line = expect_error(read_stderr, None)
+    read_line = expect_error(shown, 4)
     assert "refused the login" in read_line
     [spooled] = spooled_files(spool_for(data_dir / "spool", url))
-    written = [stdout, stderr, read_stdout, read_stderr, log.read_text(), spooled.read_text()]
+    written = [
+        evaluated.stdout, evaluated.stderr, shown.stdout, shown.stderr, log.read_text(),
+        spooled.read_text(),
+    ]  # fmt: skip
     for text in written:
         assert wrong not in text
     assert "postgresql://" not in spooled.read_text()  # the spool holds the summary, not the URL
-    assert json.loads(spooled.read_text())["id"] == json.loads(stdout)["id"]
+    assert json.loads(spooled.read_text())["id"] == json.loads(evaluated.stdout)["id"]
 
 
 def test_postgresql_and_the_default_sqlite_show_the_same_history_json(
@@ -173,15 +173,12 @@ def test_postgresql_and_the_default_sqlite_show_the_same_history_json(
         for url in (default.history, postgres_url):
             assert record_trial(trial, url, default.spool_dir).recorded
 
-    on_sqlite = start_ticketeval(["history", "--json"], env={})
-    on_postgres = start_ticketeval(
-        ["history", "--json"], env={"TICKETEVAL_HISTORY_URL": postgres_url}
-    )
-    [(code, sqlite_json, _), (pg_code, postgres_json, pg_stderr)] = finish([on_sqlite, on_postgres])
+    on_sqlite = invoke("history", "--json")
+    on_postgres = invoke("history", "--json", env={"TICKETEVAL_HISTORY_URL": postgres_url})
 
-    assert (code, pg_code) == (0, 0), pg_stderr
-    assert len(json.loads(sqlite_json)) == 6
-    assert postgres_json == sqlite_json
+    assert (on_sqlite.exit_code, on_postgres.exit_code) == (0, 0), on_postgres.output
+    assert len(json.loads(on_sqlite.stdout)) == 6
+    assert on_postgres.stdout == on_sqlite.stdout
 
 
 # -- register: where a registered flow's trials go ---------------------------------------------

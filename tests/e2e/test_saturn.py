@@ -43,10 +43,10 @@ __all__ = ["cloud", "cloud_env", "home"]  # the emulator's fixtures, imported so
 def test_describe_sizes_shows_saturns_sizes_in_order(
     cloud: CloudEmulator, cloud_env: dict[str, str]
 ) -> None:
-    table = run_ticketeval("describe-sizes", env=cloud_env)
+    table = invoke("describe-sizes", env=cloud_env)  # in-process: the process is not the point
     as_json = invoke("describe-sizes", "--json", env=cloud_env)
 
-    assert table.returncode == 0, table.stderr
+    assert table.exit_code == 0, table.output
     positions = [table.stdout.index(name + " ") for name in SIZES]
     assert positions == sorted(positions)
     for description in SIZES.values():

@@ -156,7 +156,7 @@ def test_a_deployed_job_records_its_trial_in_postgresql_and_then_finds_nothing_n
 def test_logs_follow_reads_a_run_until_it_ends(
     saturn: JobsEmulator, data_server: LoopbackServer, postgres_url: str
 ) -> None:
-    """The installed executable, as a user runs it: `job start`, then `job logs --follow`,
+    """`job start`, then the installed executable's `job logs --follow`, as a user runs it,
     which returns once the run has ended, with the whole trial in what it printed."""
     env = {
         "SATURN_BASE_URL": saturn.base_url,
@@ -164,9 +164,10 @@ def test_logs_follow_reads_a_run_until_it_ends(
         "TICKETEVAL_HISTORY_URL": postgres_url,
         "TICKETEVAL_DATA_URL": data_server.url("/incident_event_log.zip"),
     }
-    assert run_ticketeval("job", "deploy", "--schedule", "@daily", env=env).returncode == 0
-    started = run_ticketeval("job", "start", env=env)
-    assert started.returncode == 0, started.stderr
+    deployed = invoke("job", "deploy", "--schedule", "@daily", env=env)
+    assert deployed.exit_code == 0, deployed.output
+    started = invoke("job", "start", env=env)
+    assert started.exit_code == 0, started.output
 
     followed = run_ticketeval("job", "logs", "--follow", env=env)
 
