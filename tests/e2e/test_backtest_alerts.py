@@ -117,10 +117,16 @@ def test_weekly_on_the_real_file_data_shifts_not_model_alerts(model_dir: Path) -
     plain = _backtest("--every", "week")
     assert plain["alerts"] <= 3, [row["label"] for row in plain["periods"] if row["alert"]]
     assert plain["data_shifts"] >= 10
-    # The model breaks where the reference weeks end (the first 17 of 51).
-    reference_end = plain["periods"][plain["reference_periods"]]["closed_from"]
+    # The model breaks where the reference weeks end (the first 17 of 51); the same reference
+    # weeks and the eight after them are enough to see it (half the periods to score).
+    reference = plain["reference_periods"]
+    reference_end = plain["periods"][reference]["closed_from"]
     (model_dir / "breaking.py").write_text(BROKEN.format(moment=reference_end))
-    broken = _backtest("--every", "week", "--model", "breaking:broken")
+    broken = _backtest(
+        "--every", "week", "--model", "breaking:broken", "--reference", str(reference),
+        "--closed-to", plain["periods"][reference + 8]["closed_from"],
+    )  # fmt: skip
+    assert len(broken["periods"]) == reference + 8
     judged = [row for row in broken["periods"] if not row["reference"] and not row["too_small"]]
     assert sum(row["alert"] for row in judged) > len(judged) / 2
     assert not any(row["alert"] for row in broken["periods"] if row["reference"])
