@@ -27,7 +27,7 @@ import pytest
 sys.dont_write_bytecode = False
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
-from tests.support.helpers import (  # noqa: F401  (re-exported)
+from tests.support.helpers import (  # noqa: E402, F401  (after the bytecode setting; re-exported)
     DEMO_ROWS,
     MARKER,
     REAL_INCIDENTS,
