@@ -55,6 +55,9 @@ def reported_errors(reporter: Reporter) -> Iterator[None]:
 
 
 _terminated = threading.Event()
+# A signal's exception was lost where Python cannot raise it (see _unraisable): what it cut short
+# may fail when it runs next.
+_signal_lost = threading.Event()
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -78,11 +81,18 @@ def _unraisable(unraisable: sys.UnraisableHookArgs) -> None:
     """A signal's exception raised where Python cannot raise it (a garbage collector callback,
     a __del__) is not a traceback for the user, and is not lost either: the signal is sent
     again, to be raised where it can be. Else the run went on until its work was done (a
-    backtest of many periods, minutes after cron or systemd asked it to stop)."""
+    backtest of many periods, minutes after cron or systemd asked it to stop). Once a signal
+    came, what it cut short failing in such a place is not shown either."""
     interrupt = unraisable.exc_value
     if not isinstance(interrupt, KeyboardInterrupt):
+        if _terminated.is_set() or _signal_lost.is_set():
+            # A library's callback the signal cut short, failing the next time it runs (Dask's
+            # garbage collector timer asserted the start it never recorded): part of stopping,
+            # which the command's one line says.
+            return
         sys.__unraisablehook__(unraisable)
         return
+    _signal_lost.set()
     if threading.current_thread() is not threading.main_thread():
         return  # a signal's exception is raised in the main thread only
     if isinstance(interrupt, Terminated):
